@@ -1,0 +1,113 @@
+"""The duel end to end on the world's "test" budget (tiny models that build in seconds)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from toolduel.cli import app
+from toolduel.config import ConfigError, load_config
+from toolduel.game_config import GameConfig
+from toolduel.run_files import read_jsonl
+
+TINY = ["--rounds", "1", "--world-budget", "test", "--attack-steps", "1", "--attack-prompts-per-step", "2",
+        "--num-generations", "2", "--harvest-seeds", "6", "--heldout", "world:plain,no_call", "--heldout-limit",
+        "3", "--max-query-tokens", "12", "--harvest-keep", "valid", "--fc-samples", "1", "--batch-size", "8"]
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("run-*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TOOLDUEL_CACHE", str(tmp_path_factory.getbasetemp() / "toolduel-cache"))
+
+
+def _run(*args):
+    return CliRunner().invoke(app, ["run", *args, "--no-progress"])
+
+
+def test_a_round_leaves_a_complete_run_folder(tmp_path):
+    out = tmp_path / "run"
+    result = _run("--out", str(out), *TINY)
+    assert result.exit_code == 0, result.output
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["round"] for m in metrics] == [0, 1]  # round 0: the FC model before any defence
+    for line in metrics:
+        assert set(line["accuracy"]) == {"plain", "no_call"}
+        assert all(0.0 <= a <= 1.0 for a in line["accuracy"].values())
+    assert metrics[0]["attack_success_rate"] is None
+    assert 0.0 <= metrics[1]["attack_success_rate"] <= 1.0 and 0.0 <= metrics[1]["validity_rate"] <= 1.0
+    harvest = read_jsonl(out / "rounds/round_1/harvest.jsonl")
+    assert len(harvest) == 6 and all(("reasons" in r) and ("valid" in r) for r in harvest)
+    pool = read_jsonl(out / "pool.jsonl")
+    assert len(pool) == sum(r["valid"] for r in harvest) == metrics[1]["pool_size"]  # keep=valid
+    for record in pool:
+        assert record["round"] == 1 and record["sample"]["messages"][-1]["content"] == record["query"]
+    assert (out / "final_fc_model" / "config.json").exists()
+    assert (out / "rounds/round_1/query_model/config.json").exists()
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["attack_steps"] == 1 and saved["out"] == str(out)
+    assert "round 1" in result.output and "attack success" in result.output
+
+
+def test_resume_after_kill_9_neither_loses_nor_duplicates(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "toolduel.cli", "run", "--out", str(out), "--no-progress", *TINY]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=os.environ | {"TOOLDUEL_CACHE": os.environ["TOOLDUEL_CACHE"]})
+    deadline = time.time() + 300
+    state_file = out / "state.json"
+    while time.time() < deadline:  # wait until the harvest is done, then kill without warning
+        if state_file.exists() and "1:harvest" in json.loads(state_file.read_text())["completed"]:
+            break
+        if process.poll() is not None:
+            pytest.fail("the run ended before it could be killed")
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    pool_before = read_jsonl(out / "pool.jsonl")
+    result = _run("--resume", str(out))
+    assert result.exit_code == 0, result.output
+    state = json.loads(state_file.read_text())
+    assert state["completed"].count("1:harvest") == 1  # the harvest was not played again
+    assert state["completed"][-1] == "finish"
+    pool_after = read_jsonl(out / "pool.jsonl")
+    assert [r["id"] for r in pool_after] == [r["id"] for r in pool_before]  # nothing lost, nothing twice
+    assert [m["round"] for m in read_jsonl(out / "metrics.jsonl")] == [0, 1]
+
+
+def test_resume_refuses_new_settings_and_fresh_runs_refuse_old_folders(tmp_path):
+    (tmp_path / "state.json").write_text('{"completed": []}')
+    result = _run("--out", str(tmp_path), *TINY)
+    assert result.exit_code == 2 and "already holds a run" in result.output
+    result = _run("--resume", str(tmp_path / "nothing"))
+    assert result.exit_code == 2 and "holds no run to resume" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attack-stepz", "3"], "unknown option '--attack-stepz'"),
+    (["--num-generations", "1"], "num_generations must be at least 2"),
+    (["--reward-form", "greedy"], "reward_form must be one of"),
+    (["--defend", "dpo"], "defend must be sft or grpo"),
+    (["--attack-steps"], "needs a value"),
+])
+def test_bad_game_settings_are_one_line_errors(args, message):
+    result = _run(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_run_config_loads(path):
+    assert isinstance(load_config(GameConfig, path), GameConfig)
+
+
+def test_band_must_be_ordered():
+    with pytest.raises(ConfigError, match="band_low <= band_high"):
+        GameConfig(band_low=0.9, band_high=0.1)

@@ -1,0 +1,121 @@
+"""The rule validity check: is a generated query still asking for the gold calls?"""
+
+from __future__ import annotations
+
+import pytest
+
+from toolduel.schema import Call, GoldCall, Sample, Tool
+from toolduel.validity import ValidityVerdict, check_query, is_grounded, normalize
+
+ADD_TO_CART = Tool("add_to_cart", "Add a product to the cart", {
+    "type": "object", "required": ["product", "quantity"],
+    "properties": {"product": {"type": "string"}, "quantity": {"type": "integer"},
+                   "gift_wrap": {"type": "boolean", "default": False},
+                   "note": {"type": "string", "default": "none"}}})
+CONVERT = Tool("convert_length", "Convert a length", {
+    "type": "object", "required": ["value", "from_unit", "to_unit"],
+    "properties": {"value": {"type": "number"}, "from_unit": {"type": "string", "enum": ["km", "mi"]},
+                   "to_unit": {"type": "string", "enum": ["km", "mi"]}}})
+
+
+def sample_of(*calls: Call, tools=(ADD_TO_CART, CONVERT)) -> Sample:
+    by_name = {t.name: t for t in tools}
+    return Sample(id="s", tools=list(tools), messages=[{"role": "user", "content": "seed"}],
+                  gold=[GoldCall.from_call(c, by_name[c.name]) for c in calls])
+
+
+CART = sample_of(Call("add_to_cart", {"product": "yoga mat", "quantity": 12, "gift_wrap": True}))
+LENGTH = sample_of(Call("convert_length", {"value": 12.5, "from_unit": "km", "to_unit": "mi"}))
+
+
+@pytest.mark.parametrize("query", [
+    "Add 12 yoga mats to my cart",            # plain (and a plural still holds the words)
+    "Put a dozen Yoga Mat in the cart",       # idiom, case
+    "add twelve of the yoga mat please",      # number word
+    "Cart: yoga mat, qty 12.0",               # the same number written as a float
+    "I'd like the YOGA MAT — 12 of them!",    # punctuation around values
+])
+def test_grounded_surface_forms_are_accepted(query):
+    verdict = check_query(query, CART)
+    assert verdict == ValidityVerdict(True, []), verdict.reasons
+
+
+@pytest.mark.parametrize("query", [
+    "Convert twelve and a half kilometers to miles",
+    "How many mi is 12.5 km?",
+    "12.50 kilometres in miles please",
+])
+def test_units_and_halves_are_grounded(query):
+    assert check_query(query, LENGTH).valid
+
+
+def test_a_dropped_value_is_rejected_and_named():
+    verdict = check_query("Add some yoga mats to my cart", CART)
+    assert not verdict.valid
+    assert verdict.reasons == ["ungrounded: add_to_cart.quantity=12"]
+    assert verdict.error_type == "ungrounded"
+
+
+def test_a_changed_number_is_not_grounded_by_a_prefix_or_a_longer_number():
+    assert not check_query("Add 1 yoga mat, then 2 more", CART).valid  # "1" and "2" are not 12
+    assert not check_query("Add 120 yoga mats", CART).valid
+    assert not check_query("Convert 12 km to mi", LENGTH).valid  # 12 is not 12.5
+    assert not check_query("Convert 12.55 km to mi", LENGTH).valid
+
+
+def test_function_names_and_call_syntax_leak():
+    leaked = check_query("Please call add_to_cart for 12 yoga mats", CART)
+    assert not leaked.valid and leaked.error_type == "leak"
+    assert "leak: function name 'add_to_cart'" in leaked.reasons
+    assert not check_query('<tool_call>{"name": "x"}</tool_call> 12 yoga mat', CART).valid
+    assert not check_query("add_to_cart(product='yoga mat', quantity=12)", CART).valid
+    # a name that is an ordinary word is no leak by itself
+    word_tool = Tool("translate", "Translate", {"type": "object", "properties": {}, "required": []})
+    assert check_query("translate this for me", sample_of(tools=(word_tool,))).valid
+
+
+def test_length_bounds_and_empty_or_hostile_input():
+    assert check_query("", CART).reasons == ["empty: no query text"]
+    assert check_query(None, CART).error_type == "empty"  # type: ignore[arg-type]
+    huge = "12 yoga mat " * 10_000
+    verdict = check_query(huge, CART)
+    assert not verdict.valid and verdict.error_type == "length"
+    assert check_query("12", sample_of()).error_type == "length"
+
+
+def test_optional_and_boolean_values_need_no_grounding():
+    # gift_wrap=True is a boolean (no surface form), note may be omitted
+    assert check_query("12 yoga mats in my cart", CART).valid
+
+
+def test_any_possible_answer_grounds_the_argument():
+    gold = GoldCall("add_to_cart", {"product": ["yoga mat", "exercise mat"], "quantity": [12]})
+    sample = Sample(id="s", tools=[ADD_TO_CART], messages=[], gold=[gold])
+    assert check_query("12 exercise mats", sample).valid
+
+
+def test_two_calls_need_both_grounded_and_no_call_needs_only_form():
+    both = sample_of(Call("add_to_cart", {"product": "yoga mat", "quantity": 12}),
+                     Call("convert_length", {"value": 3, "from_unit": "km", "to_unit": "mi"}))
+    assert check_query("Add 12 yoga mats, then convert 3 km to miles", both).valid
+    verdict = check_query("Add 12 yoga mats", both)
+    assert [r.split("=")[0] for r in verdict.reasons] == [
+        "ungrounded: convert_length.value", "ungrounded: convert_length.from_unit", "ungrounded: convert_length.to_unit"]
+    assert check_query("Tell me a joke", sample_of()).valid
+
+
+def test_custom_surface_forms_extend_or_replace_the_table():
+    gold = Sample(id="s", tools=[ADD_TO_CART], messages=[],
+                  gold=[GoldCall("add_to_cart", {"product": ["yoga mat"], "quantity": [144]})])
+    assert not check_query("a gross of yoga mats", gold).valid
+    assert check_query("a gross of yoga mats", gold, surface_forms={"144": ["a gross"]}).valid
+    assert check_query("a gross of yoga mats", gold,
+                       surface_forms=lambda v: {144: ["a gross"]}.get(v, [str(v)])).valid
+
+
+def test_dates_and_arrays_are_grounded_through_their_forms():
+    assert is_grounded("2025-05-12", "book it for May 12th, 2025")
+    assert not is_grounded("2025-05-12", "book it for May 12th")  # the year is missing
+    assert is_grounded(["Alice", "Bob"], "tell alice and bob")
+    assert not is_grounded(["Alice", "Bob"], "tell alice")
+    assert normalize("  Hello,\tWORLD_x ") == "hello, world x"

@@ -1,0 +1,153 @@
+"""The embedded world: catalog, seeded generator, held-out sets, tiny models, cached build."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import jsonschema
+import pytest
+
+from toolduel.schema import OPTIONAL, Sample
+from toolduel.validity import check_query
+from toolduel.world.catalog import all_functions, domains, world_tools
+from toolduel.world.generator import KINDS, generate_samples, make_sample, rephrase, split_of
+from toolduel.world.heldout import WORLD_SETS, load_world_set
+from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS
+from toolduel.world.surface import indirect_forms, number_words, surface_forms
+
+
+@pytest.fixture(scope="module")
+def mixed_samples() -> list[Sample]:
+    return generate_samples(1500, seed=11)
+
+
+# --- catalog ------------------------------------------------------------------------------
+
+def test_world_has_at_least_40_functions_over_8_domains():
+    assert len(all_functions()) >= 40
+    assert len(domains()) >= 8
+    assert {"weather", "arithmetic", "units", "calendar", "shopping", "travel", "messaging"} <= set(domains())
+
+
+def test_tools_use_every_parameter_type_and_declare_defaults():
+    types, with_default, enums = Counter(), 0, 0
+    for tool in world_tools():
+        jsonschema.Draft7Validator.check_schema(tool.parameters)
+        for name, spec in tool.properties.items():
+            types[spec["type"]] += 1
+            enums += "enum" in spec
+            if name not in tool.required and "default" in spec:
+                with_default += 1
+                jsonschema.validate(spec["default"], spec)  # a default must fit its own schema
+    assert set(types) == {"string", "integer", "number", "boolean", "array"}
+    assert enums > 10 and with_default > 10
+
+
+def test_surface_forms_know_idioms_words_and_synonyms():
+    assert number_words(125) == "one hundred twenty-five"
+    assert {"12", "twelve", "a dozen"} <= set(surface_forms(12))
+    assert "twelve and a half" in surface_forms(12.5)
+    assert "kilometers" in indirect_forms("km") and "euros" in indirect_forms("EUR")
+    assert "May 12th, 2025" in surface_forms("2025-05-12")
+    assert surface_forms(True) == []  # a boolean has no surface form: the check skips it
+
+
+# --- generator ----------------------------------------------------------------------------
+
+def test_same_seed_same_samples_and_another_seed_differs():
+    first = [s.to_dict() for s in generate_samples(50, seed=3)]
+    assert first == [s.to_dict() for s in generate_samples(50, seed=3)]
+    assert first != [s.to_dict() for s in generate_samples(50, seed=4)]
+
+
+def test_every_kind_and_phrasing_is_produced(mixed_samples):
+    seen = Counter((s.meta["kind"], s.meta["phrasing"]) for s in mixed_samples)
+    assert {(k, p) for k in KINDS for p in PHRASINGS} <= set(seen)
+
+
+def test_samples_have_target_plus_1_to_4_distractors(mixed_samples):
+    same_domain_distractor = 0
+    for sample in mixed_samples:
+        names = [t.name for t in sample.tools]
+        assert len(names) == len(set(names))
+        gold_names = {g.name for g in sample.gold}
+        assert gold_names <= set(names)
+        assert 1 <= len(set(names) - gold_names) <= 4
+        domain_of = {f.name: f.domain for f in all_functions()}
+        gold_domains = {domain_of[n] for n in gold_names}
+        same_domain_distractor += any(domain_of[n] in gold_domains for n in set(names) - gold_names)
+    assert same_domain_distractor > len(mixed_samples) // 4
+
+
+def test_gold_calls_are_valid_against_their_tool_schema(mixed_samples):
+    for sample in mixed_samples:
+        tools = {t.name: t for t in sample.tools}
+        for gold in sample.gold:
+            call = gold.canonical_call()
+            tool = tools[call.name]
+            jsonschema.validate(call.arguments, tool.parameters)
+            assert set(tool.required) <= set(call.arguments)
+            for param, answers in gold.arguments.items():  # an omittable one is optional in the schema
+                assert OPTIONAL not in answers or param not in tool.required
+
+
+def test_kinds_have_the_right_number_of_gold_calls(mixed_samples):
+    for sample in mixed_samples:
+        assert len(sample.gold) == {"one_call": 1, "two_call": 2, "no_call": 0}[sample.meta["kind"]]
+        assert sample.category == (sample.meta["phrasing"] if sample.meta["kind"] == "one_call"
+                                   else sample.meta["kind"])
+
+
+def test_every_generated_query_passes_the_validity_check(mixed_samples):
+    failures = [(s.query, check_query(s.query, s).reasons) for s in mixed_samples if not check_query(s.query, s).valid]
+    assert failures == []
+
+
+def test_samples_round_trip_through_json(mixed_samples):
+    for sample in mixed_samples[:100]:
+        again = Sample.from_dict(json.loads(json.dumps(sample.to_dict())))
+        assert again.to_dict() == sample.to_dict()
+
+
+def test_perturbations_change_the_query_but_not_the_request():
+    rng = random.Random(0)
+    sample = make_sample("one_call", "plain", random.Random(5), "x")
+    for phrasing in PERTURBATIONS:
+        queries = {rephrase(sample, phrasing, rng) for _ in range(5)} - {None}
+        assert queries and sample.query not in queries, phrasing
+        for query in queries:
+            assert check_query(query, sample).valid, (phrasing, query)
+
+
+def test_make_sample_rejects_unknown_kind_with_the_valid_names():
+    with pytest.raises(ValueError, match="one_call"):
+        make_sample("three_call", "plain", random.Random(0), "x")
+
+
+# --- held-out sets ------------------------------------------------------------------------
+
+def test_heldout_sets_are_fixed_named_and_tagged():
+    assert {"plain", "hard", "two_call", "no_call", *PERTURBATIONS} <= set(WORLD_SETS)
+    plain = load_world_set("plain", limit=40)
+    assert [s.to_dict() for s in plain] == [s.to_dict() for s in load_world_set("plain", limit=40)]
+    assert all(s.category == "plain" and s.meta["phrasing"] == "plain" for s in plain)
+    hard = load_world_set("hard", limit=len(PERTURBATIONS) * 3)
+    assert Counter(s.category for s in hard) == {k: 3 for k in PERTURBATIONS}
+    assert all(s.meta["phrasing"] == s.category for s in hard)
+    assert all(len(s.gold) == 2 for s in load_world_set("two_call", limit=20))
+    assert all(not s.gold for s in load_world_set("no_call", limit=20))
+
+
+def test_heldout_sets_are_disjoint_from_training_data():
+    train_queries = {s.query.lower() for s in generate_samples(3000, seed=0)}
+    for name in ("plain", "paraphrase", "two_call", "no_call"):
+        heldout = load_world_set(name, limit=100)
+        assert all(split_of(s.query) == "heldout" for s in heldout)
+        assert not train_queries & {s.query.lower() for s in heldout}
+
+
+def test_unknown_world_set_names_the_valid_ones():
+    with pytest.raises(ValueError, match="plain.*hard"):
+        load_world_set("plian")

@@ -1,0 +1,169 @@
+"""Tiny models of the world: tokenizer, Qwen2 config, warm-start data, the cached test build."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from toolduel.parsing import parse_calls
+from toolduel.world.generator import generate_samples
+from toolduel.world.tiny_models import QWEN2_PRETOKENIZE_REGEX, build_qwen2, train_tokenizer
+from toolduel.world.warm_start import NO_CALL_REPLY, fc_example, query_examples, query_model_messages
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather_forecast", "description": "Daily forecast",
+    "parameters": {"type": "object", "required": ["city", "days"], "properties": {
+        "city": {"type": "string"}, "days": {"type": "integer"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
+        "cities": {"type": "array", "items": {"type": "string"}},
+        "hourly": {"type": "boolean", "default": False}}}}}
+
+
+@pytest.fixture(scope="module")
+def world_tokenizer():
+    texts = [s.query for s in generate_samples(300, seed=1)] + ['{"name": "x", "arguments": {}}'] * 5
+    return train_tokenizer(texts, vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def test_build(tmp_path_factory):
+    import os
+
+    from toolduel.world.build import ensure_world_models
+
+    old = os.environ.get("TOOLDUEL_CACHE")
+    os.environ["TOOLDUEL_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        yield ensure_world_models("test", progress=False)
+    finally:
+        if old is None:
+            del os.environ["TOOLDUEL_CACHE"]
+        else:
+            os.environ["TOOLDUEL_CACHE"] = old
+
+
+def test_tokenizer_splits_digits_and_keeps_call_tags(world_tokenizer):
+    assert world_tokenizer.tokenize("1234") == ["1", "2", "3", "4"]
+    ids = world_tokenizer("<tool_call>\n{}\n</tool_call>")["input_ids"]
+    assert world_tokenizer.convert_tokens_to_ids("<tool_call>") == ids[0]
+    # the tags survive a decode that drops special tokens
+    assert "<tool_call>" in world_tokenizer.decode(ids, skip_special_tokens=True)
+    hostile = "naïve 😀 \x00 " + "9" * 50
+    assert world_tokenizer.decode(world_tokenizer(hostile)["input_ids"]) == hostile
+
+
+def test_tokenizer_matches_transformers_qwen2_pretokenizer():
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    assert QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
+
+
+def test_tokenizer_rejects_a_vocab_below_the_byte_alphabet():
+    with pytest.raises(ValueError, match="at least 300"):
+        train_tokenizer(["abc"], vocab_size=100)
+
+
+def test_chat_template_renders_tools_compactly(world_tokenizer):
+    messages = [{"role": "user", "content": "Forecast for Oslo, 3 days"}]
+    text = world_tokenizer.apply_chat_template(messages, tools=[WEATHER_TOOL], add_generation_prompt=True,
+                                               tokenize=False)
+    assert ("get_weather_forecast(city:str, days:int, unit?:celsius|fahrenheit=celsius, cities?:list[str], "
+            "hourly?:bool=false) Daily forecast") in text
+    assert text.startswith("<|im_start|>system\nTools:\n") and text.endswith("<|im_start|>assistant\n")
+    plain = world_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert "Tools" not in plain and plain == "<|im_start|>user\nForecast for Oslo, 3 days<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_chat_template_renders_assistant_tool_calls_as_tags(world_tokenizer):
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": {"a": 1}}},
+        {"type": "function", "function": {"name": "g", "arguments": "{\"b\": 2}"}}]}]
+    text = world_tokenizer.apply_chat_template(messages, tokenize=False)
+    assert [c.to_dict() for c in parse_calls(text.split("assistant\n", 1)[1]).calls] == [
+        {"name": "f", "arguments": {"a": 1}}, {"name": "g", "arguments": {"b": 2}}]
+
+
+def test_build_qwen2_is_about_1m_parameters_at_the_defaults():
+    tokenizer = train_tokenizer(["a b c 1 2 3"] * 10, vocab_size=1536)
+    model = build_qwen2(tokenizer)
+    assert model.config.vocab_size == len(tokenizer)
+    assert 0.5e6 < model.num_parameters() < 1.5e6
+    with pytest.raises(ValueError, match="num_heads"):
+        build_qwen2(tokenizer, hidden_size=130, num_heads=4)
+
+
+def test_fc_rows_target_format_calls_or_a_sentence():
+    for sample in generate_samples(60, seed=2, phrasings=("plain",)):
+        row = fc_example(sample)
+        target = row["completion"][0]["content"]
+        assert json.loads(row["tools"])[0]["type"] == "function"
+        if sample.gold:
+            calls = parse_calls(target).calls
+            assert [c.name for c in calls] == [g.name for g in sample.gold]
+        else:
+            assert target == NO_CALL_REPLY
+
+
+def test_query_rows_cover_every_style_and_stay_valid():
+    from toolduel.validity import check_query
+    from toolduel.world.generator import split_of
+    from toolduel.world.phrasing import PHRASINGS
+
+    rows = query_examples(300, seed=0)
+    assert {r["style"] for r in rows} == set(PHRASINGS)
+    assert all(split_of(r["completion"][0]["content"]) == "train" for r in rows)
+    sample = generate_samples(1, seed=5, kinds=("one_call",), phrasings=("plain",))[0]
+    prompt = query_model_messages(sample, style="chatty")
+    assert prompt[-1]["content"].endswith("Style: chatty") and sample.query in prompt[-1]["content"]
+    assert check_query(sample.query, sample).valid
+
+
+def test_test_budget_build_gives_loadable_hf_checkpoints(test_build):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for path in (test_build.fc_path, test_build.query_path):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path)
+        assert model.config.model_type == "qwen2" and tokenizer.tokenize("42") == ["4", "2"]
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL],
+                                            add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        out = model.generate(**ids, max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        assert out.shape[1] > ids["input_ids"].shape[1]
+    assert test_build.info["timings"]["total_s"] < 60
+
+
+def test_warm_start_changed_every_parameter(test_build):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from toolduel.world.build import BUDGETS
+
+    budget = BUDGETS["test"]
+    fresh = build_qwen2(AutoTokenizer.from_pretrained(test_build.tokenizer_path), hidden_size=budget.hidden_size,
+                        num_layers=budget.num_layers, num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
+                        intermediate_size=budget.intermediate_size, seed=budget.seed)
+    trained = AutoModelForCausalLM.from_pretrained(test_build.fc_path)
+    unchanged = [name for (name, before), after in zip(fresh.named_parameters(), trained.parameters())
+                 if torch.equal(before, after)]
+    assert unchanged == []
+
+
+def test_second_call_hits_the_cache(test_build, monkeypatch):
+    from toolduel.world import build
+
+    monkeypatch.setattr(build, "build_world_models", lambda *a, **k: pytest.fail("rebuilt a cached build"))
+    again = build.ensure_world_models("test", progress=False)
+    assert again.fc_path == test_build.fc_path
+    with pytest.raises(ValueError, match="default"):
+        build.ensure_world_models("huge")
+
+
+def test_cache_key_follows_the_budget():
+    import dataclasses
+
+    from toolduel.world.build import BUDGETS, cache_key
+
+    test = BUDGETS["test"]
+    assert cache_key(test) == cache_key(dataclasses.replace(test))
+    assert cache_key(test) != cache_key(dataclasses.replace(test, fc_examples=49))

@@ -1,0 +1,161 @@
+"""The query model's side of the duel: the attack (GRPO against a frozen FC model) and the harvest.
+
+The query model's prompt is its chat template applied to the seed's tools, gold calls and seed
+query (:func:`toolduel.world.warm_start.query_model_messages`), rendered to text once, so that
+TRL sees plain-text prompts and every row can carry its own tools.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from toolduel.game_config import GameConfig
+from toolduel.models.base import GenerationConfig
+from toolduel.progress import progress_bar
+from toolduel.rewards import AttackOutcome, QueryReward, QueryRewardSettings, adversarial_sample, play
+from toolduel.run_files import append_jsonl, write_text_atomic
+from toolduel.schema import Sample
+from toolduel.world.warm_start import query_model_messages
+
+
+def reward_settings(config: GameConfig) -> QueryRewardSettings:
+    return QueryRewardSettings(form=config.reward_form, invalid_penalty=config.invalid_penalty,
+                               duplicate_penalty=config.duplicate_penalty,
+                               band=(config.band_low, config.band_high))
+
+
+def fc_generation(config: GameConfig) -> GenerationConfig:
+    """How the FC model answers attacks: sampled when p_F is a mean over k > 1 answers."""
+    temperature = config.fc_temperature if config.fc_samples > 1 else 0.0
+    return GenerationConfig(max_new_tokens=128, temperature=temperature, seed=config.seed)
+
+
+def step_stats(outcomes: list[AttackOutcome]) -> dict:
+    """Validity rate and attack success rate (mean of validity * (1 - p_F)) of a batch of queries."""
+    n = len(outcomes) or 1
+    return {
+        "queries": len(outcomes),
+        "validity_rate": sum(o.valid for o in outcomes) / n,
+        "attack_success_rate": sum(1.0 - o.fc_success for o in outcomes if o.valid) / n,
+    }
+
+
+def render_query_prompt(tokenizer: Any, seed: Sample) -> str:
+    return tokenizer.apply_chat_template(query_model_messages(seed), tools=[t.to_openai() for t in seed.tools],
+                                         add_generation_prompt=True, tokenize=False)
+
+
+@dataclass
+class AttackResult:
+    query_path: Path
+    steps: list[dict]
+
+
+def run_attack(config: GameConfig, seeds: list[Sample], fc_model: Any, query_path: str | Path,
+               out_dir: Path, progress: bool = True, on_log: Callable[[str], None] = print) -> AttackResult:
+    """GRPO on the query model; every step's validity and attack success go to ``attack_log.jsonl``."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(query_path)
+    reward = QueryReward(fc_model, k=config.fc_samples, settings=reward_settings(config),
+                         generation=fc_generation(config))
+    rows = [{"prompt": render_query_prompt(tokenizer, seed), "sample": json.dumps(seed.to_dict())} for seed in seeds]
+    log_path = out_dir / "attack_log.jsonl"
+    log_path.unlink(missing_ok=True)  # a rerun of the phase starts its log again
+    steps: list[dict] = []
+
+    class _StepLog(TrainerCallback):
+        def __init__(self, advance: Callable[[int], None]):
+            self.advance = advance
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+            outcomes = [o for batch in reward.history for o in batch]
+            reward.history.clear()
+            record = {"step": state.global_step, **step_stats(outcomes)}
+            steps.append(record)
+            append_jsonl(log_path, [record])
+            self.advance(1)
+
+    args = GRPOConfig(
+        output_dir=str(out_dir / "trainer"),
+        max_steps=config.attack_steps,
+        per_device_train_batch_size=config.attack_prompts_per_step * config.num_generations,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_query_tokens,
+        temperature=config.query_temperature,
+        learning_rate=config.attack_learning_rate,
+        beta=config.beta,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=config.report_to,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        seed=config.seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    started = time.time()
+    with progress_bar("attack", total=config.attack_steps, enabled=progress) as advance:
+        trainer = GRPOTrainer(model=str(query_path), reward_funcs=[reward], args=args,
+                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                              callbacks=[_StepLog(advance)])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    saved = out_dir / "query_model"
+    save_checkpoint(trainer.model, tokenizer, saved)
+    if steps:
+        on_log(f"attack: {len(steps)} steps in {time.time() - started:.0f}s, attack success "
+               f"{steps[0]['attack_success_rate']:.2f} -> {steps[-1]['attack_success_rate']:.2f}, validity "
+               f"{steps[-1]['validity_rate']:.2f}")
+    return AttackResult(query_path=saved, steps=steps)
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
+    """Save into a temporary folder, then rename: a crash never leaves half a checkpoint."""
+    import shutil
+
+    temporary = path.with_name(path.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary)
+    tokenizer.save_pretrained(temporary)
+    shutil.rmtree(path, ignore_errors=True)
+    temporary.rename(path)
+
+
+def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
+            query_checkpoint: str, fc_checkpoint: str, out_dir: Path) -> tuple[list[dict], dict]:
+    """Sample a query per seed, gate validity, let the FC model answer; returns the pool records
+    of this round and the harvest stats. Every query, valid or not, goes to ``harvest.jsonl``."""
+    generation = GenerationConfig(max_new_tokens=config.max_query_tokens, temperature=config.query_temperature,
+                                  seed=config.seed + round_index)
+    answers = query_model.generate([query_model_messages(s) for s in seeds], [s.tools for s in seeds], generation)
+    queries = [a.text.strip() for a in answers]
+    outcomes = play(fc_model, seeds, queries, k=config.fc_samples, generation=fc_generation(config))
+    harvest_records = [{"round": round_index, "seed_id": seed.id, "query": o.query, "valid": o.valid,
+                        "reasons": o.reasons} for seed, o in zip(seeds, outcomes)]
+    write_text_atomic(out_dir / "harvest.jsonl", "".join(json.dumps(r) + "\n" for r in harvest_records))
+    pool = []
+    for seed, outcome in zip(seeds, outcomes):
+        if not outcome.valid:
+            continue
+        attack_success = outcome.fc_success < 1.0
+        if config.harvest_keep == "successful" and not attack_success:
+            continue
+        failing = next((v for v in outcome.verdicts if not v["valid"]), None)
+        pool.append({
+            "id": f"r{round_index}-{seed.id}", "round": round_index, "seed_id": seed.id,
+            "query_checkpoint": query_checkpoint, "fc_checkpoint": fc_checkpoint,
+            "query": outcome.query, "seed_query": seed.query, "phrasing": None,
+            "sample": adversarial_sample(seed, outcome.query).to_dict(),
+            "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_success": outcome.fc_success,
+            "attack_success": attack_success,
+            "error_type": failing["error_type"] if failing else None, "kind": failing["kind"] if failing else None,
+        })
+    return pool, step_stats(outcomes)

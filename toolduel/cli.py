@@ -1,0 +1,190 @@
+"""The ``toolduel`` command: ``eval`` today; ``world`` for the embedded tool world."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from toolduel.config import ConfigError, EvalConfig, load_config, to_yaml
+from toolduel.data import DataError, load_samples
+from toolduel.progress import console
+
+app = typer.Typer(help="Adversarial data augmentation for tool-calling models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+try:  # the world registers its own commands; a broken world must not take `eval` down with it
+    from toolduel.world.commands import world_app
+except ImportError:  # pragma: no cover - only while the world module is absent
+    world_app = None
+if world_app is not None:
+    app.add_typer(world_app, name="world", help="The embedded synthetic tool world and its tiny models.")
+
+
+@app.callback()
+def toolduel() -> None:
+    """Adversarial data augmentation for tool-calling models."""
+
+
+def _help(name: str) -> str:
+    return EvalConfig.__dataclass_fields__[name].metadata["help"]
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True, highlight=False)
+    raise typer.Exit(code=2)
+
+
+def build_eval_model(config: EvalConfig):
+    """The model an EvalConfig names: an endpoint, a local/hub model, or the embedded FC model."""
+    from toolduel.models import load_model
+
+    if config.endpoint:
+        return load_model({"backend": "endpoint", "base_url": config.endpoint, "model": config.model,
+                           "api_key_env": config.api_key_env, "max_concurrency": config.max_concurrency,
+                           "timeout": config.timeout})
+    path = config.model
+    if path is None:
+        from toolduel.world.build import ensure_world_models
+
+        path = str(ensure_world_models(progress=True).fc_path)
+    return load_model({"backend": "transformers", "path": path, "batch_size": config.batch_size})
+
+
+def print_summary(summary: dict, title: str) -> None:
+    table = Table(title=title)
+    for column in ("category", "n", "correct", "accuracy", "failed"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    rows = list(summary["per_category"].items()) + [("all", summary | {"failed": summary["failed_requests"]})]
+    for name, counts in rows:
+        accuracy = "-" if counts["accuracy"] is None else f"{counts['accuracy']:.1%}"
+        table.add_row(name, str(counts["n"]), str(counts["correct"]), accuracy, str(counts["failed"]))
+    console.print(table)
+    if summary["error_types"]:
+        errors = Table(title="errors")
+        errors.add_column("error type")
+        errors.add_column("count", justify="right")
+        for error_type, count in summary["error_types"].items():
+            errors.add_row(error_type, str(count))
+        console.print(errors)
+
+
+@app.command("eval")
+def eval_command(
+    data: Optional[str] = typer.Option(None, help=_help("data")),
+    model: Optional[str] = typer.Option(None, help=_help("model")),
+    endpoint: Optional[str] = typer.Option(None, help=_help("endpoint")),
+    api_key_env: Optional[str] = typer.Option(None, help=_help("api_key_env")),
+    out: Optional[str] = typer.Option(None, help=_help("out")),
+    limit: Optional[int] = typer.Option(None, help=_help("limit")),
+    batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
+    max_new_tokens: Optional[int] = typer.Option(None, help=_help("max_new_tokens")),
+    temperature: Optional[float] = typer.Option(None, help=_help("temperature")),
+    seed: Optional[int] = typer.Option(None, help=_help("seed")),
+    max_concurrency: Optional[int] = typer.Option(None, help=_help("max_concurrency")),
+    timeout: Optional[float] = typer.Option(None, help=_help("timeout")),
+    skip_bad: Optional[bool] = typer.Option(None, "--skip-bad", help=_help("skip_bad")),
+    bfcl_root: Optional[str] = typer.Option(None, help=_help("bfcl_root")),
+    resume: Optional[bool] = typer.Option(None, "--resume", help=_help("resume")),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of these settings; flags override it"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Evaluate a model (local, hub id, or OpenAI-compatible endpoint) on BFCL, world or JSONL data."""
+    from toolduel.evaluate import evaluate
+    from toolduel.models.base import GenerationConfig
+
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "progress", "evaluate", "GenerationConfig")}
+    try:
+        settings = load_config(EvalConfig, config, overrides)
+        report = load_samples(settings.data, limit=settings.limit, skip_bad=settings.skip_bad,
+                              bfcl_root=settings.bfcl_root)
+    except (ConfigError, DataError) as err:
+        fail(str(err))
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped[/yellow] {skipped}")
+    if not report.samples:
+        fail(f"no samples in {settings.data}")
+    out_dir = Path(settings.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(to_yaml(settings), encoding="utf-8")
+    console.print(f"evaluating {len(report.samples)} samples from {settings.data} -> {out_dir}")
+    chat_model = build_eval_model(settings)
+    generation = GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                  seed=settings.seed)
+    summary = evaluate(chat_model, report.samples, out_dir, generation, batch_size=settings.batch_size,
+                       resume=settings.resume, progress=progress,
+                       meta={"data": settings.data, "skipped_records": len(report.skipped)})
+    print_summary(summary, title=f"{summary['model']} on {settings.data}")
+    console.print(f"results: {out_dir / 'results.jsonl'}  summary: {out_dir / 'summary.json'}")
+
+
+def _game_help(name: str) -> str:
+    from toolduel.game_config import GameConfig
+
+    return GameConfig.__dataclass_fields__[name].metadata["help"]
+
+
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run_command(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of game settings; flags override it"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
+    out: Optional[str] = typer.Option(None, help="run folder (default: runs/<timestamp>)"),
+    rounds: Optional[int] = typer.Option(None, help="alternating rounds"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Play the duel: attack, harvest, defend, evaluate, for a few rounds (embedded default: no arguments).
+
+    Any setting of the game config can be given as a flag, e.g. --attack-steps 10 --reward-form attack."""
+    from toolduel.game import Run, run_game
+    from toolduel.game_config import GameConfig
+
+    try:
+        overrides = _extra_flags(ctx.args, GameConfig) | {"out": out, "rounds": rounds}
+        if resume is not None:
+            if config is not None or any(v is not None for v in overrides.values()):
+                fail("--resume takes the settings saved in the run folder; give no other settings")
+            run = Run.resume(resume)
+        else:
+            run = Run.start(load_config(GameConfig, config, overrides))
+    except (ConfigError, DataError) as err:
+        fail(str(err))
+    console.print(f"run folder: {run.dir}")
+    try:
+        run_game(run, progress=progress)
+    except (ConfigError, DataError) as err:
+        fail(f"{err} (everything finished so far stays in {run.dir}; continue with --resume {run.dir})")
+    console.print(f"done: {run.dir}")
+
+
+def _extra_flags(args: list[str], config_class: type) -> dict:
+    """``--attack-steps 10 --partial-credit false`` -> {"attack_steps": 10, "partial_credit": False}."""
+    import dataclasses
+
+    import yaml
+
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    values: dict = {}
+    index = 0
+    while index < len(args):
+        flag = args[index]
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if name not in fields:
+            raise ConfigError(f"unknown option {flag!r}; settings: "
+                              + ", ".join("--" + n.replace("_", "-") for n in fields))
+        if index + 1 >= len(args):
+            raise ConfigError(f"option {flag} needs a value")
+        values[name] = yaml.safe_load(args[index + 1])  # "10" -> 10, "false" -> False, "null" -> None
+        index += 2
+    return values
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,313 @@
+"""The duel: alternating rounds of attack, harvest, defend and evaluate (``toolduel run``).
+
+Every phase writes its results into the run folder (see :mod:`toolduel.run_files`) before it
+is marked done in ``state.json``, and files that several phases share (``pool.jsonl``,
+``metrics.jsonl``) are rebuilt atomically from per-round files. A run killed at any moment,
+``kill -9`` included, resumes from the last completed phase without losing or duplicating a
+pool record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from toolduel import run_files as files
+from toolduel.attack import harvest, run_attack, save_checkpoint
+from toolduel.config import ConfigError, load_config, to_yaml
+from toolduel.data import load_samples
+from toolduel.defend import defence_samples, defend
+from toolduel.evaluate import evaluate
+from toolduel.game_config import GameConfig
+from toolduel.models.base import GenerationConfig
+from toolduel.progress import console, progress_bar
+from toolduel.rewards import play
+from toolduel.schema import Sample
+
+# --- the run folder and its state --------------------------------------------------------------
+
+
+class Run:
+    """A run folder: its config, and which phases are done (``state.json``)."""
+
+    def __init__(self, run_dir: Path, config: GameConfig):
+        self.dir, self.config = run_dir, config
+        self.state = json.loads((run_dir / files.STATE).read_text()) if (run_dir / files.STATE).exists() \
+            else {"completed": [], "fc_path": None, "query_path": None}
+
+    @classmethod
+    def start(cls, config: GameConfig) -> "Run":
+        run_dir = Path(config.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run_dir / files.STATE).exists():
+            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = dataclasses.replace(config, out=str(run_dir))
+        files.write_text_atomic(run_dir / files.CONFIG, to_yaml(config))
+        return cls(run_dir, config)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path) -> "Run":
+        run_dir = Path(run_dir)
+        if not (run_dir / files.CONFIG).exists():
+            raise ConfigError(f"{run_dir} holds no run to resume ({files.CONFIG} is missing)")
+        return cls(run_dir, load_config(GameConfig, run_dir / files.CONFIG))
+
+    def done(self, phase: str) -> bool:
+        return phase in self.state["completed"]
+
+    def mark(self, phase: str, **paths: Path) -> None:
+        self.state["completed"].append(phase)
+        self.state.update({key: str(Path(path).relative_to(self.dir)) for key, path in paths.items()})
+        files.write_json_atomic(self.dir / files.STATE, self.state)
+
+    def path(self, key: str) -> Path:
+        return self.dir / self.state[key]
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def seed_samples(config: GameConfig, n: int, stream: str) -> list[Sample]:
+    """``n`` seeds for one purpose (``stream``), the same on every resume. The world's seeds are
+    plain train-split samples with calls: a no-call seed rewritten by the query model may well
+    ask for a tool, which the rule check cannot tell, so no-call skills are kept by replay."""
+    rng = random.Random(f"{config.seed}:{stream}")
+    if config.seeds == "world:train":
+        from toolduel.world.generator import generate_samples
+        from toolduel.world.phrasing import PLAIN
+
+        return generate_samples(n, seed=rng.randrange(10**9), kinds=("one_call", "two_call"), phrasings=(PLAIN,),
+                                kind_weights=(0.8, 0.2), split="train", id_prefix=f"seed-{stream}")
+    pool = [s for s in load_samples(config.seeds).samples if s.gold]
+    return [pool[rng.randrange(len(pool))] for _ in range(n)]
+
+
+def replay_samples(config: GameConfig, n: int, stream: str) -> list[Sample]:
+    """Plain training data of every kind (one call, two calls, no call), replayed in defence."""
+    if n == 0:
+        return []
+    if config.seeds == "world:train":
+        from toolduel.world.generator import generate_samples
+        from toolduel.world.phrasing import PLAIN
+        from toolduel.world.warm_start import FC_KIND_WEIGHTS
+
+        seed = random.Random(f"{config.seed}:{stream}").randrange(10**9)
+        return generate_samples(n, seed=seed, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS, split="train",
+                                id_prefix=f"replay-{stream}")
+    everything = load_samples(config.seeds).samples
+    rng = random.Random(f"{config.seed}:{stream}")
+    return [everything[rng.randrange(len(everything))] for _ in range(n)]
+
+
+def eval_sets(config: GameConfig) -> dict[str, list[Sample]]:
+    """Held-out sets by name: each world set or BFCL category on its own, a JSONL file as one."""
+    sets: dict[str, list[Sample]] = {}
+    for spec, limit in ((config.heldout, config.heldout_limit), (config.extra_eval, config.extra_eval_limit)):
+        if not spec:
+            continue
+        prefix, _, names = spec.partition(":")
+        if prefix in ("world", "bfcl") and names:
+            for name in [n.strip() for n in names.split(",") if n.strip()]:
+                key = name if prefix == "world" else f"bfcl:{name}"
+                sets[key] = load_samples(f"{prefix}:{name}", limit=limit).samples
+        else:
+            sets[Path(spec).stem] = load_samples(spec, limit=limit).samples
+    return sets
+
+
+def load_chat_model(path: str | Path, config: GameConfig):
+    from toolduel.models.hf import TransformersChatModel
+
+    return TransformersChatModel.from_pretrained(str(path), batch_size=config.batch_size)
+
+
+# --- the phases --------------------------------------------------------------------------------
+
+
+def phase_attack(run: Run, round_index: int, progress: bool) -> None:
+    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    seeds = seed_samples(config, config.attack_steps * config.attack_prompts_per_step, f"attack-{round_index}")
+    fc_model = load_chat_model(run.path("fc_path"), config)
+    result = run_attack(config, seeds, fc_model, run.path("query_path"), out_dir, progress=progress,
+                        on_log=console.print)
+    run.mark(f"{round_index}:attack", query_path=result.query_path)
+
+
+def phase_harvest(run: Run, round_index: int) -> None:
+    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    seeds = seed_samples(config, config.harvest_seeds, f"harvest-{round_index}")
+    query_path, fc_path = run.path("query_path"), run.path("fc_path")
+    pool, stats = harvest(config, round_index, seeds, load_chat_model(query_path, config),
+                          load_chat_model(fc_path, config), str(query_path.relative_to(run.dir)),
+                          str(fc_path.relative_to(run.dir)), out_dir)
+    files.write_text_atomic(out_dir / files.POOL, "".join(json.dumps(r) + "\n" for r in pool))
+    files.write_json_atomic(out_dir / "harvest_stats.json", stats)
+    rebuild_pool(run)
+    console.print(f"harvest: {stats['queries']} queries, validity {stats['validity_rate']:.2f}, attack success "
+                  f"{stats['attack_success_rate']:.2f}, {len(pool)} added to the pool")
+    run.mark(f"{round_index}:harvest")
+
+
+def phase_defend(run: Run, round_index: int, progress: bool) -> None:
+    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    pool = files.read_jsonl(run.dir / files.POOL)
+    replay = replay_samples(config, round(config.replay_ratio * len(pool)), f"replay-{round_index}")
+    samples = defence_samples(pool, replay, seed=config.seed + round_index)
+    if not samples:  # nothing harvested yet: the FC model stays as it is
+        shutil.copytree(run.path("fc_path"), out_dir / "fc_model", dirs_exist_ok=True)
+        console.print("defend: the pool is empty; the FC model is kept as it is")
+        run.mark(f"{round_index}:defend", fc_path=out_dir / "fc_model")
+        return
+    started = time.time()
+    with progress_bar("defend", total=1, enabled=progress) as advance:
+        model, tokenizer = defend(config, run.path("fc_path"), samples, out_dir,
+                                  on_step=lambda step, total: advance(0))
+        advance(1)
+    save_checkpoint(model, tokenizer, out_dir / "fc_model")
+    console.print(f"defend: {len(pool)} pool + {len(replay)} replayed examples, {time.time() - started:.0f}s")
+    run.mark(f"{round_index}:defend", fc_path=out_dir / "fc_model")
+
+
+def phase_evaluate(run: Run, round_index: int, progress: bool) -> dict:
+    """Held-out accuracy of the current FC model; for a round, also the attack success of this
+    round's queries against the defended FC model, and its answers to the pool's queries."""
+    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    fc_model = load_chat_model(run.path("fc_path"), config)
+    metrics: dict[str, Any] = {"round": round_index, "accuracy": {}, "error_kinds": {}, "error_types": {},
+                               "attack_success_rate": None, "validity_rate": None}
+    for name, samples in eval_sets(config).items():
+        summary = evaluate(fc_model, samples, out_dir / "eval" / name.replace(":", "_"),
+                           GenerationConfig(max_new_tokens=128), batch_size=config.batch_size,
+                           progress=progress, meta={"set": name})
+        metrics["accuracy"][name] = summary["accuracy"]
+        metrics["error_kinds"][name] = summary["error_kinds"]
+        metrics["error_types"][name] = summary["error_types"]
+    if round_index > 0:
+        metrics.update(attack_after_defence(run, round_index, fc_model))
+    metrics["pool_size"] = len(files.read_jsonl(run.dir / files.POOL))
+    files.write_json_atomic(out_dir / "metrics.json", metrics)
+    rebuild_metrics(run)
+    return metrics
+
+
+def attack_after_defence(run: Run, round_index: int, fc_model: Any) -> dict:
+    from toolduel.attack import fc_generation, step_stats
+
+    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    harvested = files.read_jsonl(out_dir / "harvest.jsonl")
+    pool = files.read_jsonl(out_dir / files.POOL)
+    seeds = {s.id: s for s in seed_samples(config, config.harvest_seeds, f"harvest-{round_index}")}
+    records = [r for r in harvested if r["seed_id"] in seeds]
+    outcomes = play(fc_model, [seeds[r["seed_id"]] for r in records], [r["query"] for r in records],
+                    k=config.fc_samples, generation=fc_generation(config))
+    by_seed = {r["seed_id"]: o for r, o in zip(records, outcomes)}
+    after = [{"id": p["id"], "round": round_index, "raw_output": by_seed[p["seed_id"]].fc_outputs[0],
+              "verdict": by_seed[p["seed_id"]].verdicts[0]} for p in pool if by_seed[p["seed_id"]].valid]
+    files.write_text_atomic(out_dir / "after_defence.jsonl", "".join(json.dumps(r) + "\n" for r in after))
+    before = json.loads((out_dir / "harvest_stats.json").read_text())
+    attack_log = files.read_jsonl(out_dir / "attack_log.jsonl")
+    return {"attack_success_rate": step_stats(outcomes)["attack_success_rate"],
+            "attack_success_rate_before_defence": before["attack_success_rate"],
+            "validity_rate": before["validity_rate"],
+            "pool_added": len(pool),
+            "attack_steps": [{k: s[k] for k in ("step", "attack_success_rate", "validity_rate")} for s in attack_log]}
+
+
+def rebuild_pool(run: Run) -> None:
+    rounds = sorted(run.dir.glob("rounds/round_*/" + files.POOL), key=lambda p: int(p.parent.name.split("_")[1]))
+    records = [record for path in rounds for record in files.read_jsonl(path)]
+    files.write_text_atomic(run.dir / files.POOL, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def rebuild_metrics(run: Run) -> None:
+    rounds = sorted(run.dir.glob("rounds/round_*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[1]))
+    lines = [json.dumps(json.loads(path.read_text())) + "\n" for path in rounds]
+    files.write_text_atomic(run.dir / files.METRICS, "".join(lines))
+
+
+# --- the whole game ----------------------------------------------------------------------------
+
+
+def start_players(run: Run) -> None:
+    """Round 0's players: the configured models, or the embedded world's (built or cached)."""
+    config = run.config
+    fc_path, query_path = config.fc_model, config.query_model
+    if fc_path is None or query_path is None:
+        from toolduel.world.build import ensure_world_models
+
+        world = ensure_world_models(config.world_budget, progress=True)
+        fc_path, query_path = fc_path or world.fc_path, query_path or world.query_path
+    players = run.dir / "rounds" / "round_0"
+    for name, source in (("fc_model", fc_path), ("query_model", query_path)):
+        if Path(source).is_dir():  # a local checkpoint is copied, so the run folder is self-contained
+            shutil.copytree(source, players / name, dirs_exist_ok=True)
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            save_checkpoint(AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source),
+                            players / name)
+    run.mark("0:players", fc_path=players / "fc_model", query_path=players / "query_model")
+
+
+def finish(run: Run) -> None:
+    """The final FC model, the pool as a Hugging Face dataset, and the report."""
+    final = run.dir / files.FINAL_FC_MODEL
+    shutil.rmtree(final, ignore_errors=True)
+    shutil.copytree(run.path("fc_path"), final)
+    from datasets import Dataset
+
+    pool = files.read_jsonl(run.dir / files.POOL)
+    flat = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in pool]
+    dataset_dir = run.dir / files.POOL_DATASET
+    shutil.rmtree(dataset_dir, ignore_errors=True)
+    if flat:
+        Dataset.from_list(flat).save_to_disk(str(dataset_dir))
+    try:
+        from toolduel.report import build_report
+    except ImportError:
+        return
+    build_report(run.dir)
+
+
+def print_round(metrics: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"round {metrics['round']}")
+    for column in [*metrics["accuracy"], "attack success", "validity", "pool"]:
+        table.add_column(column, justify="right")
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    table.add_row(*[percent(v) for v in metrics["accuracy"].values()], percent(metrics["attack_success_rate"]),
+                  percent(metrics["validity_rate"]), str(metrics.get("pool_size", 0)))
+    console.print(table)
+
+
+def run_game(run: Run, progress: bool = True) -> Path:
+    """Play every round not yet done; returns the run folder."""
+    if not run.done("0:players"):
+        start_players(run)
+    if not run.done("0:evaluate"):
+        print_round(phase_evaluate(run, 0, progress))
+        run.mark("0:evaluate")
+    for round_index in range(1, run.config.rounds + 1):
+        console.rule(f"round {round_index} of {run.config.rounds}")
+        if not run.done(f"{round_index}:attack"):
+            phase_attack(run, round_index, progress)
+        if not run.done(f"{round_index}:harvest"):
+            phase_harvest(run, round_index)
+        if not run.done(f"{round_index}:defend"):
+            phase_defend(run, round_index, progress)
+        if not run.done(f"{round_index}:evaluate"):
+            print_round(phase_evaluate(run, round_index, progress))
+            run.mark(f"{round_index}:evaluate")
+    if not run.done("finish"):
+        finish(run)
+        run.mark("finish")
+    return run.dir

@@ -1,0 +1,270 @@
+"""An OpenAI-compatible chat endpoint (vLLM, SGLang, llama.cpp server, a hosted API) as a ChatModel.
+
+Requests run in a thread pool of ``max_concurrency`` workers sharing one ``httpx.Client``.
+A request is retried, with exponential backoff and jitter, on 408/429/5xx answers, timeouts
+and connection errors (a body cut short is a connection error); ``Retry-After`` is honoured
+up to ``retry_after_max`` seconds. Whatever still fails becomes ``Generation(text="",
+error=...)``, so one bad answer never costs the batch the others.
+
+The API key is read from the environment variable *named* by ``api_key_env`` when a batch
+starts; it is never stored on the object, in a config dict, in ``repr`` or in a log line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from toolduel.models.base import Generation, GenerationConfig
+from toolduel.schema import Tool
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429})  # plus every 5xx
+# Upper case only: a pasted key (often lower-case hex or "sk-...") then never passes for a name.
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+@dataclass
+class _Failure:
+    reason: str
+    retryable: bool
+    retry_after: float | None = None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); None if absent
+    or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _shape_error(where: str, expected: str, got: Any) -> ValueError:
+    return ValueError(f"wrong shape: {where} should be {expected}, got {_one_line(repr(got), 80)}")
+
+
+def _message_text(content: Any) -> str:
+    """``content`` as text: a string, None, or a list of ``{"type": "text", "text": ...}`` parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        return "".join(p.get("text", "") for p in content if isinstance(p.get("text", ""), str))
+    raise _shape_error("choices[0].message.content", "a string or null", content)
+
+
+def _check_tool_calls(tool_calls: Any) -> list[dict] | None:
+    if tool_calls is None or tool_calls == []:
+        return None
+    if not isinstance(tool_calls, list):
+        raise _shape_error("choices[0].message.tool_calls", "a list", tool_calls)
+    for i, call in enumerate(tool_calls):
+        where = f"choices[0].message.tool_calls[{i}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise _shape_error(f"{where}.function", "an object", function)
+        if not isinstance(function.get("name"), str) or not function["name"]:
+            raise _shape_error(f"{where}.function.name", "a non-empty string", function.get("name"))
+        if not isinstance(function.get("arguments", "{}"), (str, dict)):
+            raise _shape_error(f"{where}.function.arguments", "a JSON string", function["arguments"])
+    return tool_calls
+
+
+def parse_chat_completion(data: Any) -> Generation:
+    """A decoded ``/chat/completions`` answer as a Generation; ``ValueError`` (one line) when the
+    shape is wrong. ``tool_calls`` are kept as received; an empty list counts as none."""
+    if not isinstance(data, dict):
+        raise _shape_error("the body", "a JSON object", data)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _shape_error("choices", "a non-empty list of objects", choices)
+    message = choices[0].get("message")
+    if not isinstance(message, dict) or not ("content" in message or "tool_calls" in message):
+        raise _shape_error("choices[0].message", "an object with content or tool_calls", message)
+    meta = {"finish_reason": choices[0].get("finish_reason")}
+    if isinstance(data.get("usage"), dict):
+        meta["usage"] = data["usage"]
+    return Generation(text=_message_text(message.get("content")),
+                      tool_calls=_check_tool_calls(message.get("tool_calls")), meta=meta)
+
+
+class EndpointChatModel:
+    """A model served behind ``{base_url}/chat/completions``.
+
+    ``base_url`` includes the API prefix (``http://localhost:8000/v1``). ``api_key_env`` is the
+    *name* of the environment variable holding the key; when it is unset, requests go out
+    without an ``Authorization`` header (local servers seldom need one).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 20.0,
+        retry_after_max: float = 60.0,
+        max_concurrency: int = 8,
+        extra_body: dict | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r} "
+                             "(e.g. http://localhost:8000/v1)")
+        if not isinstance(api_key_env, str) or not _ENV_NAME.match(api_key_env):
+            # Never echo the value: someone may have pasted the key itself here.
+            raise ValueError("api_key_env must be the upper-case NAME of an environment variable "
+                             "(e.g. OPENAI_API_KEY), not the key itself; export the key in that variable")
+        if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
+            raise ValueError("need max_concurrency >= 1, max_retries >= 0 and timeout > 0; got "
+                             f"{max_concurrency}, {max_retries}, {timeout}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = name or model
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
+        self.max_concurrency = max_concurrency
+        self.extra_body = dict(extra_body or {})
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return (f"EndpointChatModel(base_url={self.base_url!r}, model={self.model!r}, "
+                f"api_key_env={self.api_key_env!r}, max_concurrency={self.max_concurrency})")
+
+    def to_config(self) -> dict:
+        """The settings as a ``load_model`` spec (the key's variable name, never the key)."""
+        return {"backend": "endpoint", "base_url": self.base_url, "model": self.model,
+                "api_key_env": self.api_key_env, "timeout": self.timeout,
+                "connect_timeout": self.connect_timeout, "max_retries": self.max_retries,
+                "backoff_base": self.backoff_base, "backoff_max": self.backoff_max,
+                "retry_after_max": self.retry_after_max, "max_concurrency": self.max_concurrency,
+                "extra_body": dict(self.extra_body), "name": self.name}
+
+    def request_body(self, conversation: list[dict], tools: list[Tool], config: GenerationConfig,
+                     seed: int | None = None) -> dict:
+        body = {"model": self.model, "messages": conversation, "temperature": config.temperature,
+                "top_p": config.top_p, "max_tokens": config.max_new_tokens, **self.extra_body}
+        if tools:
+            body["tools"] = [tool.to_openai() for tool in tools]
+        if seed is not None:
+            body["seed"] = seed
+        return body
+
+    def generate(self, conversations: list[list[dict]], tools: list[list[Tool]],
+                 config: GenerationConfig | None = None) -> list[Generation]:
+        """One Generation per conversation, in input order. With a seed, request ``i`` is sent
+        ``seed + i``, so repeated prompts (``k`` samples) still differ yet a rerun repeats."""
+        if len(conversations) != len(tools):
+            raise ValueError(f"got {len(conversations)} conversations but {len(tools)} tool lists; "
+                             "pass one tool list per conversation")
+        if not conversations:
+            return []
+        config = config or GenerationConfig()
+        bodies = [self.request_body(conv, conv_tools, config,
+                                    None if config.seed is None else config.seed + i)
+                  for i, (conv, conv_tools) in enumerate(zip(conversations, tools))]
+        api_key = os.environ.get(self.api_key_env) or None
+        if api_key is None:
+            logger.debug("%s is not set; sending requests without an Authorization header", self.api_key_env)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        timeout = httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout))
+        limits = httpx.Limits(max_connections=self.max_concurrency,
+                              max_keepalive_connections=self.max_concurrency)
+        with httpx.Client(timeout=timeout, limits=limits, headers=headers) as client, \
+                ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(bodies)),
+                                   thread_name_prefix="toolduel-endpoint") as pool:
+            futures = [pool.submit(self._answer, client, body, api_key) for body in bodies]
+            return [future.result() for future in futures]
+
+    def _answer(self, client: httpx.Client, body: dict, api_key: str | None) -> Generation:
+        """One request with retries; never raises."""
+        started, waited = time.monotonic(), 0.0
+        for attempt in range(self.max_retries + 1):
+            try:
+                outcome = self._attempt(client, body)
+            except Exception as exc:  # a bug or an exotic transport error must not sink the batch
+                outcome = _Failure(f"{type(exc).__name__}: {exc}", retryable=False)
+            if isinstance(outcome, Generation):
+                outcome.meta.update(attempts=attempt + 1, waited_s=round(waited, 3),
+                                    latency_s=round(time.monotonic() - started, 3))
+                return outcome
+            failure = outcome
+            if not failure.retryable or attempt == self.max_retries:
+                break
+            delay = self._backoff(attempt, failure.retry_after)
+            logger.info("retrying %s in %.2fs (attempt %d/%d): %s", self.name, delay, attempt + 1,
+                        self.max_retries + 1, _redact(failure.reason, api_key))
+            time.sleep(delay)
+            waited += delay
+        reason = _redact(_one_line(f"{failure.reason} (after {attempt + 1} attempt"
+                                   f"{'s' if attempt else ''})"), api_key)
+        logger.warning("%s: request failed: %s", self.name, reason)
+        return Generation(text="", error=reason,
+                          meta={"attempts": attempt + 1, "waited_s": round(waited, 3),
+                                "latency_s": round(time.monotonic() - started, 3)})
+
+    def _attempt(self, client: httpx.Client, body: dict) -> Generation | _Failure:
+        try:
+            response = client.post(f"{self.base_url}/chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            return _Failure(f"timeout ({type(exc).__name__})", retryable=True)
+        except httpx.TransportError as exc:  # refused, reset, or a body cut short
+            return _Failure(f"connection error ({type(exc).__name__}: {exc})", retryable=True)
+        status = response.status_code
+        if not 200 <= status < 300:
+            retryable = status in RETRY_STATUSES or status >= 500
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            return _Failure(f"HTTP {status}: {_one_line(response.text, 200)}", retryable, retry_after)
+        try:
+            data = json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _Failure(f"malformed JSON in the answer ({exc})", retryable=False)
+        try:
+            return parse_chat_completion(data)
+        except ValueError as exc:
+            return _Failure(str(exc), retryable=False)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_max)
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** attempt)
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter"
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,222 @@
+"""Build the weakness report of a run folder or an eval folder: report.html plus one PNG per figure.
+
+Each section is drawn on its own: one that fails on odd data becomes a line in the problems
+list and the others still render.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from toolduel.report import figures as draw
+from toolduel.report import measure
+from toolduel.report import page as html
+from toolduel.report.load import RunData, load_folder
+from toolduel.report.traits import TRAITS, compare_traits
+from toolduel.run_files import REPORT, write_text_atomic
+
+HTML_FILE = "report.html"
+
+
+class ReportError(ValueError):
+    """No report can be made (the folder does not exist)."""
+
+
+@dataclass
+class Report:
+    html: Path
+    figures: dict[str, Path] = field(default_factory=dict)  # figure name -> PNG file
+    problems: list[str] = field(default_factory=list)  # one line each: the file and what is wrong
+
+
+class _Builder:
+    """Collects sections and figures; a figure is written as PNG and embedded in the page."""
+
+    def __init__(self, data: RunData, out: Path):
+        self.data, self.out = data, out
+        self.body: list[str] = []
+        self.figures: dict[str, Path] = {}
+
+    def figure(self, name: str, figure, caption: str) -> str:
+        if figure is None:
+            return ""
+        png = draw.png_bytes(figure)
+        path = self.out / f"{name}.png"
+        path.write_bytes(png)
+        self.figures[name] = path
+        return html.figure(name, png, caption)
+
+    def add(self, title: str, build: Callable[[], list[str]]) -> None:
+        try:
+            parts = [part for part in build() if part]
+        except Exception as error:  # one odd field must not cost the whole report
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            self.data.problems.append(f"section {title!r} could not be drawn: {type(error).__name__}: {error} "
+                                      f"({Path(where.filename).name}:{where.lineno})")
+            return
+        if parts:
+            self.body.append(html.section(title, *parts, section_id=title.lower().replace(" ", "-")))
+
+
+def _rounds_section(b: _Builder) -> list[str]:
+    data, accuracy = b.data, measure.accuracy_by_set(b.data)
+    rates = measure.attack_rates(data)
+    metric = {m["round"]: m for m in data.metrics}
+    rows = []
+    for r in data.rounds:
+        seconds = metric.get(r, {}).get("seconds", {})
+        total = sum(v for v in seconds.values() if isinstance(v, (int, float)))
+        rows.append([r, *(html.Cell(html.percent(accuracy[s].get(r)), "num") for s in accuracy),
+                     html.Cell(html.percent(rates.get(measure.ATTACK_SUCCESS, {}).get(r)), "num"),
+                     html.Cell(html.percent(rates.get(measure.VALIDITY, {}).get(r)), "num"),
+                     metric.get(r, {}).get("pool_size", "-"), html.Cell(f"{total:.0f}" if seconds else "-", "num")])
+    headers = ["round", *(f"accuracy: {s}" for s in accuracy), "attack success", "validity", "pool size",
+               "seconds"]
+    return [html.table("rounds", headers, rows),
+            html.paragraph("Round 0 is the FC model before any defence; round t's accuracy is the FC model after "
+                           "round t's defence. Rates come from metrics.jsonl, or from the round's files where a "
+                           "metrics line lacks them.")]
+
+
+def _accuracy_section(b: _Builder) -> list[str]:
+    by_set, by_category = measure.accuracy_by_set(b.data), measure.accuracy_by_category(b.data)
+    parts = [b.figure("accuracy", draw.rate_figure(by_set, "Accuracy on held-out sets", "accuracy"),
+                      "Accuracy of the FC model on each held-out set")]
+    if by_category:
+        parts.append(b.figure("accuracy_by_category",
+                              draw.rate_figure(by_category, "Accuracy per category", "accuracy"),
+                              "Accuracy per category of the sets that mix categories (BFCL's, for one)"))
+        rounds = sorted({r for points in by_category.values() for r in points})
+        parts.append(html.table("categories", ["category", *(f"round {r}" for r in rounds)], [
+            [label, *(html.Cell(html.percent(points.get(r)), "num") for r in rounds)]
+            for label, points in by_category.items()]))
+    return parts
+
+
+def _attack_section(b: _Builder) -> list[str]:
+    rates = measure.attack_rates(b.data)
+    return [b.figure("attack_rates", draw.rate_figure(rates, "Attack success and validity per round", "rate"),
+                     "Attack success rate and validity rate per duel round")]
+
+
+def _error_kinds_section(b: _Builder) -> list[str]:
+    heldout, attacks = measure.heldout_error_kinds(b.data), measure.pool_error_kinds(b.data)
+    kinds = measure.kinds_present(heldout, attacks)
+    if not kinds:
+        return []
+    columns = [("held-out", r, heldout) for r in sorted(heldout)] + [("attacks", r, attacks) for r in sorted(attacks)]
+    rows = [[measure.kind_label(k), *(counts[r].get(k, 0) for _, r, counts in columns)] for k in kinds]
+    return [b.figure("error_kinds", draw.error_kinds_figure(heldout, attacks),
+                     "The checker's error kinds per round"),
+            html.table("error-kinds", ["error kind", *(f"{source} r{r}" for source, r, _ in columns)], rows)]
+
+
+def _phrasing_section(b: _Builder) -> list[str]:
+    stats = measure.phrasing_stats(b.data.pool)
+    if not stats:
+        return [html.paragraph("No pool record carries a phrasing tag.")] if b.data.pool else []
+    rows = [[tag, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
+             ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())] for tag, entry in stats.items()]
+    return [b.figure("phrasing", draw.phrasing_figure(stats), "Attack success rate by the seed's phrasing tag"),
+            html.table("phrasing", ["seed phrasing", "attacks", "worked", "success rate", "worked/attacks by round"],
+                       rows)]
+
+
+def _traits_section(b: _Builder) -> list[str]:
+    comparison = compare_traits(b.data.pool)
+    if not any(row["n_worked"] + row["n_failed"] for row in comparison.values()):
+        return []
+    rows = [[trait, TRAITS[trait], html.Cell(html.number(row["worked"]), "num"),
+             html.Cell(html.number(row["failed"]), "num"), html.Cell(html.number(row["difference"]), "num"),
+             html.Cell(html.number(row["effect"]), "num")] for trait, row in comparison.items()]
+    return [b.figure("traits", draw.traits_figure(comparison), "Measured traits of attacks that worked and failed"),
+            html.table("traits", ["trait", "what it measures", "mean: worked", "mean: failed", "difference",
+                                  "effect (sd units)"], rows),
+            html.paragraph("Traits come sorted by how well they separate the two groups: the effect is the "
+                           "difference of means over the pooled standard deviation.")]
+
+
+def _rejections_section(b: _Builder) -> list[str]:
+    counts, examples = measure.rejections(b.data.harvest)
+    if not any(counts.values()):
+        return [html.paragraph("No harvested query was rejected.")] if b.data.harvest else []
+    reasons = sorted(examples, key=lambda reason: -sum(c.get(reason, 0) for c in counts.values()))
+    rows = [[reason, *(counts[r].get(reason, 0) for r in counts), sum(c.get(reason, 0) for c in counts.values()),
+             html.Cell(examples[reason]["query"], "code"), examples[reason]["detail"]] for reason in reasons]
+    return [b.figure("rejections", draw.rejections_figure(counts), "Harvested queries the validity gate rejected"),
+            html.table("rejections", ["reason", *(f"round {r}" for r in counts), "total", "example query",
+                                      "detail"], rows)]
+
+
+def _examples_section(b: _Builder) -> list[str]:
+    from_pool = b.data.kind == "run" and any(measure.succeeded(r) for r in b.data.pool)
+    examples = measure.pool_examples(b.data) if from_pool else measure.result_examples(b.data)
+    parts = [html.paragraph("Successful attacks from the pool: the FC model's answer when attacked and after "
+                            "that round's defence." if from_pool else "Wrong answers from the evaluation.")]
+    for kind, chosen in examples.items():
+        parts.append(html.heading(f"{measure.kind_label(kind)} ({kind})"))
+        if from_pool:
+            headers = ["round", "phrasing", "query", "gold", "FC output (attacked)", "verdict",
+                       "FC output after defence", "verdict after defence"]
+            rows = [[e["round"], e["phrasing"], e["query"], html.Cell(e["gold"], "code"), html.Cell(e["before"], "code"),
+                     html.Cell(e["verdict_before"], "bad"), html.Cell(e["after"], "code"),
+                     html.Cell(e["verdict_after"], "good" if e["verdict_after"] == "correct" else "bad")]
+                    for e in chosen]
+        else:
+            headers = ["set / category", "query", "gold", "FC output", "verdict"]
+            rows = [[f"{e['set']} / {e['category']}", e["query"], html.Cell(e["gold"], "code"),
+                     html.Cell(e["before"], "code"), html.Cell(e["verdict_before"], "bad")] for e in chosen]
+        parts.append(html.table(f"examples-{kind}", headers, rows, css="examples"))
+    return parts if examples else []
+
+
+def _eval_summary_section(b: _Builder) -> list[str]:
+    rows = []
+    for name, evaluation in b.data.evals.get(0, {}).items():
+        summary = evaluation.summary or {}
+        for category, counts in (summary.get("per_category") or {}).items():
+            rows.append([category, counts.get("n", "-"), counts.get("correct", "-"),
+                         html.Cell(html.percent(counts.get("accuracy")), "num")])
+        rows.append([html.Cell("all", "good"), summary.get("n", "-"), summary.get("correct", "-"),
+                     html.Cell(html.percent(summary.get("accuracy")), "num")])
+    return [html.table("summary", ["category", "n", "correct", "accuracy"], rows)] if rows else []
+
+
+def _meta_line(data: RunData) -> str:
+    if data.kind == "eval":
+        return f"evaluation folder {data.folder}"
+    rounds = [r for r in data.rounds if r > 0]
+    state = f"; last completed: {data.state}" if data.state else ""
+    return f"run folder {data.folder}; {len(rounds)} duel round(s) after round 0; {len(data.pool)} pool records{state}"
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None) -> Report:
+    """Write ``report.html`` and the PNG figures under ``out`` (default ``RUN_DIR/report``) and
+    return where they are and the problems found; raises :class:`ReportError` only when
+    ``run_dir`` is no folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir}: no such folder")
+    out = Path(out) if out is not None else run_dir / REPORT
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_folder(run_dir)
+    builder = _Builder(data, out)
+    if data.kind == "eval":
+        builder.add("Accuracy", lambda: _eval_summary_section(builder) + _accuracy_section(builder))
+    else:
+        builder.add("Rounds", lambda: _rounds_section(builder))
+        builder.add("Accuracy", lambda: _accuracy_section(builder))
+        builder.add("Attacks", lambda: _attack_section(builder))
+    builder.add("Error kinds", lambda: _error_kinds_section(builder))
+    if data.kind == "run":
+        builder.add("What the successful attacks look like", lambda: _phrasing_section(builder)
+                    + _traits_section(builder))
+        builder.add("Validity rejections", lambda: _rejections_section(builder))
+    builder.add("Examples", lambda: _examples_section(builder))
+    title = f"toolduel weakness report: {run_dir.resolve().name}"
+    text = html.page(title, _meta_line(data), [html.problems_section(data.problems), *builder.body], data.config_text)
+    write_text_atomic(out / HTML_FILE, text)
+    return Report(html=out / HTML_FILE, figures=builder.figures, problems=list(data.problems))

@@ -1,0 +1,274 @@
+"""The numbers the report shows, derived from a loaded folder: plain data, no drawing.
+
+A series is ``{label: {round: value}}``. Where ``metrics.jsonl`` holds a number it is used as
+is; where it lacks one (an eval folder, a missing or broken metrics line) the number is computed
+from the round's own files: eval summaries, pool and harvest records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+from toolduel.checker import KINDS
+from toolduel.report.load import RunData
+
+KIND_LABELS = {
+    "wrong_function": "wrong function",
+    "missing_argument": "missing required argument",
+    "wrong_value": "wrong value",
+    "wrong_type": "wrong type",
+    "unexpected_argument": "unexpected argument",
+    "wrong_count": "wrong count",
+    "called_when_none_fits": "called when nothing fits",
+    "did_not_call": "did not call",
+    "unparseable": "unparseable output",
+    "bad_sample": "sample cannot be judged",
+}
+ERROR_KINDS = tuple(kind for kind in KINDS if kind != "ok")
+ATTACK_SUCCESS = "attack success rate"
+VALIDITY = "validity rate"
+STILL_FAILING = "successful attacks still failing after defence"
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)
+
+
+def _metric(data: RunData, round_index: int) -> dict:
+    return next((m for m in data.metrics if m["round"] == round_index), {})
+
+
+def _summaries(data: RunData, round_index: int) -> dict[str, dict]:
+    return {name: e.summary for name, e in data.evals.get(round_index, {}).items() if isinstance(e.summary, dict)}
+
+
+def _rate(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def accuracy_by_set(data: RunData) -> dict[str, dict[int, float | None]]:
+    """Accuracy per held-out set per round."""
+    series: dict[str, dict[int, float | None]] = defaultdict(dict)
+    for round_index in data.rounds:
+        for name, value in _metric(data, round_index).get("accuracy", {}).items():
+            series[name][round_index] = _rate(value)
+        for name, summary in _summaries(data, round_index).items():
+            if round_index not in series[name]:
+                series[name][round_index] = _rate(summary.get("accuracy"))
+    return {name: dict(sorted(points.items())) for name, points in sorted(series.items())}
+
+
+def accuracy_by_category(data: RunData) -> dict[str, dict[int, float | None]]:
+    """Accuracy per category (BFCL's, or a mixed set's) per round, for sets of several categories;
+    labelled ``set/category`` in a run, ``category`` in an eval folder."""
+    series: dict[str, dict[int, float | None]] = defaultdict(dict)
+    for round_index in data.rounds:
+        for name, summary in _summaries(data, round_index).items():
+            per_category = summary.get("per_category")
+            if not isinstance(per_category, dict) or set(per_category) <= {name}:
+                continue
+            for category, counts in per_category.items():
+                label = category if data.kind == "eval" else f"{name}/{category}"
+                series[label][round_index] = _rate(counts.get("accuracy")) if isinstance(counts, dict) else None
+    return {label: dict(sorted(points.items())) for label, points in sorted(series.items())}
+
+
+def succeeded(record: dict) -> bool | None:
+    """Whether a pool record's attack made the FC model fail (None: the record does not say)."""
+    value = record.get("attack_success")
+    return value if isinstance(value, bool) else None
+
+
+def attack_rates(data: RunData) -> dict[str, dict[int, float | None]]:
+    """Attack success and validity rates per duel round, and the share of each round's successful
+    attacks that the FC model after that round's defence still gets wrong."""
+    series: dict[str, dict[int, float | None]] = {ATTACK_SUCCESS: {}, VALIDITY: {}, STILL_FAILING: {}}
+    for round_index in [r for r in data.rounds if r > 0]:
+        metric = _metric(data, round_index)
+        attacks = [s for r in data.pool if r["round"] == round_index and (s := succeeded(r)) is not None]
+        harvest = data.harvest.get(round_index, [])
+        series[ATTACK_SUCCESS][round_index] = _rate(metric.get("attack_success_rate")) if \
+            "attack_success_rate" in metric else (sum(attacks) / len(attacks) if attacks else None)
+        series[VALIDITY][round_index] = _rate(metric.get("validity_rate")) if "validity_rate" in metric else \
+            (sum(bool(h["valid"]) for h in harvest) / len(harvest) if harvest else None)
+        defended = [data.after_defence[str(r["id"])] for r in data.pool
+                    if r["round"] == round_index and succeeded(r) and str(r["id"]) in data.after_defence]
+        verdicts = [d["verdict"] for d in defended if isinstance(d.get("verdict"), dict)]
+        series[STILL_FAILING][round_index] = \
+            sum(not v.get("valid") for v in verdicts) / len(verdicts) if verdicts else None
+    return {label: points for label, points in series.items() if any(v is not None for v in points.values())}
+
+
+def heldout_error_kinds(data: RunData) -> dict[int, dict[str, int]]:
+    """Error kinds per round, summed over the held-out sets."""
+    counts: dict[int, dict[str, int]] = {}
+    for round_index in data.rounds:
+        per_set = dict(_metric(data, round_index).get("error_kinds", {}))
+        for name, summary in _summaries(data, round_index).items():
+            per_set.setdefault(name, summary.get("error_kinds", {}))
+        total: Counter = Counter()
+        for kinds in per_set.values():
+            if isinstance(kinds, dict):
+                total.update({k: v for k, v in kinds.items() if isinstance(v, int) and not isinstance(v, bool)})
+        if per_set:
+            counts[round_index] = dict(total)
+    return counts
+
+
+def pool_error_kinds(data: RunData) -> dict[int, dict[str, int]]:
+    """Error kinds of the successful attacks harvested in each round."""
+    counts: dict[int, Counter] = defaultdict(Counter)
+    for record in data.pool:
+        if succeeded(record):
+            counts[record["round"]][str(record.get("kind") or "unknown")] += 1
+    return {r: dict(counts[r]) for r in sorted(counts)}
+
+
+def kinds_present(*tables: dict[int, dict[str, int]]) -> list[str]:
+    """The error kinds with a count anywhere, in the checker's order (unknown kinds last)."""
+    seen = {kind for table in tables for kinds in table.values() for kind, n in kinds.items() if n}
+    return [k for k in ERROR_KINDS if k in seen] + sorted(seen - set(ERROR_KINDS))
+
+
+def phrasing_stats(pool: list[dict]) -> dict[str, dict]:
+    """Per seed phrasing tag: ``n`` attacks, ``worked`` successes, ``rate``, and ``by_round``
+    {round: (worked, n)}; records without a tag are left out."""
+    stats: dict[str, dict] = {}
+    for record in pool:
+        tag, outcome = record.get("phrasing"), succeeded(record)
+        if not isinstance(tag, str) or not tag or outcome is None:
+            continue
+        entry = stats.setdefault(tag, {"n": 0, "worked": 0, "by_round": {}})
+        worked, n = entry["by_round"].get(record["round"], (0, 0))
+        entry["by_round"][record["round"]] = (worked + outcome, n + 1)
+        entry["n"] += 1
+        entry["worked"] += outcome
+    for entry in stats.values():
+        entry["rate"] = entry["worked"] / entry["n"]
+        entry["by_round"] = dict(sorted(entry["by_round"].items()))
+    return dict(sorted(stats.items(), key=lambda item: (-item[1]["rate"], item[0])))
+
+
+def rejection_reason(reason: str) -> str:
+    """The rule of a validity reason: ``"ungrounded: book_hotel.nights=3"`` -> ``"ungrounded"``."""
+    return str(reason).split(":", 1)[0].strip() or "unknown"
+
+
+def rejections(harvest: dict[int, list[dict]]) -> tuple[dict[int, dict[str, int]], dict[str, dict]]:
+    """Rejected harvested queries per round by reason (a query counts once per distinct reason),
+    and one example per reason: ``{reason: {"query", "detail"}}``."""
+    counts: dict[int, dict[str, int]] = {}
+    examples: dict[str, dict] = {}
+    for round_index, records in sorted(harvest.items()):
+        round_counts: Counter = Counter()
+        for record in records:
+            if record.get("valid"):
+                continue
+            reasons = record.get("reasons") if isinstance(record.get("reasons"), list) else []
+            reasons = reasons or ["unknown: no reason recorded"]
+            for reason in dict.fromkeys(rejection_reason(r) for r in reasons):
+                round_counts[reason] += 1
+            for reason in reasons:
+                examples.setdefault(rejection_reason(reason), {"query": str(record.get("query", "")),
+                                                               "detail": str(reason)})
+        counts[round_index] = dict(round_counts)
+    return counts, examples
+
+
+def format_gold(gold) -> str:
+    """Gold calls as ``name(arg=value, ...)``, the first acceptable value of each argument;
+    ``(no call)`` for an empty gold."""
+    if not isinstance(gold, list):
+        return "?"
+    if not gold:
+        return "(no call: no tool fits)"
+    calls = []
+    for call in gold:
+        if not isinstance(call, dict) or len(call) != 1:
+            calls.append(json.dumps(call, ensure_ascii=False))
+            continue
+        (name, arguments), = call.items()
+        shown = [f"{arg}={json.dumps(answers[0], ensure_ascii=False)}" for arg, answers in (arguments or {}).items()
+                 if isinstance(answers, list) and answers and answers[0] != ""]
+        calls.append(f"{name}({', '.join(shown)})")
+    return "; ".join(calls)
+
+
+def format_verdict(verdict) -> str:
+    if not isinstance(verdict, dict):
+        return "-"
+    if verdict.get("valid"):
+        return "correct"
+    errors = verdict.get("errors") or []
+    detail = f": {errors[0]}" if errors else ""
+    return f"{kind_label(str(verdict.get('kind')))} ({verdict.get('error_type')}){detail}"
+
+
+def pool_examples(data: RunData, per_kind: int = 3) -> dict[str, list[dict]]:
+    """For each error kind, a few successful attacks (spread over rounds, those with an
+    after-defence answer first): query, gold, FC output and verdict before and after defence."""
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for record in data.pool:
+        if succeeded(record):
+            by_kind[str(record.get("kind") or "unknown")].append(record)
+    examples = {}
+    for kind in kinds_present({0: {k: len(v) for k, v in by_kind.items()}}):
+        records = sorted(by_kind[kind], key=lambda r: (str(r["id"]) not in data.after_defence, str(r["id"])))
+        examples[kind] = [_pool_example(record, data.after_defence.get(str(record["id"])))
+                          for record in _spread_over_rounds(records, per_kind)]
+    return examples
+
+
+def _spread_over_rounds(records: list[dict], count: int) -> list[dict]:
+    """Up to ``count`` records, taking from each round in turn."""
+    queues: dict[int, list[dict]] = defaultdict(list)
+    for record in records:
+        queues[record["round"]].append(record)
+    chosen: list[dict] = []
+    while len(chosen) < count and any(queues.values()):
+        for round_index in sorted(queues):
+            if queues[round_index] and len(chosen) < count:
+                chosen.append(queues[round_index].pop(0))
+    return chosen
+
+
+def _pool_example(record: dict, after: dict | None) -> dict:
+    outputs = record.get("fc_outputs") if isinstance(record.get("fc_outputs"), list) else []
+    verdicts = record.get("verdicts") if isinstance(record.get("verdicts"), list) else []
+    failing = next((i for i, v in enumerate(verdicts) if isinstance(v, dict) and not v.get("valid")), 0)
+    sample = record.get("sample") if isinstance(record.get("sample"), dict) else {}
+    return {
+        "round": record["round"], "phrasing": record.get("phrasing") or "-", "query": record["query"],
+        "gold": format_gold(sample.get("gold")),
+        "before": str(outputs[failing]) if failing < len(outputs) else "-",
+        "verdict_before": format_verdict(verdicts[failing] if failing < len(verdicts) else None),
+        "after": str(after.get("raw_output", "-")) if after else "(no after-defence answer)",
+        "verdict_after": format_verdict(after.get("verdict")) if after else "-",
+    }
+
+
+def _last_user_message(prompt) -> str:
+    for message in reversed(prompt if isinstance(prompt, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return str(message.get("content", ""))
+    return "-"
+
+
+def result_examples(data: RunData, per_kind: int = 3) -> dict[str, list[dict]]:
+    """For each error kind, a few wrong answers from the evaluations' results (last round first)."""
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for round_index in sorted(data.evals, reverse=True):
+        for name, evaluation in data.evals[round_index].items():
+            for record in evaluation.results:
+                verdict = record.get("verdict")
+                if isinstance(verdict, dict) and not verdict.get("valid"):
+                    by_kind[str(verdict.get("kind"))].append(record | {"set": name, "round": round_index})
+    examples = {}
+    for kind in kinds_present({0: {k: len(v) for k, v in by_kind.items()}}):
+        examples[kind] = [{
+            "round": r["round"], "set": r["set"], "category": str(r.get("category")),
+            "query": _last_user_message(r.get("prompt")), "gold": format_gold(r.get("gold")),
+            "before": str(r.get("raw_output", "-")), "verdict_before": format_verdict(r.get("verdict")),
+        } for r in by_kind[kind][:per_kind]]
+    return examples

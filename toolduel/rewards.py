@@ -1,0 +1,206 @@
+"""Rewards of the duel, in TRL's calling convention: ``reward(completions, **columns) -> list[float]``.
+
+- The FC reward is the checker's score, so the number the FC model trains on and the number
+  the evaluation reports cannot drift apart (partial credit is an option for tiny models,
+  whose GRPO groups are otherwise often all-zero).
+- The query reward is ``validity * (1 - p_F)``: the query model is paid when the FC model
+  fails on a query that still asks for the gold calls. ``p_F`` is the FC model's mean score
+  over ``k`` samples. Variants: ``learnability`` pays ``4 p (1 - p)``, most where the FC
+  model sometimes succeeds (a weakness it can learn to fix); ``band`` pays ``1 - p`` only for
+  ``band_low <= p <= band_high``. Invalid queries get a fixed penalty; near-duplicates within
+  a batch and overlong queries lose a little.
+
+Dataset rows carry their sample as JSON in the ``sample`` column (``Sample.to_dict()``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolduel.checker import check_sample, partial_credit, score
+from toolduel.models.base import ChatModel, GenerationConfig
+from toolduel.parsing import parse_calls
+from toolduel.schema import Sample
+from toolduel.validity import check_query
+
+REWARD_FORMS = ("attack", "learnability", "band")
+
+
+def completion_text(completion: Any) -> str:
+    """TRL passes plain strings, or for conversational data a list of messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content") or "")
+    return str(completion)
+
+
+def as_sample(value: Any) -> Sample:
+    if isinstance(value, Sample):
+        return value
+    return Sample.from_dict(json.loads(value) if isinstance(value, str) else value)
+
+
+# --- FC reward -------------------------------------------------------------------------------
+
+
+def fc_reward(completions: list, sample: list, **kwargs: Any) -> list[float]:
+    """1.0 where the completion makes exactly the gold calls (BFCL's rules), else 0.0."""
+    return [score(check_sample(as_sample(s), parse_calls(completion_text(c)))) for c, s in zip(completions, sample)]
+
+
+@dataclass
+class FCReward:
+    """The FC reward with settings; picklable (a class, not a closure)."""
+
+    partial: bool = False
+    __name__ = "fc_reward"  # TRL logs rewards by function name
+
+    def __call__(self, completions: list, sample: list, **kwargs: Any) -> list[float]:
+        if not self.partial:
+            return fc_reward(completions, sample)
+        return [partial_credit(as_sample(s), parse_calls(completion_text(c))) for c, s in zip(completions, sample)]
+
+
+def get_fc_reward(partial: bool = False) -> FCReward:
+    return FCReward(partial=partial)
+
+
+# --- query reward: pure parts ----------------------------------------------------------------
+
+
+def attack_value(fc_success: float, form: str = "attack", band: tuple[float, float] = (0.0, 1.0)) -> float:
+    """What a valid query earns given the FC model's mean success ``p`` on it."""
+    if form == "attack":
+        return 1.0 - fc_success
+    if form == "learnability":
+        return 4.0 * fc_success * (1.0 - fc_success)
+    if form == "band":
+        low, high = band
+        return 1.0 - fc_success if low <= fc_success <= high else 0.0
+    raise ValueError(f"unknown reward form {form!r}; choose one of {REWARD_FORMS}")
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def near_duplicates(queries: list[str], threshold: float = 0.9) -> list[bool]:
+    """True for each query whose word set overlaps an EARLIER one's by Jaccard >= threshold
+    (the first of a group is not penalised)."""
+    seen: list[set[str]] = []
+    flags = []
+    for query in queries:
+        words = _words(query)
+        flags.append(any(words and len(words & other) / len(words | other) >= threshold for other in seen))
+        seen.append(words)
+    return flags
+
+
+@dataclass
+class QueryRewardSettings:
+    form: str = "attack"
+    invalid_penalty: float = -1.0
+    duplicate_penalty: float = 0.2
+    duplicate_threshold: float = 0.9
+    length_penalty_per_char: float = 0.0  # past `free_chars`
+    free_chars: int = 200
+    band: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.form not in REWARD_FORMS:
+            raise ValueError(f"reward form must be one of {REWARD_FORMS}, got {self.form!r}")
+
+
+def query_rewards(queries: list[str], valid: list[bool], fc_success: list[float | None],
+                  settings: QueryRewardSettings) -> list[float]:
+    """Pure: rewards from validity and the FC model's success (None for invalid queries)."""
+    duplicates = near_duplicates(queries, settings.duplicate_threshold)
+    rewards = []
+    for query, is_valid, success, duplicate in zip(queries, valid, fc_success, duplicates, strict=True):
+        if not is_valid or success is None:
+            rewards.append(settings.invalid_penalty)
+            continue
+        reward = attack_value(success, settings.form, settings.band)
+        reward -= settings.duplicate_penalty if duplicate else 0.0
+        reward -= settings.length_penalty_per_char * max(0, len(query) - settings.free_chars)
+        rewards.append(reward)
+    return rewards
+
+
+# --- query reward: against a live FC model ---------------------------------------------------
+
+
+@dataclass
+class AttackOutcome:
+    """What one query did: validity (with reasons), the FC model's answers and verdicts."""
+
+    query: str
+    valid: bool
+    reasons: list[str]
+    fc_outputs: list[str] = field(default_factory=list)
+    verdicts: list[dict] = field(default_factory=list)
+    fc_success: float | None = None
+
+
+def adversarial_sample(seed: Sample, query: str) -> Sample:
+    """The seed sample with its last user message replaced by ``query``."""
+    messages = [dict(m) for m in seed.messages]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        messages.append({"role": "user", "content": query})
+    else:
+        messages[last_user]["content"] = query
+    return Sample(id=seed.id, tools=seed.tools, messages=messages, gold=seed.gold,
+                  category=seed.category, meta=dict(seed.meta))
+
+
+def play(fc_model: ChatModel, seeds: list[Sample], queries: list[str], k: int = 1,
+         generation: GenerationConfig | None = None, surface_forms: Any = None) -> list[AttackOutcome]:
+    """Check each query's validity, then let the FC model answer the valid ones ``k`` times."""
+    outcomes = []
+    for seed, query in zip(seeds, queries, strict=True):
+        validity = check_query(query, seed, surface_forms=surface_forms)
+        outcomes.append(AttackOutcome(query=query, valid=validity.valid, reasons=validity.reasons))
+    valid_indices = [i for i, o in enumerate(outcomes) if o.valid]
+    attacked = [adversarial_sample(seeds[i], outcomes[i].query) for i in valid_indices]
+    repeated = [sample for sample in attacked for _ in range(k)]
+    generations = fc_model.generate([s.messages for s in repeated], [s.tools for s in repeated], generation)
+    for position, index in enumerate(valid_indices):
+        outcome, sample = outcomes[index], attacked[position]
+        for generation_out in generations[position * k:(position + 1) * k]:
+            verdict = check_sample(sample, parse_calls(generation_out.text, tool_calls=generation_out.tool_calls))
+            outcome.fc_outputs.append(generation_out.text)
+            outcome.verdicts.append(verdict.to_dict())
+        outcome.fc_success = sum(v["valid"] for v in outcome.verdicts) / k
+    return outcomes
+
+
+class QueryReward:
+    """``validity * (1 - p_F)`` against a frozen FC model, as a TRL reward function.
+
+    Keeps the outcomes of every batch in ``history`` (cleared by the caller) for the attack log."""
+
+    __name__ = "query_reward"
+
+    def __init__(self, fc_model: ChatModel, k: int = 4, settings: QueryRewardSettings | None = None,
+                 generation: GenerationConfig | None = None, surface_forms: Any = None):
+        self.fc_model = fc_model
+        self.k = k
+        self.settings = settings or QueryRewardSettings()
+        self.generation = generation or GenerationConfig(max_new_tokens=96, temperature=1.0 if k > 1 else 0.0)
+        self.surface_forms = surface_forms
+        self.history: list[list[AttackOutcome]] = []
+
+    def __call__(self, completions: list, sample: list, **kwargs: Any) -> list[float]:
+        queries = [completion_text(c).strip() for c in completions]
+        outcomes = play(self.fc_model, [as_sample(s) for s in sample], queries, self.k, self.generation,
+                        self.surface_forms)
+        self.history.append(outcomes)
+        return query_rewards(queries, [o.valid for o in outcomes], [o.fc_success for o in outcomes], self.settings)

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benchmarks (BFCL's official checker, mutated model outputs)."""

@@ -1,0 +1,158 @@
+"""Is a generated query still asking for the gold calls? The cheap rule check of the game.
+
+Without this gate the query model wins by dropping or changing information, which is not a
+weakness of the FC model but a broken question. :func:`check_query` checks that
+
+- every gold value that must be given is grounded in the query: written as is (case and
+  spacing aside), as the same number ("12", "12.0", "1,000"), or as one of its surface
+  forms ("a dozen" and "twelve" for 12, "kilometers" for km, "May 12th, 2025" for
+  2025-05-12; the world's table by default);
+- no function name or call syntax leaks into the query;
+- the query's length is within bounds.
+
+Booleans have no surface form, so they are not checked; a judge model can. For an argument
+with several acceptable values (BFCL's possible answers), any one grounded is enough; an
+argument that may be left out is not checked.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from toolduel.schema import OPTIONAL, Sample
+
+SurfaceForms = Callable[[Any], Sequence[str]] | Mapping[str, Sequence[str]]
+
+MIN_CHARS = 4
+MAX_CHARS = 600
+_CALL_SYNTAX = (
+    re.compile(r"</?tool_call>"),
+    re.compile(r'"(?:name|arguments|parameters)"\s*:'),
+    re.compile(r"\b[A-Za-z_][\w.]*\(\s*\w+\s*="),  # f(a=..., python-style call
+    re.compile(r"\[\s*[A-Za-z_][\w.]*\("),  # [f( BFCL-style list of calls
+)
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
+
+
+@dataclass
+class ValidityVerdict:
+    """``reasons`` holds one ``"type: detail"`` entry per failed rule (empty when valid)."""
+
+    valid: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def error_type(self) -> str | None:
+        """The first failed rule's type (``ungrounded``, ``leak``, ``length``, ``empty``)."""
+        return self.reasons[0].split(":", 1)[0] if self.reasons else None
+
+
+def normalize(text: str) -> str:
+    """Lower case, compatibility forms folded, separators and most punctuation as spaces.
+
+    Keeps what numbers, e-mail addresses, money and times are made of (``. , : @ $ € £ ¥ ° '``)."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    text = re.sub(r"[^\w@$€£¥°.,:'+]+", " ", text)
+    text = re.sub(r"_", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _contains(normalized_query: str, form: str) -> bool:
+    needle = normalize(form)
+    if not needle:
+        return False
+    # No letter or digit may touch a word-like end of the match, nor a decimal part: "12" is
+    # not in "12.5"; a symbol end ("$", "°c") may touch the number it belongs to.
+    before = r"(?<![\w.])" if needle[0].isalnum() else ""
+    after = r"(?!\w|[.,]\d)" if needle[-1].isdigit() else ""
+    if needle[-1].isalpha():
+        after = r"(?:e?s)?(?!\w)"  # a plural still names the thing: "yoga mats" for "yoga mat"
+    pattern = before + re.escape(needle) + after
+    return re.search(pattern, normalized_query) is not None
+
+
+def _numbers_in(query: str) -> set[float]:
+    out = set()
+    for match in _NUMBER.findall(unicodedata.normalize("NFKC", query)):
+        try:
+            out.add(float(match.replace(",", "")))
+        except ValueError:
+            continue
+    return out
+
+
+def _default_surface_forms(value: Any) -> Sequence[str]:
+    from toolduel.world.surface import surface_forms
+
+    return surface_forms(value)
+
+
+def _forms_getter(surface_forms: SurfaceForms | None) -> Callable[[Any], list[str]]:
+    if surface_forms is None or isinstance(surface_forms, Mapping):
+        extra = surface_forms or {}
+
+        def forms(value: Any) -> list[str]:
+            return [*_default_surface_forms(value), *extra.get(str(value), ())]
+        return forms
+    return lambda value: list(surface_forms(value))
+
+
+def is_grounded(value: Any, query: str, forms: Callable[[Any], list[str]] | None = None) -> bool:
+    """Whether ``query`` states ``value`` (every element, for a list; always, for a boolean)."""
+    forms = forms or _forms_getter(None)
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_grounded(v, query, forms) for v in value)
+    if isinstance(value, dict):
+        return all(is_grounded(v, query, forms) for v in value.values())
+    if isinstance(value, (int, float)) and float(value) in _numbers_in(query):
+        return True
+    normalized_query = normalize(query)
+    candidates = [str(value), *forms(value)]
+    return any(_contains(normalized_query, form) for form in candidates)
+
+
+def _leaks(query: str, sample: Sample) -> list[str]:
+    reasons = []
+    lowered = query.lower()
+    for tool in sample.tools:
+        name = tool.name
+        looks_like_identifier = any(c in name for c in "_.") or re.search(r"[a-z][A-Z]", name)
+        if looks_like_identifier and re.search(r"(?<!\w)" + re.escape(name.lower()) + r"(?!\w)", lowered):
+            reasons.append(f"leak: function name {name!r}")
+    for pattern in _CALL_SYNTAX:
+        match = pattern.search(query)
+        if match:
+            reasons.append(f"leak: call syntax {match.group(0)!r}")
+            break
+    return reasons
+
+
+def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None = None,
+                min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS) -> ValidityVerdict:
+    """Whether ``query`` still asks for ``sample``'s gold calls (see the module docstring).
+
+    ``surface_forms``: a function from a value to the strings that state it, or a mapping from
+    ``str(value)`` to extra forms added to the world's table; the world's table by default."""
+    if not isinstance(query, str) or not query.strip():
+        return ValidityVerdict(False, ["empty: no query text"])
+    reasons = []
+    length = len(query.strip())
+    if length < min_chars:
+        reasons.append(f"length: {length} characters, fewer than {min_chars}")
+    if length > max_chars:
+        reasons.append(f"length: {length} characters, more than {max_chars}")
+        query = query[: max_chars * 4]  # bounds the work on hostile input; still invalid
+    reasons.extend(_leaks(query, sample))
+    forms = _forms_getter(surface_forms)
+    for gold in sample.gold:
+        for param, answers in gold.arguments.items():
+            if not answers or OPTIONAL in answers:
+                continue
+            if not any(is_grounded(answer, query, forms) for answer in answers):
+                reasons.append(f"ungrounded: {gold.name}.{param}={answers[0]!r}")
+    return ValidityVerdict(not reasons, reasons)

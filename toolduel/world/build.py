@@ -1,0 +1,188 @@
+"""Build the world's tiny models (tokenizer, FC model, query model) and cache them.
+
+On a cache miss :func:`ensure_world_models` builds into a temporary folder next to the
+cache entry and renames it into place, so a crashed or concurrent build never leaves a
+half-written entry. The entry is keyed by the world version, the build recipe version and
+a hash of the budget, so changing either rebuilds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from toolduel.world.catalog import WORLD_VERSION
+
+BUILD_VERSION = "1"  # bump when the recipe below changes in a way the budget does not show
+
+
+@dataclass(frozen=True)
+class BuildBudget:
+    """Sizes and training settings for one build."""
+
+    name: str
+    fc_examples: int
+    query_examples: int
+    tokenizer_texts: int = 6000
+    vocab_size: int = 1536
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 384
+    batch_size: int = 32
+    fc_learning_rate: float = 3e-3
+    query_learning_rate: float = 3e-3
+    seed: int = 0
+
+
+BUDGETS: dict[str, BuildBudget] = {
+    "default": BuildBudget("default", fc_examples=30_000, query_examples=12_000),
+    # seconds, for tests: the checkpoints load and generate, they do not learn much
+    "test": BuildBudget("test", fc_examples=48, query_examples=32, tokenizer_texts=200, vocab_size=400,
+                        hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                        batch_size=16),
+}
+
+
+@dataclass
+class WorldModels:
+    """Paths of a built world; each model folder is a full HF checkpoint with its tokenizer."""
+
+    root: Path
+    tokenizer_path: Path
+    fc_path: Path
+    query_path: Path
+    budget: str
+    info: dict
+
+
+def get_budget(budget: str | BuildBudget) -> BuildBudget:
+    if isinstance(budget, BuildBudget):
+        return budget
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}")
+    return BUDGETS[budget]
+
+
+def cache_root() -> Path:
+    """``$TOOLDUEL_CACHE``, else ``$XDG_CACHE_HOME/toolduel``, else ``~/.cache/toolduel``."""
+    if os.environ.get("TOOLDUEL_CACHE"):
+        return Path(os.environ["TOOLDUEL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "toolduel"
+
+
+def cache_key(budget: BuildBudget) -> str:
+    settings = json.dumps(dataclasses.asdict(budget), sort_keys=True)
+    digest = hashlib.sha256(f"{WORLD_VERSION}:{BUILD_VERSION}:{settings}".encode()).hexdigest()[:12]
+    return f"world-v{WORLD_VERSION}-{budget.name}-{digest}"
+
+
+def _models_at(root: Path, budget: BuildBudget) -> WorldModels:
+    info = json.loads((root / "build.json").read_text(encoding="utf-8"))
+    return WorldModels(root, root / "tokenizer", root / "fc", root / "query", budget.name, info)
+
+
+def ensure_world_models(budget: str | BuildBudget = "default", progress: bool = True,
+                        force: bool = False) -> WorldModels:
+    """The cached world models for ``budget``, built first on a miss (or when ``force``)."""
+    spec = get_budget(budget)
+    root = cache_root() / "world" / cache_key(spec)
+    if (root / "build.json").exists() and not force:
+        return _models_at(root, spec)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        build_world_models(spec, staging, progress=progress)
+        if force and root.exists():
+            shutil.rmtree(root, ignore_errors=True)
+        try:
+            os.replace(staging, root)
+        except OSError:  # another process finished the same build first: keep theirs
+            if not (root / "build.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return _models_at(root, spec)
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Our own progress bars only: silence datasets' per-map bars and transformers' chatter."""
+    import datasets
+    import transformers
+
+    bars_were_on = datasets.utils.logging.is_progress_bar_enabled()
+    verbosity = transformers.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars_were_on:
+            datasets.enable_progress_bars()
+
+
+def tokenizer_corpus(fc_rows: list[dict], query_rows: list[dict], n: int) -> list[str]:
+    """Full chat texts of training rows, rendered by the world's own chat template, so the
+    BPE merges fit what the models will read and write."""
+    from toolduel.world.tiny_models import train_tokenizer
+
+    bootstrap = train_tokenizer(["a"], vocab_size=300)  # only its chat template is used
+    rows = fc_rows[: n * 2 // 3] + query_rows[: n - n * 2 // 3]
+    return [bootstrap.apply_chat_template(r["prompt"] + r["completion"], tools=json.loads(r["tools"]),
+                                          tokenize=False) for r in rows]
+
+
+def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True) -> dict:
+    """Build everything into ``out_dir``; returns (and writes to build.json) the timings."""
+    import torch
+
+    from toolduel.progress import progress_bar
+    from toolduel.world.tiny_models import build_qwen2, train_tokenizer
+    from toolduel.world.warm_start import SFTSettings, fc_examples, query_examples, sft_train
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    with _quiet_libraries():
+        # 1. data and tokenizer
+        fc_rows = fc_examples(budget.fc_examples, seed=budget.seed)
+        query_rows = query_examples(budget.query_examples, seed=budget.seed)
+        tokenizer = train_tokenizer(tokenizer_corpus(fc_rows, query_rows, budget.tokenizer_texts),
+                                    vocab_size=budget.vocab_size)
+        tokenizer.save_pretrained(out_dir / "tokenizer")
+        timings["data_and_tokenizer_s"] = time.perf_counter() - start
+        # 2. the two warm starts, each from its own fresh model
+        for role, rows, lr, seed_offset in (("fc", fc_rows, budget.fc_learning_rate, 0),
+                                            ("query", query_rows, budget.query_learning_rate, 1)):
+            phase_start = time.perf_counter()
+            model = build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
+                                num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
+                                intermediate_size=budget.intermediate_size, seed=budget.seed + seed_offset)
+            settings = SFTSettings(examples=len(rows), batch_size=budget.batch_size, learning_rate=lr,
+                                   seed=budget.seed + seed_offset)
+            total = math.ceil(len(rows) / budget.batch_size)
+            with progress_bar(f"training the {role} model", total, enabled=progress) as advance, \
+                    tempfile.TemporaryDirectory() as scratch:
+                sft_train(model, tokenizer, rows, settings, scratch, on_step=lambda step, _total: advance(1))
+            model.save_pretrained(out_dir / role)
+            tokenizer.save_pretrained(out_dir / role)
+            timings[f"{role}_train_s"] = time.perf_counter() - phase_start
+    timings["total_s"] = time.perf_counter() - start
+    info = {"budget": dataclasses.asdict(budget), "world_version": WORLD_VERSION, "build_version": BUILD_VERSION,
+            "timings": {k: round(v, 1) for k, v in timings.items()}, "torch_threads": torch.get_num_threads(),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    (out_dir / "build.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return info

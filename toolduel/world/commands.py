@@ -1,0 +1,66 @@
+"""``toolduel world sample`` and ``toolduel world build`` (registered by :mod:`toolduel.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from toolduel.world.generator import KINDS, SPLITS, generate_samples
+from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS
+
+world_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic tool world and its tiny models.")
+
+# --kind: a phrasing tag (one-call samples), a sample kind (plainly phrased), "hard" (every
+# perturbation, one call) or "all" (every kind and phrasing).
+SAMPLE_KINDS = ("all", *PHRASINGS, "two_call", "no_call", "hard")
+
+
+def _kinds_and_phrasings(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if kind == "all":
+        return KINDS, PHRASINGS
+    if kind == "hard":
+        return ("one_call",), PERTURBATIONS
+    if kind in ("two_call", "no_call"):
+        return (kind,), ("plain",)
+    return ("one_call",), (kind,)
+
+
+@world_app.command("sample")
+def sample_command(
+    n: int = typer.Option(100, "--n", min=1, help="How many samples to write."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same samples."),
+    kind: str = typer.Option("all", "--kind", help=f"One of: {', '.join(SAMPLE_KINDS)}."),
+    split: str = typer.Option("train", "--split", help="train, or heldout (the split the held-out sets use)."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write, one Sample per line."),
+) -> None:
+    """Write seeded world samples as JSONL (toolduel's Sample schema)."""
+    if kind not in SAMPLE_KINDS:
+        raise typer.BadParameter(f"unknown kind {kind!r}; use one of {', '.join(SAMPLE_KINDS)}", param_hint="--kind")
+    if split not in SPLITS:
+        raise typer.BadParameter(f"unknown split {split!r}; use one of {', '.join(SPLITS)}", param_hint="--split")
+    kinds, phrasings = _kinds_and_phrasings(kind)
+    samples = generate_samples(n, seed=seed, kinds=kinds, phrasings=phrasings, split=split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for sample in samples:
+            handle.write(json.dumps(sample.to_dict(), ensure_ascii=False) + "\n")
+    typer.echo(f"wrote {len(samples)} samples to {out}")
+
+
+@world_app.command("build")
+def build_command(
+    budget: str = typer.Option("default", "--budget", help="default (the real models) or test (seconds)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Build (or find in the cache) the world's tokenizer, FC model and query model."""
+    from toolduel.world.build import BUDGETS, ensure_world_models
+
+    if budget not in BUDGETS:
+        raise typer.BadParameter(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}", param_hint="--budget")
+    models = ensure_world_models(budget, progress=progress, force=force)
+    typer.echo(json.dumps({"fc_path": str(models.fc_path), "query_path": str(models.query_path),
+                           "tokenizer_path": str(models.tokenizer_path),
+                           "timings": models.info.get("timings", {})}, indent=2))

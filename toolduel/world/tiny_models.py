@@ -1,0 +1,175 @@
+"""Tiny models built in-process: a byte-level BPE tokenizer trained on world text and a
+small Qwen2 causal LM from a config. Both save as ordinary Hugging Face checkpoints, so the
+rest of the pipeline loads them exactly as it loads a real model.
+
+The chat template is Qwen/Hermes-shaped (``<|im_start|>role ... <|im_end|>``, calls in
+``<tool_call>`` blocks) but renders tools compactly, one line each, as
+``name(city:str, days?:int=3, unit?:celsius|fahrenheit=celsius) description``: a
+1M-parameter model reads a 20-token signature far more easily than 200 tokens of JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+PAD = "<|endoftext|>"
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+SPECIAL_TOKENS = [PAD, IM_START, IM_END]
+# Not "special": a decode with skip_special_tokens=True must keep the call markers.
+CALL_TOKENS = [TOOL_CALL_OPEN, TOOL_CALL_CLOSE]
+# transformers' Qwen2Tokenizer.PRETOKENIZE_REGEX, copied so the two cannot drift silently
+# (tests compare them).
+QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+                           r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+# One macro renders a parameter schema as a short type: str, int, num, bool, a|b|c (enum),
+# list[str]. ``tool`` may be OpenAI-shaped ({"type": "function", "function": {...}}) or bare.
+CHAT_TEMPLATE = """
+{%- macro ptype(p) -%}
+{%- if p.enum is defined -%}{{ p.enum | join('|') }}
+{%- elif p.type == 'string' -%}str
+{%- elif p.type == 'integer' -%}int
+{%- elif p.type == 'number' -%}num
+{%- elif p.type == 'boolean' -%}bool
+{%- elif p.type == 'array' -%}list[{{ ptype(p['items']) if p['items'] is defined else 'any' }}]
+{%- elif p.type == 'object' -%}obj
+{%- else -%}any{%- endif -%}
+{%- endmacro -%}
+{%- set ns = namespace(start=0) -%}
+{%- if messages and messages[0].role == 'system' -%}{%- set ns.start = 1 -%}{%- endif -%}
+{%- if tools -%}
+<|im_start|>system
+{% if ns.start == 1 %}{{ messages[0].content }}
+{% endif %}Tools:
+{%- for tool in tools -%}
+{%- set fn = tool.function if tool.function is defined else tool -%}
+{%- set params = fn.parameters if fn.parameters is defined and fn.parameters else {} -%}
+{%- set props = params.properties if params.properties is defined else {} -%}
+{%- set req = params.required if params.required is defined else [] -%}
+{{ '\n' ~ fn.name }}(
+{%- for pname, p in props.items() -%}
+{{ ', ' if not loop.first }}{{ pname }}{{ '' if pname in req else '?' }}:{{ ptype(p) }}
+{%- if p.default is defined %}={{ p.default if p.default is string and ' ' not in p.default else p.default | tojson }}{% endif -%}
+{%- endfor -%}
+){{ ' ' ~ fn.description if fn.description else '' }}
+{%- endfor %}<|im_end|>
+{% elif ns.start == 1 -%}
+<|im_start|>system
+{{ messages[0].content }}<|im_end|>
+{% endif -%}
+{%- for message in messages[ns.start:] -%}
+{%- if message.role == 'assistant' -%}
+<|im_start|>assistant
+{% generation %}
+{%- if message.content %}{{ message.content }}{% endif -%}
+{%- if message.tool_calls is defined and message.tool_calls -%}
+{%- for tc in message.tool_calls -%}
+{%- set f = tc.function if tc.function is defined else tc -%}
+{{ '\\n' if (loop.first and message.content) or not loop.first }}<tool_call>
+{"name": {{ f.name | tojson }}, "arguments": {{ f.arguments if f.arguments is string else f.arguments | tojson }}}
+</tool_call>
+{%- endfor -%}
+{%- endif -%}
+<|im_end|>{% endgeneration %}
+{% elif message.role == 'tool' -%}
+<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else -%}
+<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|im_start|>assistant
+{% endif -%}
+"""
+
+
+def _build_tokenizer_object(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    # Exactly Qwen2's normalizer and pre-tokenizer: AutoTokenizer loads any checkpoint whose
+    # config says ``qwen2`` as Qwen2Tokenizer, which rebuilds these two from its own code, so
+    # training with anything else would make the saved merges disagree with the loaded
+    # tokenizer. Qwen2's split already puts each digit in its own piece (``\p{N}``).
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in CALL_TOKENS])
+    return tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1536) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on ``texts``, digits split one per token, with a chat template
+    that accepts ``tools=``. ``vocab_size`` counts the special and call tokens."""
+    if vocab_size < 300:
+        raise ValueError(f"vocab_size={vocab_size} is below the 256-byte alphabet plus special "
+                         "tokens; use at least 300 (1536 is the default)")
+    tokenizer_object = _build_tokenizer_object(texts, vocab_size - len(CALL_TOKENS))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_object,
+        eos_token=IM_END,
+        pad_token=PAD,
+        unk_token=None,
+        bos_token=None,
+        model_max_length=2048,
+        padding_side="left",  # generation pads on the left; training collators set their own
+        clean_up_tokenization_spaces=False,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE.strip() + "\n"
+    return tokenizer
+
+
+def build_qwen2(
+    tokenizer: PreTrainedTokenizerFast,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 384,
+    max_position_embeddings: int = 1024,
+    seed: int = 0,
+) -> Qwen2ForCausalLM:
+    """A freshly initialised Qwen2 causal LM sized for ``tokenizer`` (about 1M parameters at
+    the defaults). Embeddings are tied, as in small Qwen2 models."""
+    import torch
+
+    if hidden_size % num_heads or num_heads % num_kv_heads:
+        raise ValueError(f"hidden_size ({hidden_size}) must divide by num_heads ({num_heads}) and "
+                         f"num_heads by num_kv_heads ({num_kv_heads})")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        use_cache=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model

@@ -1,0 +1,181 @@
+"""Warm starts: supervised fine-tuning of the tiny FC model and the tiny query model with
+TRL's SFTTrainer, on conversational prompt-completion data (the loss falls on the answer only).
+
+- FC model: tools (through the chat template) and a ``plain`` user query -> the gold calls in
+  ``<tool_call>`` blocks (:func:`toolduel.parsing.format_calls`), or a short sentence when no
+  tool fits. Plain phrasing only: the gap to perturbed queries is what the game must find.
+- Query model: tools, the gold calls, a seed query and optionally a style -> a query asking
+  for the same calls in that style, over every phrasing kind (the stand-in for a real
+  model's knowledge of language). Without a style line it writes any style.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from toolduel.parsing import format_calls
+from toolduel.schema import Call, Sample, Tool
+from toolduel.world.generator import KINDS, generate_samples, rephrase, split_of
+from toolduel.world.phrasing import PHRASINGS, PLAIN
+
+NO_CALL_REPLY = "None of the available tools can help with that."
+QUERY_SYSTEM = "Write one user request that needs exactly the calls below, and nothing else."
+FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
+
+
+def _plain_number(value: Any) -> Any:
+    """12.0 -> 12: the checker accepts an int for a float, and the query says "12"."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain_number(v) for v in value]
+    return value
+
+
+def calls_text(calls: list[Call]) -> str:
+    return format_calls([Call(c.name, {k: _plain_number(v) for k, v in c.arguments.items()}) for c in calls])
+
+
+def fc_target(sample: Sample) -> str:
+    """What the FC model should answer: the gold calls, or a plain sentence when none fits."""
+    if not sample.gold:
+        return NO_CALL_REPLY
+    return calls_text([gold.canonical_call() for gold in sample.gold])
+
+
+def _tools_json(tools: list[Tool]) -> str:
+    return json.dumps([tool.to_openai() for tool in tools])
+
+
+def fc_example(sample: Sample) -> dict:
+    """A TRL conversational prompt-completion row (``tools`` as JSON, which TRL decodes)."""
+    return {"prompt": list(sample.messages),
+            "completion": [{"role": "assistant", "content": fc_target(sample)}],
+            "tools": _tools_json(sample.tools)}
+
+
+def fc_examples(n: int, seed: int = 0) -> list[dict]:
+    samples = generate_samples(n, seed=seed, kinds=KINDS, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS,
+                               id_prefix="fc-warm")
+    return [fc_example(s) for s in samples]
+
+
+def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
+    """The query model's prompt for ``sample`` (its tools go through the chat template's
+    ``tools=``). ``seed_query`` defaults to the sample's own query."""
+    calls = [gold.canonical_call() for gold in sample.gold]
+    lines = ["Calls:", calls_text(calls) if calls else "(none: no offered tool fits the request)",
+             f"Seed: {seed_query if seed_query is not None else sample.query}"]
+    if style:
+        lines.append(f"Style: {style}")
+    return [{"role": "system", "content": QUERY_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[dict]:
+    """Rows pairing a plain seed with the same request phrased in a random kind. Targets are
+    kept in the ``train`` split so the query model never learns a held-out query by heart."""
+    rng = random.Random(f"query-warm:{seed}")
+    seeds = generate_samples(2 * n, seed=seed + 7919, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS,
+                             id_prefix="query-warm")
+    rows: list[dict] = []
+    for sample in seeds:
+        if len(rows) == n:
+            break
+        style = rng.choice(PHRASINGS)
+        target = next((q for q in (rephrase(sample, style, rng) for _ in range(4))
+                       if q is not None and split_of(q) == "train"), None)
+        if target is None:
+            continue
+        shown_style = style if rng.random() < styled_fraction else None
+        rows.append({"prompt": query_model_messages(sample, style=shown_style),
+                     "completion": [{"role": "assistant", "content": target}],
+                     "tools": _tools_json(sample.tools), "style": style})
+    return rows
+
+
+@dataclass
+class SFTSettings:
+    """How long and how hard to train one warm start."""
+
+    examples: int
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup: float = 0.03
+    max_length: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.examples < 1 or self.batch_size < 1 or self.epochs <= 0:
+            raise ValueError(f"examples, batch_size and epochs must be positive, got {self}; "
+                             "use the 'test' budget for a quick build")
+
+
+def _plain_loss_trainer_class() -> type:
+    """SFTTrainer with the model's own cross-entropy loss. TRL computes log-probabilities in
+    chunks plus entropy and accuracy metrics on every step, which pays off for large
+    vocabularies on a GPU; for a 1.5k vocabulary on a CPU it makes each step about 1.7x
+    slower, and the warm starts must build in minutes. Data preparation (chat template,
+    completion-only labels), batching and the optimizer loop stay TRL's and transformers'."""
+    from trl import SFTTrainer
+
+    class PlainLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            labels=inputs["labels"], use_cache=False)
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    return PlainLossSFTTrainer
+
+
+def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSettings, output_dir: str,
+              on_step: Callable[[int, int], None] | None = None) -> Any:
+    """Fine-tune ``model`` in place on ``rows`` with TRL's SFTTrainer; returns the model.
+
+    ``on_step(step, total)`` is called after every optimizer step (for a progress bar)."""
+    import torch
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
+    from trl import SFTConfig
+
+    _PlainLossSFTTrainer = _plain_loss_trainer_class()
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+            if on_step is not None:
+                on_step(state.global_step, state.max_steps)
+
+    torch.manual_seed(settings.seed)
+    dataset = Dataset.from_list([{k: v for k, v in row.items() if k in ("prompt", "completion", "tools")}
+                                 for row in rows])
+    config = SFTConfig(
+        output_dir=output_dir,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=settings.warmup,
+        weight_decay=0.0,
+        max_length=settings.max_length,
+        completion_only_loss=True,
+        activation_checkpointing=False,  # TRL turns it on by default; a 1M model has no memory to save
+        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        save_strategy="no",
+        report_to="none",
+        logging_steps=50,
+        disable_tqdm=on_step is not None,
+        seed=settings.seed,
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length",  # less padding: a third fewer tokens to push
+    )
+    trainer = _PlainLossSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                                   callbacks=[_Progress()])
+    if on_step is not None:  # our bar replaces the trainer's printed log lines
+        trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    model.eval()
+    return model
