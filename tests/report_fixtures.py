@@ -63,8 +63,12 @@ ATTACK_ODDS = {"plain": 0.2, "paraphrase": 0.4, "indirect_values": 0.8, "reorder
                "distractor_numbers": 0.9, "chatty": 0.3, "noisy": 0.5, "terse": 0.4}
 ERROR_KINDS = ("wrong_function", "missing_argument", "wrong_value", "wrong_type", "unexpected_argument",
                "wrong_count", "did_not_call", "unparseable")
-HELDOUT_SETS = ("plain", "indirect_values", "distractor_numbers", "no_call", "bfcl")
+# named as the game names them; an eval folder is the name with ":" as "_" (bfcl_simple_python)
+HELDOUT_SETS = ("plain", "hard", "no_call", "bfcl:simple_python", "bfcl:irrelevance")
+HARD_KINDS = ("indirect_values", "distractor_numbers", "reordered")
 BFCL_CATEGORIES = ("simple_python", "multiple", "irrelevance")
+BASE_ACCURACY = {"plain": 0.85, "hard": 0.4, "no_call": 0.6, "bfcl:simple_python": 0.55, "bfcl:irrelevance": 0.5,
+                 "bfcl:all": 0.55}
 
 
 def _value_text(value) -> str:
@@ -159,7 +163,7 @@ def _pool_round(rng: random.Random, run_dir: Path, round_index: int, size: int) 
         query, seed_query = phrase(request, phrasing), phrase(request, "plain")
         record_id = f"r{round_index}-{number:03d}"
         sample = make_sample(request, query, record_id, phrasing)
-        succeeded = rng.random() < ATTACK_ODDS[phrasing] * (1.1 - 0.25 * round_index)
+        succeeded = rng.random() < ATTACK_ODDS[phrasing] * (1.2 - 0.2 * round_index)
         kind = _failure_kind(rng, sample) if succeeded else "ok"
         outputs = [fc_output(sample, kind), fc_output(sample, kind)]
         verdicts = [verdict_of(sample, text) for text in outputs]
@@ -186,32 +190,45 @@ def _pool_round(rng: random.Random, run_dir: Path, round_index: int, size: int) 
     return pool, harvest, after
 
 
+def _heldout_sample(set_name: str, number: int) -> tuple[str, tuple, str | None]:
+    """(category, request, phrasing) of a held-out set's ``number``-th sample: "hard" mixes
+    perturbation kinds (its categories), "bfcl:all" mixes BFCL categories."""
+    if set_name == "hard":
+        kind = HARD_KINDS[number % len(HARD_KINDS)]
+        return kind, REQUESTS[number % 5], kind
+    if set_name == "no_call":
+        return "no_call", REQUESTS[-1], "plain"
+    if set_name.startswith("bfcl:"):
+        category = BFCL_CATEGORIES[number % len(BFCL_CATEGORIES)] if set_name == "bfcl:all" else set_name[5:]
+        return category, REQUESTS[-1] if category == "irrelevance" else REQUESTS[number % 5], None
+    return set_name, REQUESTS[number % 5], set_name
+
+
 def _heldout_results(rng: random.Random, round_index: int, set_name: str, size: int) -> list[dict]:
     """Results records of one held-out set, scored by the real checker; accuracy grows by round."""
-    accuracy = {"plain": 0.85, "indirect_values": 0.45, "distractor_numbers": 0.35, "no_call": 0.6,
-                "bfcl": 0.55}[set_name] + 0.1 * round_index
+    accuracy = BASE_ACCURACY[set_name] + 0.1 * round_index
     records = []
     for number in range(size):
-        if set_name == "bfcl":
-            category = BFCL_CATEGORIES[number % len(BFCL_CATEGORIES)]
-            request = REQUESTS[-1] if category == "irrelevance" else REQUESTS[number % 5]
-            query, phrasing = phrase(request, "plain"), None
-        else:
-            category = set_name
-            request = REQUESTS[-1] if set_name == "no_call" else REQUESTS[number % 5]
-            phrasing = "plain" if set_name == "no_call" else set_name
-            query = phrase(request, phrasing)
-        sample = make_sample(request, query, f"{set_name}-{number}", phrasing, category)
+        category, request, phrasing = _heldout_sample(set_name, number)
+        sample = make_sample(request, phrase(request, phrasing or "plain"), f"{set_name}-{number}", phrasing, category)
         kind = "ok" if rng.random() < accuracy else _failure_kind(rng, sample)
         records.append(score_generation(sample, Generation(text=fc_output(sample, kind))))
     return records
 
 
+def _write_eval(eval_dir: Path, results: list[dict], meta: dict) -> dict:
+    summary = summarize(results) | meta
+    append_jsonl(eval_dir / "results.jsonl", results)
+    write_json_atomic(eval_dir / "summary.json", summary)
+    return summary
+
+
 def write_run(run_dir: str | Path, rounds: int = 3, pool_per_round: int = 20, heldout_size: int = 12,
-              seed: int = 0) -> dict:
+              seed: int = 0, phrasing_tags: bool = True) -> dict:
     """Write a finished run of ``rounds`` duel rounds after round 0; return what was written:
     ``metrics`` (list), ``pool`` (list), ``harvest``, ``after_defence``, ``results``, ``summaries``
-    (each {round: ...}; the last two {round: {set: ...}})."""
+    (each {round: ...}; the last two {round: {set: ...}}). Without ``phrasing_tags`` pool records
+    hold ``"phrasing": None``, as when seeds carry no tag."""
     run_dir = Path(run_dir)
     rng = random.Random(seed)
     written = {"metrics": [], "pool": [], "harvest": {}, "after_defence": {}, "results": {}, "summaries": {}}
@@ -221,21 +238,22 @@ def write_run(run_dir: str | Path, rounds: int = 3, pool_per_round: int = 20, he
         line = {"round": round_index, "attack_success_rate": None, "validity_rate": None, "pool_size": 0}
         if round_index > 0:
             pool, harvest, after = _pool_round(rng, run_dir, round_index, pool_per_round)
+            pool = pool if phrasing_tags else [r | {"phrasing": None} for r in pool]
             append_jsonl(run_dir / POOL, pool)
             append_jsonl(round_dir(run_dir, round_index) / "harvest.jsonl", harvest)
             append_jsonl(round_dir(run_dir, round_index) / "after_defence.jsonl", after)
             written["pool"] += pool
             written["harvest"][round_index], written["after_defence"][round_index] = harvest, after
-            line |= {"attack_success_rate": sum(r["attack_success"] for r in pool) / len(pool),
-                     "validity_rate": sum(h["valid"] for h in harvest) / len(harvest),
-                     "pool_size": len(written["pool"])}
+            line |= {  # as the game: this round's queries against the defended FC model, and before
+                "attack_success_rate": sum(not a["verdict"]["valid"] for a in after) / len(after),
+                "attack_success_rate_before_defence": sum(r["attack_success"] for r in pool) / len(pool),
+                "validity_rate": sum(h["valid"] for h in harvest) / len(harvest),
+                "pool_size": len(written["pool"])}
         results, summaries = {}, {}
         for set_name in HELDOUT_SETS:
             results[set_name] = _heldout_results(rng, round_index, set_name, heldout_size)
-            summaries[set_name] = summarize(results[set_name]) | {"model": f"fc-round-{round_index}"}
-            eval_dir = round_dir(run_dir, round_index) / "eval" / set_name
-            append_jsonl(eval_dir / "results.jsonl", results[set_name])
-            write_json_atomic(eval_dir / "summary.json", summaries[set_name])
+            summaries[set_name] = _write_eval(round_dir(run_dir, round_index) / "eval" / set_name.replace(":", "_"),
+                                              results[set_name], {"model": f"fc-round-{round_index}", "set": set_name})
         written["results"][round_index], written["summaries"][round_index] = results, summaries
         line |= {"accuracy": {s: summaries[s]["accuracy"] for s in HELDOUT_SETS},
                  "error_kinds": {s: summaries[s]["error_kinds"] for s in HELDOUT_SETS},
@@ -244,23 +262,21 @@ def write_run(run_dir: str | Path, rounds: int = 3, pool_per_round: int = 20, he
                              "defend": 42.0 * (round_index > 0), "evaluate": 12.25}}
         append_jsonl(run_dir / METRICS, [line])
         written["metrics"].append(line)
-    write_json_atomic(run_dir / "state.json", {"round": rounds, "phase": "evaluate"})
+    phases = ["0:players", "0:evaluate"] + [f"{r}:{phase}" for r in range(1, rounds + 1)
+                                           for phase in ("attack", "harvest", "defend", "evaluate")]
+    write_json_atomic(run_dir / "state.json", {"completed": phases, "fc_path": f"rounds/round_{rounds}/fc_model"})
     return written
 
 
 def write_eval_folder(out_dir: str | Path, size: int = 30, seed: int = 0) -> dict:
-    """Write what ``toolduel eval`` writes (config.yaml, results.jsonl, summary.json) for BFCL-like
-    categories; return ``{"results": [...], "summary": {...}}``."""
+    """Write what ``toolduel eval`` writes (config.yaml, results.jsonl, summary.json) for a mix of
+    BFCL categories and perturbation kinds; return ``{"results": [...], "summary": {...}}``."""
     out_dir = Path(out_dir)
     rng = random.Random(seed)
-    results = []
-    for round_like, set_name in enumerate(("bfcl", "indirect_values")):
-        results += _heldout_results(rng, round_like, set_name, size // 2)
-    summary = summarize(results) | {"model": "fc-model", "data": "bfcl:simple_python,multiple,irrelevance"}
+    results = _heldout_results(rng, 0, "bfcl:all", size // 2) + _heldout_results(rng, 1, "hard", size - size // 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text("# toolduel eval\ndata: bfcl:simple_python,multiple,irrelevance\n")
-    append_jsonl(out_dir / "results.jsonl", results)
-    write_json_atomic(out_dir / "summary.json", summary)
+    summary = _write_eval(out_dir, results, {"model": "fc-model", "data": "bfcl:simple_python,multiple,irrelevance"})
     return {"results": results, "summary": summary}
 
 

@@ -10,7 +10,8 @@ import torch
 from toolduel.parsing import parse_calls
 from toolduel.world.generator import generate_samples
 from toolduel.world.tiny_models import QWEN2_PRETOKENIZE_REGEX, build_qwen2, train_tokenizer
-from toolduel.world.warm_start import NO_CALL_REPLY, fc_example, query_examples, query_model_messages
+from toolduel.world.warm_start import (NO_CALL_REPLY, fc_example, fc_examples, query_examples,
+                                       query_model_messages)
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather_forecast", "description": "Daily forecast",
@@ -104,6 +105,22 @@ def test_fc_rows_target_format_calls_or_a_sentence():
             assert [c.name for c in calls] == [g.name for g in sample.gold]
         else:
             assert target == NO_CALL_REPLY
+
+
+def test_fc_conversations_share_one_tool_list_and_stay_in_the_train_split():
+    from toolduel.world.generator import split_of
+
+    rows = fc_examples(30, seed=4, turns=3)
+    assert len(rows) == 10
+    for row in rows:
+        tool_names = {t["function"]["name"] for t in json.loads(row["tools"])}
+        users = [m["content"] for m in row["messages"] if m["role"] == "user"]
+        answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+        assert len(users) == len(answers) == 3
+        assert all(split_of(q) == "train" for q in users)
+        for answer in answers:  # every call is to an offered tool; otherwise the no-call reply
+            assert answer == NO_CALL_REPLY or {c.name for c in parse_calls(answer).calls} <= tool_names
+    assert fc_examples(30, seed=4) == rows
 
 
 def test_query_rows_cover_every_style_and_stay_valid():

@@ -158,4 +158,4 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
             "attack_success": attack_success,
             "error_type": failing["error_type"] if failing else None, "kind": failing["kind"] if failing else None,
         })
-    return pool, step_stats(outcomes)
+    return pool[:config.pool_budget], step_stats(outcomes)

@@ -24,6 +24,11 @@ if world_app is not None:
     app.add_typer(world_app, name="world", help="The embedded synthetic tool world and its tiny models.")
 
 
+from toolduel.report import report_command  # noqa: E402 - light: matplotlib loads only when a report is built
+
+app.command("report", help="Render the weakness report (HTML + PNG) of a run or eval folder.")(report_command)
+
+
 @app.callback()
 def toolduel() -> None:
     """Adversarial data augmentation for tool-calling models."""

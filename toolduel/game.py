@@ -131,6 +131,10 @@ def load_chat_model(path: str | Path, config: GameConfig):
 
 def phase_attack(run: Run, round_index: int, progress: bool) -> None:
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    if config.attack_steps == 0:  # untargeted augmentation: the query model as it is
+        console.print("attack: no steps; the query model is kept as it is")
+        run.mark(f"{round_index}:attack")
+        return
     seeds = seed_samples(config, config.attack_steps * config.attack_prompts_per_step, f"attack-{round_index}")
     fc_model = load_chat_model(run.path("fc_path"), config)
     result = run_attack(config, seeds, fc_model, run.path("query_path"), out_dir, progress=progress,
@@ -156,7 +160,9 @@ def phase_harvest(run: Run, round_index: int) -> None:
 def phase_defend(run: Run, round_index: int, progress: bool) -> None:
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     pool = files.read_jsonl(run.dir / files.POOL)
-    replay = replay_samples(config, round(config.replay_ratio * len(pool)), f"replay-{round_index}")
+    replay_count = config.replay_examples if config.replay_examples is not None \
+        else round(config.replay_ratio * len(pool))
+    replay = replay_samples(config, replay_count, f"replay-{round_index}")
     samples = defence_samples(pool, replay, seed=config.seed + round_index)
     if not samples:  # nothing harvested yet: the FC model stays as it is
         shutil.copytree(run.path("fc_path"), out_dir / "fc_model", dirs_exist_ok=True)

@@ -40,12 +40,14 @@ class GameConfig:
     # --- harvest --------------------------------------------------------------------------------
     harvest_seeds: int = option(256, "seed samples the trained query model rewrites per round")
     harvest_keep: str = option("successful", "successful: pool only queries that fooled the FC model; valid: all")
+    pool_budget: int | None = option(None, "at most this many pool records added per round (equal-budget comparisons)")
     # --- defend: train the FC model on the pool of every round plus replayed seed data -----------
     defend: str = option("sft", "sft, or grpo with the FC reward")
     defend_epochs: float = option(2.0, "passes over the defence data")
     defend_learning_rate: float = option(1e-3, "FC model learning rate")
     defend_batch_size: int = option(32, "examples per FC training step")
     replay_ratio: float = option(1.0, "replayed seed examples per pool example (keeps plain skills and coverage)")
+    replay_examples: int | None = option(None, "a fixed number of replayed seed examples instead of replay_ratio")
     partial_credit: bool = option(True, "grpo defence: shaped FC reward (right function, right arguments)")
     # --- generation and observability ----------------------------------------------------------
     batch_size: int = option(32, "prompts per generation batch")
@@ -70,6 +72,9 @@ class GameConfig:
             raise ConfigError(f"harvest_keep must be successful or valid (got {self.harvest_keep!r})")
         if self.defend not in ("sft", "grpo"):
             raise ConfigError(f"defend must be sft or grpo (got {self.defend!r})")
+        for name in ("pool_budget", "replay_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, or left out (got {getattr(self, name)})")
         if self.replay_ratio < 0:
             raise ConfigError(f"replay_ratio must be 0 or more (got {self.replay_ratio})")
         if self.report_to not in ("none", "tensorboard", "wandb", "trackio"):

@@ -7,29 +7,18 @@ list and the others still render.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from toolduel.report import Report, ReportError, measure
 from toolduel.report import figures as draw
-from toolduel.report import measure
 from toolduel.report import page as html
 from toolduel.report.load import RunData, load_folder
 from toolduel.report.traits import TRAITS, compare_traits
 from toolduel.run_files import REPORT, write_text_atomic
 
 HTML_FILE = "report.html"
-
-
-class ReportError(ValueError):
-    """No report can be made (the folder does not exist)."""
-
-
-@dataclass
-class Report:
-    html: Path
-    figures: dict[str, Path] = field(default_factory=dict)  # figure name -> PNG file
-    problems: list[str] = field(default_factory=list)  # one line each: the file and what is wrong
+FIGURES = ("accuracy", "accuracy_by_category", "attack_rates", "error_kinds", "phrasing", "traits", "rejections")
 
 
 class _Builder:
@@ -61,6 +50,14 @@ class _Builder:
             self.body.append(html.section(title, *parts, section_id=title.lower().replace(" ", "-")))
 
 
+RATE_COLUMNS = {measure.ATTACK_SUCCESS_BEFORE: "attack success: before defence",
+                measure.ATTACK_SUCCESS: "after defence", measure.VALIDITY: "validity"}
+
+
+def _pool_size(data: RunData, round_index: int) -> int | str:
+    return sum(record["round"] <= round_index for record in data.pool) if data.pool else "-"
+
+
 def _rounds_section(b: _Builder) -> list[str]:
     data, accuracy = b.data, measure.accuracy_by_set(b.data)
     rates = measure.attack_rates(data)
@@ -70,25 +67,28 @@ def _rounds_section(b: _Builder) -> list[str]:
         seconds = metric.get(r, {}).get("seconds", {})
         total = sum(v for v in seconds.values() if isinstance(v, (int, float)))
         rows.append([r, *(html.Cell(html.percent(accuracy[s].get(r)), "num") for s in accuracy),
-                     html.Cell(html.percent(rates.get(measure.ATTACK_SUCCESS, {}).get(r)), "num"),
-                     html.Cell(html.percent(rates.get(measure.VALIDITY, {}).get(r)), "num"),
-                     metric.get(r, {}).get("pool_size", "-"), html.Cell(f"{total:.0f}" if seconds else "-", "num")])
-    headers = ["round", *(f"accuracy: {s}" for s in accuracy), "attack success", "validity", "pool size",
-               "seconds"]
+                     *(html.Cell(html.percent(rates.get(label, {}).get(r)), "num") for label in RATE_COLUMNS),
+                     html.Cell(metric.get(r, {}).get("pool_size", _pool_size(data, r)), "num"),
+                     html.Cell(f"{total:.0f}" if seconds else "-", "num")])
+    headers = ["round", *(f"accuracy: {s}" for s in accuracy), *RATE_COLUMNS.values(), "pool size", "seconds"]
     return [html.table("rounds", headers, rows),
             html.paragraph("Round 0 is the FC model before any defence; round t's accuracy is the FC model after "
-                           "round t's defence. Rates come from metrics.jsonl, or from the round's files where a "
-                           "metrics line lacks them.")]
+                           "round t's defence. Attack success is that of round t's queries against the FC model "
+                           "before and after round t's defence. Numbers come from metrics.jsonl, or from the "
+                           "round's files where a metrics line lacks them.")]
 
 
 def _accuracy_section(b: _Builder) -> list[str]:
     by_set, by_category = measure.accuracy_by_set(b.data), measure.accuracy_by_category(b.data)
-    parts = [b.figure("accuracy", draw.rate_figure(by_set, "Accuracy on held-out sets", "accuracy"),
-                      "Accuracy of the FC model on each held-out set")]
+    parts = []
+    if b.data.kind == "run":
+        parts.append(b.figure("accuracy", draw.rate_figure(by_set, "Accuracy on held-out sets", "accuracy"),
+                              "Accuracy of the FC model on each held-out set"))
     if by_category:
         parts.append(b.figure("accuracy_by_category",
                               draw.rate_figure(by_category, "Accuracy per category", "accuracy"),
                               "Accuracy per category of the sets that mix categories (BFCL's, for one)"))
+    if by_category and b.data.kind == "run":
         rounds = sorted({r for points in by_category.values() for r in points})
         parts.append(html.table("categories", ["category", *(f"round {r}" for r in rounds)], [
             [label, *(html.Cell(html.percent(points.get(r)), "num") for r in rounds)]
@@ -98,8 +98,10 @@ def _accuracy_section(b: _Builder) -> list[str]:
 
 def _attack_section(b: _Builder) -> list[str]:
     rates = measure.attack_rates(b.data)
-    return [b.figure("attack_rates", draw.rate_figure(rates, "Attack success and validity per round", "rate"),
-                     "Attack success rate and validity rate per duel round")]
+    figure = draw.rate_figure(rates, "Attack success and validity per round", "rate", "duel round")
+    return [b.figure("attack_rates", figure, "Attack success and validity rate per duel round, and the share of "
+                                             "each round's successful attacks the FC model still fails after "
+                                             "that round's defence")]
 
 
 def _error_kinds_section(b: _Builder) -> list[str]:
@@ -109,15 +111,17 @@ def _error_kinds_section(b: _Builder) -> list[str]:
         return []
     columns = [("held-out", r, heldout) for r in sorted(heldout)] + [("attacks", r, attacks) for r in sorted(attacks)]
     rows = [[measure.kind_label(k), *(counts[r].get(k, 0) for _, r, counts in columns)] for k in kinds]
+    names = [f"{source} r{r}" for source, r, _ in columns] if b.data.kind == "run" else ["wrong answers"]
     return [b.figure("error_kinds", draw.error_kinds_figure(heldout, attacks),
                      "The checker's error kinds per round"),
-            html.table("error-kinds", ["error kind", *(f"{source} r{r}" for source, r, _ in columns)], rows)]
+            html.table("error-kinds", ["error kind", *names], rows)]
 
 
 def _phrasing_section(b: _Builder) -> list[str]:
     stats = measure.phrasing_stats(b.data.pool)
     if not stats:
-        return [html.paragraph("No pool record carries a phrasing tag.")] if b.data.pool else []
+        return [html.paragraph("The pool's records carry no phrasing tag: the measured traits below describe "
+                               "the attacks instead.")] if b.data.pool else []
     rows = [[tag, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
              ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())] for tag, entry in stats.items()]
     return [b.figure("phrasing", draw.phrasing_figure(stats), "Attack success rate by the seed's phrasing tag"),
@@ -127,16 +131,22 @@ def _phrasing_section(b: _Builder) -> list[str]:
 
 def _traits_section(b: _Builder) -> list[str]:
     comparison = compare_traits(b.data.pool)
-    if not any(row["n_worked"] + row["n_failed"] for row in comparison.values()):
+    first = next(iter(comparison.values()))
+    if not first["n_worked"] + first["n_failed"]:
         return []
     rows = [[trait, TRAITS[trait], html.Cell(html.number(row["worked"]), "num"),
              html.Cell(html.number(row["failed"]), "num"), html.Cell(html.number(row["difference"]), "num"),
              html.Cell(html.number(row["effect"]), "num")] for trait, row in comparison.items()]
+    if first["n_worked"] and first["n_failed"]:
+        note = ("Traits come sorted by how well they separate the two groups: the effect is the difference of "
+                "means over the pooled standard deviation.")
+    else:
+        note = ("The pool holds only one of the two groups (a run that keeps only successful attacks, say): "
+                "the means describe it, and there is nothing to compare it with.")
     return [b.figure("traits", draw.traits_figure(comparison), "Measured traits of attacks that worked and failed"),
             html.table("traits", ["trait", "what it measures", "mean: worked", "mean: failed", "difference",
                                   "effect (sd units)"], rows),
-            html.paragraph("Traits come sorted by how well they separate the two groups: the effect is the "
-                           "difference of means over the pooled standard deviation.")]
+            html.paragraph(note)]
 
 
 def _rejections_section(b: _Builder) -> list[str]:
@@ -151,33 +161,51 @@ def _rejections_section(b: _Builder) -> list[str]:
                                       "detail"], rows)]
 
 
+POOL_EXAMPLE_COLUMNS = {  # header -> (example key, CSS class, width in percent)
+    "round": ("round", "num", 6), "phrasing": ("phrasing", "", 10), "query": ("query", "", 16),
+    "gold": ("gold", "code", 14), "FC output (attacked)": ("before", "code", 17),
+    "verdict": ("verdict_before", "bad", 11), "FC output after defence": ("after", "code", 15),
+    "verdict after defence": ("verdict_after", None, 11)}
+RESULT_EXAMPLE_COLUMNS = {
+    "set / category": ("where", "", 14), "query": ("query", "", 22), "gold": ("gold", "code", 20),
+    "FC output": ("before", "code", 24), "verdict": ("verdict_before", "bad", 20)}
+
+
+def _example_row(example: dict, columns: dict) -> list[html.Cell]:
+    cells = []
+    for key, css, _ in columns.values():
+        if css is None:  # the verdict after defence: green when the defence fixed it
+            css = "good" if example[key] == "correct" else "bad"
+        cells.append(html.Cell(example[key], css))
+    return cells
+
+
 def _examples_section(b: _Builder) -> list[str]:
     from_pool = b.data.kind == "run" and any(measure.succeeded(r) for r in b.data.pool)
-    examples = measure.pool_examples(b.data) if from_pool else measure.result_examples(b.data)
-    parts = [html.paragraph("Successful attacks from the pool: the FC model's answer when attacked and after "
-                            "that round's defence." if from_pool else "Wrong answers from the evaluation.")]
+    if from_pool:
+        examples, columns = measure.pool_examples(b.data), POOL_EXAMPLE_COLUMNS
+        intro = "Successful attacks from the pool: the FC model's answer when attacked and after that round's defence."
+    else:
+        examples, columns = measure.result_examples(b.data), RESULT_EXAMPLE_COLUMNS
+        intro = "Wrong answers from the evaluation."
+    if not examples:
+        return []
+    parts = [html.paragraph(intro)]
     for kind, chosen in examples.items():
         parts.append(html.heading(f"{measure.kind_label(kind)} ({kind})"))
-        if from_pool:
-            headers = ["round", "phrasing", "query", "gold", "FC output (attacked)", "verdict",
-                       "FC output after defence", "verdict after defence"]
-            rows = [[e["round"], e["phrasing"], e["query"], html.Cell(e["gold"], "code"), html.Cell(e["before"], "code"),
-                     html.Cell(e["verdict_before"], "bad"), html.Cell(e["after"], "code"),
-                     html.Cell(e["verdict_after"], "good" if e["verdict_after"] == "correct" else "bad")]
-                    for e in chosen]
-        else:
-            headers = ["set / category", "query", "gold", "FC output", "verdict"]
-            rows = [[f"{e['set']} / {e['category']}", e["query"], html.Cell(e["gold"], "code"),
-                     html.Cell(e["before"], "code"), html.Cell(e["verdict_before"], "bad")] for e in chosen]
-        parts.append(html.table(f"examples-{kind}", headers, rows, css="examples"))
-    return parts if examples else []
+        rows = [_example_row(example, columns) for example in chosen]
+        parts.append(html.table(f"examples-{kind}", list(columns), rows, css="examples",
+                                widths=[width for _, _, width in columns.values()]))
+    return parts
 
 
 def _eval_summary_section(b: _Builder) -> list[str]:
     rows = []
-    for name, evaluation in b.data.evals.get(0, {}).items():
+    for evaluation in b.data.evals.get(0, {}).values():
         summary = evaluation.summary or {}
-        for category, counts in (summary.get("per_category") or {}).items():
+        per_category = summary.get("per_category") if isinstance(summary.get("per_category"), dict) else {}
+        for category, counts in per_category.items():
+            counts = counts if isinstance(counts, dict) else {}
             rows.append([category, counts.get("n", "-"), counts.get("correct", "-"),
                          html.Cell(html.percent(counts.get("accuracy")), "num")])
         rows.append([html.Cell("all", "good"), summary.get("n", "-"), summary.get("correct", "-"),
@@ -189,7 +217,8 @@ def _meta_line(data: RunData) -> str:
     if data.kind == "eval":
         return f"evaluation folder {data.folder}"
     rounds = [r for r in data.rounds if r > 0]
-    state = f"; last completed: {data.state}" if data.state else ""
+    completed = (data.state or {}).get("completed")
+    state = f"; last completed phase: {completed[-1]}" if isinstance(completed, list) and completed else ""
     return f"run folder {data.folder}; {len(rounds)} duel round(s) after round 0; {len(data.pool)} pool records{state}"
 
 
@@ -219,4 +248,6 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Report:
     title = f"toolduel weakness report: {run_dir.resolve().name}"
     text = html.page(title, _meta_line(data), [html.problems_section(data.problems), *builder.body], data.config_text)
     write_text_atomic(out / HTML_FILE, text)
+    for name in set(FIGURES) - set(builder.figures):  # a figure of an earlier report that has no data now
+        (out / f"{name}.png").unlink(missing_ok=True)
     return Report(html=out / HTML_FILE, figures=builder.figures, problems=list(data.problems))

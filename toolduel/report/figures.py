@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from toolduel.report.measure import ERROR_KINDS, kind_label, kinds_present
-from toolduel.report.traits import TRAITS
 
 SIZE = (10, 4.4)  # inches; at DPI this is 1100 x 484 pixels
 DPI = 110
@@ -31,8 +30,8 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(title: str, columns: int = 1, width: float = SIZE[0]) -> tuple[Figure, list]:
-    figure = Figure(figsize=(width, SIZE[1]), layout="constrained")
+def _figure(title: str, columns: int = 1) -> tuple[Figure, list]:
+    figure = Figure(figsize=SIZE, layout="constrained")
     axes = figure.subplots(1, columns, squeeze=False)[0].tolist()
     figure.suptitle(title, fontsize=13, fontweight="bold")
     return figure, axes
@@ -47,7 +46,8 @@ def _value(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def rate_figure(series: dict[str, dict[int, float | None]], title: str, ylabel: str) -> Figure | None:
+def rate_figure(series: dict[str, dict[int, float | None]], title: str, ylabel: str,
+                xlabel: str = ROUND_LABEL) -> Figure | None:
     """One line per label over rounds (a missing value leaves a gap); with a single round,
     one horizontal bar per label instead."""
     rounds = sorted({r for points in series.values() for r in points})
@@ -57,7 +57,7 @@ def rate_figure(series: dict[str, dict[int, float | None]], title: str, ylabel: 
     if len(rounds) == 1:
         labels = list(series)[::-1]  # top to bottom in the series' order
         values = [_value(series[label].get(rounds[0])) for label in labels]
-        ax.barh(labels, values, color="#1f77b4", label=f"round {rounds[0]}")
+        ax.barh(labels, values, color="#1f77b4")
         for position, value in enumerate(values):
             if not math.isnan(value):
                 ax.annotate(f"{value:.0%}", (value, position), xytext=(4, 0), textcoords="offset points",
@@ -66,15 +66,14 @@ def rate_figure(series: dict[str, dict[int, float | None]], title: str, ylabel: 
         ax.xaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel(ylabel)
         ax.set_ylabel("")
-        _legend_outside(ax)
-        return figure
+        return figure  # one series: the title says what it is, no legend needed
     for index, (label, points) in enumerate(series.items()):
         ax.plot(rounds, [_value(points.get(r)) for r in rounds], marker="o", label=label,
                 color=_PALETTE[index % len(_PALETTE)], linestyle="-" if index < 10 else "--")
     ax.set_xticks(rounds)
     ax.set_ylim(-0.03, 1.03)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(ROUND_LABEL)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     _legend_outside(ax)
@@ -98,12 +97,14 @@ def _stacked(ax, counts: dict[int, dict[str, int]], order: list[str], labels: di
 def error_kinds_figure(heldout: dict[int, dict[str, int]], attacks: dict[int, dict[str, int]]) -> Figure | None:
     """Stacked bars of error kinds per round: on the held-out sets (summed) and among the
     successful attacks of each round's harvest; one panel per source that has counts."""
-    panels = [(f"held-out sets, all summed", heldout, "wrong answers"),
+    panels = [("held-out sets, all summed", heldout, "wrong answers"),
               ("successful attacks (harvest)", attacks, "attacks")]
     panels = [p for p in panels if any(any(kinds.values()) for kinds in p[1].values())]
     if not panels:
         return None
     order = kinds_present(heldout, attacks)
+    if len(panels) == 1 and len(panels[0][1]) == 1:
+        return _kind_counts_figure(next(iter(panels[0][1].values())), order, panels[0][2])
     figure, axes = _figure("Error kinds per round", columns=len(panels))
     labels = {kind: kind_label(kind) for kind in order}
     for ax, (title, counts, ylabel) in zip(axes, panels):
@@ -115,6 +116,20 @@ def error_kinds_figure(heldout: dict[int, dict[str, int]], attacks: dict[int, di
     ordered = [handles[labels[k]] for k in order if labels[k] in handles]
     figure.legend(ordered, [h.get_label() for h in ordered], loc="outside right upper", fontsize=9,
                   title="error kind", title_fontsize=9, frameon=False)
+    return figure
+
+
+def _kind_counts_figure(counts: dict[str, int], order: list[str], xlabel: str) -> Figure:
+    """One round: a horizontal bar per error kind, in the checker's order from the top."""
+    figure, (ax,) = _figure("Error kinds")
+    shown = [kind for kind in order if counts.get(kind)][::-1]
+    bars = ax.barh([kind_label(k) for k in shown], [counts[k] for k in shown],
+                   color=[KIND_COLORS.get(k, "#999999") for k in shown])
+    ax.bar_label(bars, padding=3, fontsize=9)
+    ax.margins(x=0.08)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("error kind")
     return figure
 
 
@@ -133,7 +148,8 @@ def phrasing_figure(stats: dict[str, dict]) -> Figure | None:
                 positions.append(tag_index - 0.4 + width * (index + 0.5))
                 rates.append(worked / n)
         ax.bar(positions, rates, width=width, label=f"round {round_index}", color=_PALETTE[index % len(_PALETTE)])
-    ax.set_xticks(range(len(stats)), [f"{tag}\n(n={entry['n']})" for tag, entry in stats.items()], fontsize=9)
+    ax.set_xticks(range(len(stats)), [f"{tag} (n={entry['n']})" for tag, entry in stats.items()], fontsize=9,
+                  rotation=20, ha="right", rotation_mode="anchor")
     ax.set_ylim(0, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel("seed phrasing tag (attacks in the pool)")
@@ -147,7 +163,7 @@ def traits_figure(comparison: dict[str, dict]) -> Figure | None:
     """Mean of each trait among attacks that worked and that failed, one panel per trait."""
     if not comparison or not any(row["n_worked"] or row["n_failed"] for row in comparison.values()):
         return None
-    figure, axes = _figure("Traits of attacks that worked vs. failed (means)", columns=len(comparison), width=12)
+    figure, axes = _figure("Traits of attacks that worked vs. failed (means)", columns=len(comparison))
     for ax, (trait, row) in zip(axes, comparison.items()):
         values = [_value(row["worked"]), _value(row["failed"])]
         bars = ax.bar(["worked", "failed"], values, color=["#d62728", "#7f7f7f"])
@@ -180,7 +196,3 @@ def rejections_figure(counts: dict[int, dict[str, int]]) -> Figure | None:
     ax.set_ylabel("rejected queries")
     _legend_outside(ax, title="rule that failed")
     return figure
-
-
-def figure_traits_labels() -> dict[str, str]:
-    return dict(TRAITS)

@@ -85,7 +85,8 @@ def read_records(path: Path, folder: Path, problems: list[str], required: tuple[
     text = _read_text(path, folder, problems)
     if text is None:
         return []
-    lines = text.splitlines(keepends=True)
+    pieces = text.split("\n")  # not splitlines(): JSON strings may hold U+2028 and other line breaks
+    lines = [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
     file_problems, records = _FileProblems(_name(path, folder), problems), []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -165,16 +166,30 @@ def load_eval_set(folder: Path, root: Path, problems: list[str]) -> EvalSet:
         evaluation.results = read_records(results_path, root, problems, required=("id", "category"))
     else:
         problems.append(f"{_name(results_path, root)}: missing; no examples from this evaluation")
+    summary_problems = []
     if summary_path.exists():
-        evaluation.summary = read_json(summary_path, root, problems)
+        evaluation.summary = read_json(summary_path, root, summary_problems)
     elif results_path.exists():
-        problems.append(f"{_name(summary_path, root)}: missing; recomputed from {RESULTS_FILE}")
+        summary_problems.append(f"{_name(summary_path, root)}: missing")
     if evaluation.summary is None and evaluation.results:
         try:
             evaluation.summary = summarize(evaluation.results)
+            summary_problems = [f"{line}; recomputed from {RESULTS_FILE}" for line in summary_problems]
         except (KeyError, TypeError, AttributeError) as error:
-            problems.append(f"{_name(results_path, root)}: cannot be summarised ({type(error).__name__}: {error})")
+            summary_problems.append(f"{_name(results_path, root)}: cannot be summarised "
+                                    f"({type(error).__name__}: {error})")
+    problems.extend(summary_problems)
     return evaluation
+
+
+def _set_name(folder_name: str, evaluation: EvalSet, metrics: list[dict]) -> str:
+    """The held-out set's name as metrics.jsonl spells it: the summary's ``set``, else the metrics
+    name whose folder this is (``bfcl:simple_python`` lives in ``eval/bfcl_simple_python``)."""
+    named = (evaluation.summary or {}).get("set")
+    if isinstance(named, str) and named:
+        return named
+    names = {name for m in metrics for name in m.get("accuracy", {})}
+    return next((name for name in sorted(names) if name.replace(":", "_") == folder_name), folder_name)
 
 
 def _round_folders(folder: Path) -> dict[int, Path]:
@@ -204,7 +219,8 @@ def _load_rounds(data: RunData) -> None:
                 problems.append(f"{_name(path / name, folder)}: missing")
         evals = {}
         for set_folder in sorted(p for p in (path / "eval").glob("*") if p.is_dir()):
-            evals[set_folder.name] = load_eval_set(set_folder, folder, problems)
+            evaluation = load_eval_set(set_folder, folder, problems)
+            evals[_set_name(set_folder.name, evaluation, data.metrics)] = evaluation
         if evals:
             data.evals[round_index] = evals
 
@@ -231,8 +247,8 @@ def load_folder(folder: str | Path) -> RunData:
     else:
         data.problems.append(f"{METRICS}: missing; curves use the round folders' files where they can")
     if (folder / POOL).exists():
-        data.pool = [r for r in read_records(folder / POOL, folder, data.problems, ("id", "round", "query"))
-                     if _pool_record_ok(r, data.problems)]
+        data.pool = _clean_pool(read_records(folder / POOL, folder, data.problems, ("id", "round", "query")),
+                                data.problems)
     elif any(m["round"] > 0 for m in data.metrics) or any(r > 0 for r in _round_folders(folder)):
         data.problems.append(f"{POOL}: missing; no attack traits, phrasing or examples")
     _load_rounds(data)
@@ -242,8 +258,13 @@ def load_folder(folder: str | Path) -> RunData:
     return data
 
 
-def _pool_record_ok(record: dict, problems: list[str]) -> bool:
-    if not isinstance(record["round"], int) or not isinstance(record["query"], str):
-        problems.append(f"{POOL}: record {str(record['id'])[:60]!r} has a round or query of the wrong type; left out")
-        return False
-    return True
+def _clean_pool(records: list[dict], problems: list[str]) -> list[dict]:
+    file_problems, clean = _FileProblems(POOL, problems), []
+    for record in records:
+        if isinstance(record["round"], int) and not isinstance(record["round"], bool) \
+                and isinstance(record["query"], str):
+            clean.append(record)
+        else:
+            file_problems.add(f"record {str(record['id'])[:60]!r}: round or query of the wrong type; left out")
+    file_problems.close()
+    return clean

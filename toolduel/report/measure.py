@@ -26,7 +26,8 @@ KIND_LABELS = {
     "bad_sample": "sample cannot be judged",
 }
 ERROR_KINDS = tuple(kind for kind in KINDS if kind != "ok")
-ATTACK_SUCCESS = "attack success rate"
+ATTACK_SUCCESS = "attack success after defence"
+ATTACK_SUCCESS_BEFORE = "attack success before defence"
 VALIDITY = "validity rate"
 STILL_FAILING = "successful attacks still failing after defence"
 
@@ -51,22 +52,21 @@ def accuracy_by_set(data: RunData) -> dict[str, dict[int, float | None]]:
     """Accuracy per held-out set per round."""
     series: dict[str, dict[int, float | None]] = defaultdict(dict)
     for round_index in data.rounds:
-        for name, value in _metric(data, round_index).get("accuracy", {}).items():
-            series[name][round_index] = _rate(value)
-        for name, summary in _summaries(data, round_index).items():
-            if round_index not in series[name]:
-                series[name][round_index] = _rate(summary.get("accuracy"))
+        summaries = _summaries(data, round_index)
+        from_metrics = _metric(data, round_index).get("accuracy", {})
+        for name in sorted(set(from_metrics) | set(summaries)):
+            series[name][round_index] = _number_or(from_metrics.get(name), summaries.get(name, {}).get("accuracy"))
     return {name: dict(sorted(points.items())) for name, points in sorted(series.items())}
 
 
 def accuracy_by_category(data: RunData) -> dict[str, dict[int, float | None]]:
-    """Accuracy per category (BFCL's, or a mixed set's) per round, for sets of several categories;
-    labelled ``set/category`` in a run, ``category`` in an eval folder."""
+    """Accuracy per category (BFCL's, or a mixed set's) per round: in a run, of the sets of several
+    categories, labelled ``set/category``; in an eval folder, every category."""
     series: dict[str, dict[int, float | None]] = defaultdict(dict)
     for round_index in data.rounds:
         for name, summary in _summaries(data, round_index).items():
             per_category = summary.get("per_category")
-            if not isinstance(per_category, dict) or set(per_category) <= {name}:
+            if not isinstance(per_category, dict) or (data.kind == "run" and len(per_category) < 2):
                 continue
             for category, counts in per_category.items():
                 label = category if data.kind == "eval" else f"{name}/{category}"
@@ -80,23 +80,36 @@ def succeeded(record: dict) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def _mean(values: list) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _number_or(value, computed: float | None) -> float | None:
+    """The metrics file's number where it holds one, else the number computed from the round's files."""
+    return _rate(value) if _rate(value) is not None else _rate(computed)
+
+
 def attack_rates(data: RunData) -> dict[str, dict[int, float | None]]:
-    """Attack success and validity rates per duel round, and the share of each round's successful
-    attacks that the FC model after that round's defence still gets wrong."""
-    series: dict[str, dict[int, float | None]] = {ATTACK_SUCCESS: {}, VALIDITY: {}, STILL_FAILING: {}}
+    """Per duel round: attack success against the FC model after the round's defence
+    (``attack_success_rate``) and before it (``attack_success_rate_before_defence``, else the
+    share of the round's pool records that beat the FC model), the validity rate, and the share
+    of the round's successful attacks the defended FC model still gets wrong."""
+    series: dict[str, dict[int, float | None]] = {ATTACK_SUCCESS_BEFORE: {}, ATTACK_SUCCESS: {}, VALIDITY: {},
+                                                  STILL_FAILING: {}}
     for round_index in [r for r in data.rounds if r > 0]:
         metric = _metric(data, round_index)
-        attacks = [s for r in data.pool if r["round"] == round_index and (s := succeeded(r)) is not None]
-        harvest = data.harvest.get(round_index, [])
-        series[ATTACK_SUCCESS][round_index] = _rate(metric.get("attack_success_rate")) if \
-            "attack_success_rate" in metric else (sum(attacks) / len(attacks) if attacks else None)
-        series[VALIDITY][round_index] = _rate(metric.get("validity_rate")) if "validity_rate" in metric else \
-            (sum(bool(h["valid"]) for h in harvest) / len(harvest) if harvest else None)
-        defended = [data.after_defence[str(r["id"])] for r in data.pool
-                    if r["round"] == round_index and succeeded(r) and str(r["id"]) in data.after_defence]
-        verdicts = [d["verdict"] for d in defended if isinstance(d.get("verdict"), dict)]
-        series[STILL_FAILING][round_index] = \
-            sum(not v.get("valid") for v in verdicts) / len(verdicts) if verdicts else None
+        pool = [r for r in data.pool if r["round"] == round_index]
+        outcomes = [succeeded(r) for r in pool if succeeded(r) is not None]
+        valid = [bool(h["valid"]) for h in data.harvest.get(round_index, [])]
+        after = {str(r["id"]): data.after_defence.get(str(r["id"]), {}).get("verdict") for r in pool}
+        failing_after = {i: not v.get("valid") for i, v in after.items() if isinstance(v, dict)}
+        series[ATTACK_SUCCESS_BEFORE][round_index] = _number_or(metric.get("attack_success_rate_before_defence"),
+                                                                _mean(outcomes))
+        series[ATTACK_SUCCESS][round_index] = _number_or(metric.get("attack_success_rate"),
+                                                         _mean(list(failing_after.values())))
+        series[VALIDITY][round_index] = _number_or(metric.get("validity_rate"), _mean(valid))
+        series[STILL_FAILING][round_index] = _mean([failing_after[str(r["id"])] for r in pool
+                                                    if succeeded(r) and str(r["id"]) in failing_after])
     return {label: points for label, points in series.items() if any(v is not None for v in points.values())}
 
 
@@ -119,9 +132,8 @@ def heldout_error_kinds(data: RunData) -> dict[int, dict[str, int]]:
 def pool_error_kinds(data: RunData) -> dict[int, dict[str, int]]:
     """Error kinds of the successful attacks harvested in each round."""
     counts: dict[int, Counter] = defaultdict(Counter)
-    for record in data.pool:
-        if succeeded(record):
-            counts[record["round"]][str(record.get("kind") or "unknown")] += 1
+    for record in data.pool:  # every round of the pool has a bar, if an empty one
+        counts[record["round"]].update([str(record.get("kind") or "unknown")] if succeeded(record) else [])
     return {r: dict(counts[r]) for r in sorted(counts)}
 
 
@@ -157,7 +169,7 @@ def rejection_reason(reason: str) -> str:
 
 def rejections(harvest: dict[int, list[dict]]) -> tuple[dict[int, dict[str, int]], dict[str, dict]]:
     """Rejected harvested queries per round by reason (a query counts once per distinct reason),
-    and one example per reason: ``{reason: {"query", "detail"}}``."""
+    and one example per reason: ``{reason: {"query", "detail", "reasons"}}``."""
     counts: dict[int, dict[str, int]] = {}
     examples: dict[str, dict] = {}
     for round_index, records in sorted(harvest.items()):
@@ -169,16 +181,18 @@ def rejections(harvest: dict[int, list[dict]]) -> tuple[dict[int, dict[str, int]
             reasons = reasons or ["unknown: no reason recorded"]
             for reason in dict.fromkeys(rejection_reason(r) for r in reasons):
                 round_counts[reason] += 1
-            for reason in reasons:
-                examples.setdefault(rejection_reason(reason), {"query": str(record.get("query", "")),
-                                                               "detail": str(reason)})
+            for reason in reasons:  # the example of a reason: a query rejected for the fewest reasons
+                current = examples.get(rejection_reason(reason))
+                if current is None or len(reasons) < current["reasons"]:
+                    examples[rejection_reason(reason)] = {"query": str(record.get("query", "")),
+                                                          "detail": str(reason), "reasons": len(reasons)}
         counts[round_index] = dict(round_counts)
     return counts, examples
 
 
 def format_gold(gold) -> str:
-    """Gold calls as ``name(arg=value, ...)``, the first acceptable value of each argument;
-    ``(no call)`` for an empty gold."""
+    """Gold calls as ``name(arg=value, ...)``, the first acceptable value of each argument that
+    must be given; a note for an empty gold (no tool fits)."""
     if not isinstance(gold, list):
         return "?"
     if not gold:
@@ -189,7 +203,8 @@ def format_gold(gold) -> str:
             calls.append(json.dumps(call, ensure_ascii=False))
             continue
         (name, arguments), = call.items()
-        shown = [f"{arg}={json.dumps(answers[0], ensure_ascii=False)}" for arg, answers in (arguments or {}).items()
+        arguments = arguments if isinstance(arguments, dict) else {}
+        shown = [f"{arg}={json.dumps(answers[0], ensure_ascii=False)}" for arg, answers in arguments.items()
                  if isinstance(answers, list) and answers and answers[0] != ""]
         calls.append(f"{name}({', '.join(shown)})")
     return "; ".join(calls)
@@ -200,8 +215,8 @@ def format_verdict(verdict) -> str:
         return "-"
     if verdict.get("valid"):
         return "correct"
-    errors = verdict.get("errors") or []
-    detail = f": {errors[0]}" if errors else ""
+    errors = verdict.get("errors")
+    detail = f": {errors[0]}" if isinstance(errors, list) and errors else ""
     return f"{kind_label(str(verdict.get('kind')))} ({verdict.get('error_type')}){detail}"
 
 
@@ -267,7 +282,7 @@ def result_examples(data: RunData, per_kind: int = 3) -> dict[str, list[dict]]:
     examples = {}
     for kind in kinds_present({0: {k: len(v) for k, v in by_kind.items()}}):
         examples[kind] = [{
-            "round": r["round"], "set": r["set"], "category": str(r.get("category")),
+            "round": r["round"], "where": f"{r['set']} / {r.get('category')}",
             "query": _last_user_message(r.get("prompt")), "gold": format_gold(r.get("gold")),
             "before": str(r.get("raw_output", "-")), "verdict_before": format_verdict(r.get("verdict")),
         } for r in by_kind[kind][:per_kind]]

@@ -61,9 +61,12 @@ def number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(table_id: str, headers: list[str], rows: Iterable[list], css: str = "") -> str:
-    """An HTML table; a cell is plain text, a number (right-aligned) or a :class:`Cell`."""
+def table(table_id: str, headers: list[str], rows: Iterable[list], css: str = "",
+          widths: list[int] | None = None) -> str:
+    """An HTML table; a cell is plain text, a number (right-aligned) or a :class:`Cell`;
+    ``widths``: column widths in percent."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    columns = "".join(f'<col style="width: {int(w)}%">' for w in widths) if widths else ""
     body = []
     for row in rows:
         cells = []
@@ -74,7 +77,7 @@ def table(table_id: str, headers: list[str], rows: Iterable[list], css: str = ""
             cells.append(f"<td{css_class}>{escape(clip(cell.text))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     css_class = f' class="{escape(css)}"' if css else ""
-    return (f'<table id="{escape(table_id)}"{css_class}><thead><tr>{head}</tr></thead>'
+    return (f'<table id="{escape(table_id)}"{css_class}>{columns}<thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
 
 

@@ -53,17 +53,22 @@ def _position(leaf: Any, lowered_query: str, numbers: list[tuple[float, int]]) -
     return match.start() if match else None
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _gold_arguments(sample: dict) -> list[tuple[str, list[tuple[str, list]]]]:
     """[(function, [(argument, acceptable values)])] in the tool's argument order, arguments that
     may be left out aside (a query need not state them)."""
     orders = {}
-    for tool in sample.get("tools") or []:
-        function = tool.get("function", tool) if isinstance(tool, dict) else {}
-        properties = (function.get("parameters") or {}).get("properties") if isinstance(function, dict) else None
+    for tool in _list(sample.get("tools")):
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        parameters = function.get("parameters") if isinstance(function, dict) else None
+        properties = parameters.get("properties") if isinstance(parameters, dict) else None
         if isinstance(properties, dict):
-            orders[function.get("name")] = list(properties)
+            orders[str(function.get("name"))] = list(properties)
     calls = []
-    for gold in sample.get("gold") or []:
+    for gold in _list(sample.get("gold")):
         if not isinstance(gold, dict) or len(gold) != 1:
             continue
         (name, arguments), = gold.items()
@@ -96,7 +101,7 @@ def query_traits(query: str, sample: dict) -> dict[str, float]:
         out_of_order |= positions != sorted(positions)
     return {
         "words": float(len(query.split())),
-        "tools": float(len(sample.get("tools") or [])),
+        "tools": float(len(_list(sample.get("tools")))),
         "other_numbers": float(sum(number not in value_numbers for number, _ in numbers)),
         "indirect_values": float(indirect),
         "values_out_of_order": float(out_of_order),

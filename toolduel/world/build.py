@@ -142,8 +142,9 @@ def tokenizer_corpus(fc_rows: list[dict], query_rows: list[dict], n: int) -> lis
 
     bootstrap = train_tokenizer(["a"], vocab_size=300)  # only its chat template is used
     rows = fc_rows[: n * 2 // 3] + query_rows[: n - n * 2 // 3]
-    return [bootstrap.apply_chat_template(r["prompt"] + r["completion"], tools=json.loads(r["tools"]),
-                                          tokenize=False) for r in rows]
+    return [bootstrap.apply_chat_template(r["messages"] if "messages" in r else r["prompt"] + r["completion"],
+                                          tools=json.loads(r["tools"]) if "tools" in r else None, tokenize=False)
+            for r in rows]
 
 
 def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True) -> dict:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from toolduel.parsing import format_calls
-from toolduel.schema import Call, Sample, Tool
-from toolduel.world.generator import KINDS, generate_samples, rephrase, split_of
+from toolduel.schema import Call, GoldCall, Sample, Tool
+from toolduel.world.catalog import all_functions, functions_by_name
+from toolduel.world.generator import KINDS, generate_samples, render_query, rephrase, sample_arguments, split_of
 from toolduel.world.phrasing import PHRASINGS, PLAIN
 
 NO_CALL_REPLY = "None of the available tools can help with that."
@@ -57,15 +58,59 @@ def fc_example(sample: Sample) -> dict:
             "tools": _tools_json(sample.tools)}
 
 
-def fc_examples(n: int, seed: int = 0) -> list[dict]:
-    samples = generate_samples(n, seed=seed, kinds=KINDS, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS,
-                               id_prefix="fc-warm")
-    return [fc_example(s) for s in samples]
+def fc_conversation(samples: list[Sample]) -> dict:
+    """One TRL conversational row: several (query, answer) turns over the first sample's tools.
+
+    The tool list is most of a prompt's tokens; sharing it across turns lets one training
+    sequence teach ``len(samples)`` answers for little more than the cost of one, which is
+    what makes a 30k-answer warm start fit in minutes on a CPU. The first turn is exactly
+    the single-turn prompt the model is evaluated on."""
+    messages = []
+    for sample in samples:
+        messages += [{"role": "user", "content": sample.query},
+                     {"role": "assistant", "content": fc_target(sample)}]
+    return {"messages": messages, "tools": _tools_json(samples[0].tools)}
+
+
+def _more_turns(first: Sample, turns: int, rng: random.Random) -> list[Sample]:
+    """Further plain requests that ``first``'s tool list can serve (or, one time in seven,
+    cannot: a function of an unrelated domain is asked for)."""
+    offered = [functions_by_name()[t.name] for t in first.tools]
+    unrelated = [f for f in all_functions() if not any(f.domain == o.domain for o in offered)]
+    tools = {t.name: t for t in first.tools}
+    out: list[Sample] = []
+    while len(out) < turns:
+        roll = rng.random()
+        if roll < 1 / 7:
+            kind, picks = "no_call", [rng.choice(unrelated)]
+        elif roll < 0.8 or len(offered) < 2:
+            kind, picks = "one_call", [rng.choice(offered)]
+        else:
+            kind, picks = "two_call", rng.sample(offered, 2)
+        calls = [Call(f.name, sample_arguments(f, rng)) for f in picks]
+        query = render_query(calls, PLAIN, rng)
+        if query is None or split_of(query) != "train":
+            continue
+        gold = [GoldCall.from_call(c, tools[c.name]) for c in calls] if kind != "no_call" else []
+        out.append(Sample(id=f"{first.id}-turn{len(out) + 1}", tools=first.tools,
+                          messages=[{"role": "user", "content": query}], gold=gold, category=kind))
+    return out
+
+
+def fc_examples(n: int, seed: int = 0, turns: int = 3) -> list[dict]:
+    """Rows holding ``n`` plain answers, ``turns`` per conversation (the first turn from the
+    generator's kind mix, the others from :func:`_more_turns`)."""
+    rng = random.Random(f"fc-warm:{seed}")
+    firsts = generate_samples(-(-n // turns), seed=seed, kinds=KINDS, phrasings=(PLAIN,),
+                              kind_weights=FC_KIND_WEIGHTS, id_prefix="fc-warm")
+    return [fc_conversation([first, *_more_turns(first, turns - 1, rng)]) for first in firsts]
 
 
 def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
-    """The query model's prompt for ``sample`` (its tools go through the chat template's
-    ``tools=``). ``seed_query`` defaults to the sample's own query."""
+    """The query model's prompt for ``sample``: the gold calls, a seed query (default: the
+    sample's own) and an optional style. The tool list is not shown (pass no ``tools=``):
+    the calls already name the functions and values, and leaving the list out halves the
+    tiny query model's training cost."""
     calls = [gold.canonical_call() for gold in sample.gold]
     lines = ["Calls:", calls_text(calls) if calls else "(none: no offered tool fits the request)",
              f"Seed: {seed_query if seed_query is not None else sample.query}"]
@@ -91,8 +136,7 @@ def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[
             continue
         shown_style = style if rng.random() < styled_fraction else None
         rows.append({"prompt": query_model_messages(sample, style=shown_style),
-                     "completion": [{"role": "assistant", "content": target}],
-                     "tools": _tools_json(sample.tools), "style": style})
+                     "completion": [{"role": "assistant", "content": target}], "style": style})
     return rows
 
 
@@ -106,29 +150,13 @@ class SFTSettings:
     learning_rate: float = 3e-3
     warmup: float = 0.03
     max_length: int = 512
+    answer_only_loss: bool = True  # False: the loss covers the prompt (tools, queries) too
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.examples < 1 or self.batch_size < 1 or self.epochs <= 0:
             raise ValueError(f"examples, batch_size and epochs must be positive, got {self}; "
                              "use the 'test' budget for a quick build")
-
-
-def _plain_loss_trainer_class() -> type:
-    """SFTTrainer with the model's own cross-entropy loss. TRL computes log-probabilities in
-    chunks plus entropy and accuracy metrics on every step, which pays off for large
-    vocabularies on a GPU; for a 1.5k vocabulary on a CPU it makes each step about 1.7x
-    slower, and the warm starts must build in minutes. Data preparation (chat template,
-    completion-only labels), batching and the optimizer loop stay TRL's and transformers'."""
-    from trl import SFTTrainer
-
-    class PlainLossSFTTrainer(SFTTrainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                            labels=inputs["labels"], use_cache=False)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    return PlainLossSFTTrainer
 
 
 def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSettings, output_dir: str,
@@ -139,9 +167,7 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
-    from trl import SFTConfig
-
-    _PlainLossSFTTrainer = _plain_loss_trainer_class()
+    from trl import SFTConfig, SFTTrainer
 
     class _Progress(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
@@ -149,8 +175,9 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
                 on_step(state.global_step, state.max_steps)
 
     torch.manual_seed(settings.seed)
-    dataset = Dataset.from_list([{k: v for k, v in row.items() if k in ("prompt", "completion", "tools")}
-                                 for row in rows])
+    columns = ("prompt", "completion", "messages", "tools")
+    dataset = Dataset.from_list([{k: v for k, v in row.items() if k in columns} for row in rows])
+    multi_turn = "messages" in rows[0]  # loss on every assistant turn, through the template's generation marks
     config = SFTConfig(
         output_dir=output_dir,
         num_train_epochs=settings.epochs,
@@ -160,7 +187,8 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         warmup_steps=settings.warmup,
         weight_decay=0.0,
         max_length=settings.max_length,
-        completion_only_loss=True,
+        completion_only_loss=settings.answer_only_loss and not multi_turn,
+        assistant_only_loss=settings.answer_only_loss and multi_turn,
         activation_checkpointing=False,  # TRL turns it on by default; a 1M model has no memory to save
         bf16=False,
         use_cpu=not torch.cuda.is_available(),
@@ -172,8 +200,8 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length",  # less padding: a third fewer tokens to push
     )
-    trainer = _PlainLossSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                                   callbacks=[_Progress()])
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[_Progress()])
     if on_step is not None:  # our bar replaces the trainer's printed log lines
         trainer.remove_callback(PrinterCallback)
     trainer.train()
