@@ -109,7 +109,7 @@ def query_model_report(query_path: Path, seeds_per_style: int, batch_size: int, 
                                         zip(group, outputs, verdicts)) / len(group), 3)
         report["styles"][style or "unstyled"] = entry
         all_valid, total = all_valid + valid, total + len(group)
-        print(f"  query {str(style):20s} {entry}", file=sys.stderr)
+        print(f"  query {style!s:20s} {entry}", file=sys.stderr)
     report["valid_overall"] = round(all_valid / total, 3)
     report["kinds_covered"] = sorted(k for k, e in report["styles"].items() if e.get("marked", 0) >= 0.2)
     return report

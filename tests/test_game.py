@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,21 @@ def test_a_round_leaves_a_complete_run_folder(tmp_path):
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["attack_steps"] == 1 and saved["out"] == str(out)
     assert "round 1" in result.output and "attack success" in result.output
+    _report_shows_the_run(out, metrics)
+
+
+def _report_shows_the_run(out, metrics):
+    """The report written at the end of the run holds this run's numbers in its rounds table."""
+    html = (out / "report" / "report.html").read_text()
+    table = re.search(r'<table id="rounds">(.*?)</table>', html, re.S).group(1)
+    header = re.findall(r"<th>(.*?)</th>", table)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    assert [row[0] for row in rows] == ["0", "1"]
+    for line, row in zip(metrics, rows):
+        for name, accuracy in line["accuracy"].items():
+            assert row[header.index(f"accuracy: {name}")] == f"{accuracy:.1%}"
+    assert rows[1][header.index("validity")] == f"{metrics[1]['validity_rate']:.1%}"
+    assert (out / "report" / "accuracy.png").exists()
 
 
 def test_resume_after_kill_9_neither_loses_nor_duplicates(tmp_path):

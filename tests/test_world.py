@@ -151,3 +151,21 @@ def test_heldout_sets_are_disjoint_from_training_data():
 def test_unknown_world_set_names_the_valid_ones():
     with pytest.raises(ValueError, match="plain.*hard"):
         load_world_set("plian")
+
+
+# --- commands -----------------------------------------------------------------------------
+
+def test_world_sample_command_writes_seeded_jsonl(tmp_path):
+    from typer.testing import CliRunner
+
+    from toolduel.world.commands import world_app
+
+    out = tmp_path / "samples.jsonl"
+    result = CliRunner().invoke(world_app, ["sample", "--n", "12", "--seed", "3", "--kind", "chatty", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    samples = [Sample.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
+    assert len(samples) == 12 and {s.meta["phrasing"] for s in samples} == {"chatty"}
+    assert [s.to_dict() for s in samples] == [s.to_dict() for s in generate_samples(
+        12, seed=3, kinds=("one_call",), phrasings=("chatty",))]
+    bad = CliRunner().invoke(world_app, ["sample", "--kind", "nonsense", "--out", str(out)])
+    assert bad.exit_code != 0 and "plain" in bad.output

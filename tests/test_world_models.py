@@ -10,8 +10,7 @@ import torch
 from toolduel.parsing import parse_calls
 from toolduel.world.generator import generate_samples
 from toolduel.world.tiny_models import QWEN2_PRETOKENIZE_REGEX, build_qwen2, train_tokenizer
-from toolduel.world.warm_start import (NO_CALL_REPLY, fc_example, fc_examples, query_examples,
-                                       query_model_messages)
+from toolduel.world.warm_start import NO_CALL_REPLY, fc_example, fc_examples, query_examples, query_model_messages
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather_forecast", "description": "Daily forecast",

@@ -139,7 +139,7 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
     queries = [a.text.strip() for a in answers]
     outcomes = play(fc_model, seeds, queries, k=config.fc_samples, generation=fc_generation(config))
     harvest_records = [{"round": round_index, "seed_id": seed.id, "query": o.query, "valid": o.valid,
-                        "reasons": o.reasons} for seed, o in zip(seeds, outcomes)]
+                        "reasons": o.reasons, "fc_success": o.fc_success} for seed, o in zip(seeds, outcomes)]
     write_text_atomic(out_dir / "harvest.jsonl", "".join(json.dumps(r) + "\n" for r in harvest_records))
     pool = []
     for seed, outcome in zip(seeds, outcomes):

@@ -170,10 +170,9 @@ def phase_defend(run: Run, round_index: int, progress: bool) -> None:
         run.mark(f"{round_index}:defend", fc_path=out_dir / "fc_model")
         return
     started = time.time()
-    with progress_bar("defend", total=1, enabled=progress) as advance:
+    with progress_bar("defend", total=None, enabled=progress) as update:
         model, tokenizer = defend(config, run.path("fc_path"), samples, out_dir,
-                                  on_step=lambda step, total: advance(0))
-        advance(1)
+                                  on_step=lambda step, total: update(completed=step, total=total))
     save_checkpoint(model, tokenizer, out_dir / "fc_model")
     console.print(f"defend: {len(pool)} pool + {len(replay)} replayed examples, {time.time() - started:.0f}s")
     run.mark(f"{round_index}:defend", fc_path=out_dir / "fc_model")

@@ -12,13 +12,21 @@ console = Console(stderr=True)
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """``with progress_bar("evaluating", n) as advance: advance(k)``; a no-op when disabled."""
+def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """``with progress_bar("evaluating", n) as advance: advance(k)``, or
+    ``advance(completed=step, total=steps)``; a no-op when disabled."""
     if not enabled:
-        yield lambda steps=1: None
+        yield lambda steps=1, completed=None, total=None: None
         return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda steps=1: progress.advance(task, steps)
+
+        def advance(steps: int = 1, completed: int | None = None, total: int | None = None) -> None:
+            if completed is None:
+                progress.advance(task, steps)
+            else:  # a trainer reports where it is, and how far it will go
+                progress.update(task, completed=completed, total=total)
+
+        yield advance

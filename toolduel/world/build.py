@@ -17,9 +17,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from toolduel.world.catalog import WORLD_VERSION
 
@@ -37,21 +37,23 @@ class BuildBudget:
     vocab_size: int = 1536
     hidden_size: int = 128
     num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
+    num_heads: int = 8  # head size 16: more heads to form copying circuits, same parameters
+    num_kv_heads: int = 4
     intermediate_size: int = 384
-    batch_size: int = 32
+    fc_turns: int = 3  # answers per FC training conversation (they share one tool list)
+    fc_batch_size: int = 6  # conversations per step: many small steps learn copying sooner
+    query_batch_size: int = 16
     fc_learning_rate: float = 3e-3
     query_learning_rate: float = 3e-3
     seed: int = 0
 
 
 BUDGETS: dict[str, BuildBudget] = {
-    "default": BuildBudget("default", fc_examples=30_000, query_examples=12_000),
+    "default": BuildBudget("default", fc_examples=30_000, query_examples=8_000),
     # seconds, for tests: the checkpoints load and generate, they do not learn much
     "test": BuildBudget("test", fc_examples=48, query_examples=32, tokenizer_texts=200, vocab_size=400,
                         hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                        batch_size=16),
+                        fc_batch_size=8, query_batch_size=16),
 }
 
 
@@ -103,6 +105,7 @@ def ensure_world_models(budget: str | BuildBudget = "default", progress: bool = 
         return _models_at(root, spec)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the cache entry is an ordinary folder
     try:
         build_world_models(spec, staging, progress=progress)
         if force and root.exists():
@@ -159,22 +162,23 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
     start = time.perf_counter()
     with _quiet_libraries():
         # 1. data and tokenizer
-        fc_rows = fc_examples(budget.fc_examples, seed=budget.seed)
+        fc_rows = fc_examples(budget.fc_examples, seed=budget.seed, turns=budget.fc_turns)
         query_rows = query_examples(budget.query_examples, seed=budget.seed)
         tokenizer = train_tokenizer(tokenizer_corpus(fc_rows, query_rows, budget.tokenizer_texts),
                                     vocab_size=budget.vocab_size)
         tokenizer.save_pretrained(out_dir / "tokenizer")
         timings["data_and_tokenizer_s"] = time.perf_counter() - start
         # 2. the two warm starts, each from its own fresh model
-        for role, rows, lr, seed_offset in (("fc", fc_rows, budget.fc_learning_rate, 0),
-                                            ("query", query_rows, budget.query_learning_rate, 1)):
+        for role, rows, lr, batch_size, seed_offset in (
+                ("fc", fc_rows, budget.fc_learning_rate, budget.fc_batch_size, 0),
+                ("query", query_rows, budget.query_learning_rate, budget.query_batch_size, 1)):
             phase_start = time.perf_counter()
             model = build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
                                 num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
                                 intermediate_size=budget.intermediate_size, seed=budget.seed + seed_offset)
-            settings = SFTSettings(examples=len(rows), batch_size=budget.batch_size, learning_rate=lr,
+            settings = SFTSettings(examples=len(rows), batch_size=batch_size, learning_rate=lr,
                                    seed=budget.seed + seed_offset)
-            total = math.ceil(len(rows) / budget.batch_size)
+            total = math.ceil(len(rows) / batch_size)
             with progress_bar(f"training the {role} model", total, enabled=progress) as advance, \
                     tempfile.TemporaryDirectory() as scratch:
                 sft_train(model, tokenizer, rows, settings, scratch, on_step=lambda step, _total: advance(1))

@@ -12,12 +12,20 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from toolduel.schema import Call, GoldCall, Sample
 from toolduel.world import phrasing as ph
-from toolduel.world.catalog import (WORLD_VERSION, Function, Param, all_functions, domains, functions_by_name,
-                                    sample_value)
+from toolduel.world.catalog import (
+    WORLD_VERSION,
+    Function,
+    Param,
+    all_functions,
+    domains,
+    functions_by_name,
+    sample_value,
+)
 from toolduel.world.phrasing import PHRASINGS, PLAIN, WRAPPERS, Piece
 from toolduel.world.surface import indirect_forms, surface_forms
 

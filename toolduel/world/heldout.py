@@ -12,7 +12,7 @@ perturbation kind together, interleaved, each sample's category naming its kind)
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cache
 
 from toolduel.schema import Sample
 from toolduel.world.generator import generate_samples
@@ -30,7 +30,7 @@ def _spec(name: str) -> tuple[str, str]:
     return "one_call", name
 
 
-@lru_cache(maxsize=None)
+@cache
 def _single_set(name: str) -> tuple[Sample, ...]:
     kind, phrasing = _spec(name)
     seed = _SEED_BASE + WORLD_SETS.index(name)

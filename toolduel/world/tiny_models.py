@@ -10,7 +10,7 @@ The chat template is Qwen/Hermes-shaped (``<|im_start|>role ... <|im_end|>``, ca
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM

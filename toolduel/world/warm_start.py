@@ -1,9 +1,11 @@
 """Warm starts: supervised fine-tuning of the tiny FC model and the tiny query model with
-TRL's SFTTrainer, on conversational prompt-completion data (the loss falls on the answer only).
+TRL's SFTTrainer; the loss falls on the answers only.
 
 - FC model: tools (through the chat template) and a ``plain`` user query -> the gold calls in
   ``<tool_call>`` blocks (:func:`toolduel.parsing.format_calls`), or a short sentence when no
   tool fits. Plain phrasing only: the gap to perturbed queries is what the game must find.
+  Training rows are conversations of a few such turns over one tool list
+  (:func:`fc_conversation`); :func:`fc_example` gives the single-turn row.
 - Query model: tools, the gold calls, a seed query and optionally a style -> a query asking
   for the same calls in that style, over every phrasing kind (the stand-in for a real
   model's knowledge of language). Without a style line it writes any style.
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from toolduel.parsing import format_calls
 from toolduel.schema import Call, GoldCall, Sample, Tool
@@ -108,9 +111,8 @@ def fc_examples(n: int, seed: int = 0, turns: int = 3) -> list[dict]:
 
 def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
     """The query model's prompt for ``sample``: the gold calls, a seed query (default: the
-    sample's own) and an optional style. The tool list is not shown (pass no ``tools=``):
-    the calls already name the functions and values, and leaving the list out halves the
-    tiny query model's training cost."""
+    sample's own) and an optional style; the sample's tools go through the chat template's
+    ``tools=``, as for the FC model."""
     calls = [gold.canonical_call() for gold in sample.gold]
     lines = ["Calls:", calls_text(calls) if calls else "(none: no offered tool fits the request)",
              f"Seed: {seed_query if seed_query is not None else sample.query}"]
@@ -136,7 +138,8 @@ def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[
             continue
         shown_style = style if rng.random() < styled_fraction else None
         rows.append({"prompt": query_model_messages(sample, style=shown_style),
-                     "completion": [{"role": "assistant", "content": target}], "style": style})
+                     "completion": [{"role": "assistant", "content": target}],
+                     "tools": _tools_json(sample.tools), "style": style})
     return rows
 
 
@@ -170,7 +173,7 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
     from trl import SFTConfig, SFTTrainer
 
     class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+        def on_step_end(self, args, state, control, **kwargs):
             if on_step is not None:
                 on_step(state.global_step, state.max_steps)
 
