@@ -43,6 +43,14 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def quiet_transformers() -> None:
+    """Our own progress bars say where a run is; transformers' per-load bars would bury them."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
 def build_eval_model(config: EvalConfig):
     """The model an EvalConfig names: an endpoint, a local/hub model, or the embedded FC model."""
     from toolduel.models import load_model
@@ -116,6 +124,7 @@ def eval_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(to_yaml(settings), encoding="utf-8")
     console.print(f"evaluating {len(report.samples)} samples from {settings.data} -> {out_dir}")
+    quiet_transformers()
     chat_model = build_eval_model(settings)
     generation = GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                   seed=settings.seed)
@@ -158,6 +167,7 @@ def run_command(
     except (ConfigError, DataError) as err:
         fail(str(err))
     console.print(f"run folder: {run.dir}")
+    quiet_transformers()
     try:
         run_game(run, progress=progress)
     except (ConfigError, DataError) as err:

@@ -51,7 +51,7 @@ def sample_command(
 
 @world_app.command("build")
 def build_command(
-    budget: str = typer.Option("default", "--budget", help="default (the real models) or test (seconds)."),
+    budget: str = typer.Option("default", "--budget", help="default (minutes), large (stronger FC model, much longer) or test (seconds)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
