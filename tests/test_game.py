@@ -127,3 +127,12 @@ def test_every_shipped_run_config_loads(path):
 def test_band_must_be_ordered():
     with pytest.raises(ConfigError, match="band_low <= band_high"):
         GameConfig(band_low=0.9, band_high=0.1)
+
+
+def test_report_to_a_missing_tracker_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "wandb" else real_find_spec(name))
+    with pytest.raises(ConfigError, match="pip install wandb"):
+        GameConfig(report_to="wandb")

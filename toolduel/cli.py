@@ -44,11 +44,17 @@ def fail(message: str) -> None:
 
 
 def quiet_transformers() -> None:
-    """Our own progress bars say where a run is; transformers' per-load bars would bury them."""
+    """Our own progress bars say where a run is; the libraries' bars and deprecation notices
+    (about their own internals, nothing a user can act on) would bury them."""
+    import warnings
+
+    import datasets
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\.")
 
 
 def build_eval_model(config: EvalConfig):

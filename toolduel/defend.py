@@ -31,7 +31,8 @@ def defend_sft(config: GameConfig, fc_path: str | Path, samples: list[Sample], o
     rows = [fc_example(sample) for sample in samples]
     settings = SFTSettings(examples=len(rows), epochs=config.defend_epochs, batch_size=config.defend_batch_size,
                            learning_rate=config.defend_learning_rate, seed=config.seed)
-    sft_train(model, tokenizer, rows, settings, output_dir=str(out_dir / "trainer"), on_step=on_step)
+    sft_train(model, tokenizer, rows, settings, output_dir=str(out_dir / "trainer"), report_to=config.report_to,
+              on_step=on_step)
     return model, tokenizer
 
 

@@ -120,10 +120,11 @@ def eval_sets(config: GameConfig) -> dict[str, list[Sample]]:
     return sets
 
 
-def load_chat_model(path: str | Path, config: GameConfig):
+def load_chat_model(path: str | Path, config: GameConfig, progress: bool = False, name: str | None = None):
     from toolduel.models.hf import TransformersChatModel
 
-    return TransformersChatModel.from_pretrained(str(path), batch_size=config.batch_size)
+    return TransformersChatModel.from_pretrained(str(path), batch_size=config.batch_size, progress=progress,
+                                                 name=name)
 
 
 # --- the phases --------------------------------------------------------------------------------
@@ -142,12 +143,12 @@ def phase_attack(run: Run, round_index: int, progress: bool) -> None:
     run.mark(f"{round_index}:attack", query_path=result.query_path)
 
 
-def phase_harvest(run: Run, round_index: int) -> None:
+def phase_harvest(run: Run, round_index: int, progress: bool) -> None:
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     seeds = seed_samples(config, config.harvest_seeds, f"harvest-{round_index}")
     query_path, fc_path = run.path("query_path"), run.path("fc_path")
-    pool, stats = harvest(config, round_index, seeds, load_chat_model(query_path, config),
-                          load_chat_model(fc_path, config), str(query_path.relative_to(run.dir)),
+    pool, stats = harvest(config, round_index, seeds, load_chat_model(query_path, config, progress, "query model"),
+                          load_chat_model(fc_path, config, progress, "FC model"), str(query_path.relative_to(run.dir)),
                           str(fc_path.relative_to(run.dir)), out_dir)
     files.write_text_atomic(out_dir / files.POOL, "".join(json.dumps(r) + "\n" for r in pool))
     files.write_json_atomic(out_dir / "harvest_stats.json", stats)
@@ -306,7 +307,7 @@ def run_game(run: Run, progress: bool = True) -> Path:
         if not run.done(f"{round_index}:attack"):
             phase_attack(run, round_index, progress)
         if not run.done(f"{round_index}:harvest"):
-            phase_harvest(run, round_index)
+            phase_harvest(run, round_index, progress)
         if not run.done(f"{round_index}:defend"):
             phase_defend(run, round_index, progress)
         if not run.done(f"{round_index}:evaluate"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from toolduel.config import ConfigError, option
@@ -79,6 +80,8 @@ class GameConfig:
             raise ConfigError(f"replay_ratio must be 0 or more (got {self.replay_ratio})")
         if self.report_to not in ("none", "tensorboard", "wandb", "trackio"):
             raise ConfigError(f"report_to must be none, tensorboard, wandb or trackio (got {self.report_to!r})")
+        if self.report_to != "none" and importlib.util.find_spec(self.report_to) is None:
+            raise ConfigError(f"report_to={self.report_to} needs its package: pip install {self.report_to}")
         for name in ("attack_learning_rate", "defend_learning_rate", "defend_epochs", "query_temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")

@@ -163,6 +163,7 @@ class SFTSettings:
 
 
 def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSettings, output_dir: str,
+              report_to: str = "none",
               on_step: Callable[[int, int], None] | None = None) -> Any:
     """Fine-tune ``model`` in place on ``rows`` with TRL's SFTTrainer; returns the model.
 
@@ -196,7 +197,7 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         bf16=False,
         use_cpu=not torch.cuda.is_available(),
         save_strategy="no",
-        report_to="none",
+        report_to=report_to,
         logging_steps=50,
         disable_tqdm=on_step is not None,
         seed=settings.seed,
