@@ -43,6 +43,8 @@ def test_a_round_leaves_a_complete_run_folder(tmp_path):
         assert set(line["accuracy"]) == {"plain", "no_call"}
         assert all(0.0 <= a <= 1.0 for a in line["accuracy"].values())
     assert metrics[0]["attack_success_rate"] is None
+    assert set(metrics[1]["seconds"]) == {"attack", "harvest", "defend", "evaluate"}  # where the time went
+    assert all(seconds >= 0 for seconds in metrics[1]["seconds"].values())
     assert 0.0 <= metrics[1]["attack_success_rate"] <= 1.0 and 0.0 <= metrics[1]["validity_rate"] <= 1.0
     harvest = read_jsonl(out / "rounds/round_1/harvest.jsonl")
     assert len(harvest) == 6 and all(("reasons" in r) and ("valid" in r) for r in harvest)

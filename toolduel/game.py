@@ -39,6 +39,8 @@ class Run:
         self.dir, self.config = run_dir, config
         self.state = json.loads((run_dir / files.STATE).read_text()) if (run_dir / files.STATE).exists() \
             else {"completed": [], "fc_path": None, "query_path": None}
+        self.state.setdefault("seconds", {})
+        self._last_mark = time.time()  # a phase's duration: from the previous mark (or the start) to its own
 
     @classmethod
     def start(cls, config: GameConfig) -> "Run":
@@ -60,7 +62,12 @@ class Run:
     def done(self, phase: str) -> bool:
         return phase in self.state["completed"]
 
+    def seconds_since_mark(self) -> float:
+        return round(time.time() - self._last_mark, 1)
+
     def mark(self, phase: str, **paths: Path) -> None:
+        self.state["seconds"][phase] = self.seconds_since_mark()
+        self._last_mark = time.time()
         self.state["completed"].append(phase)
         self.state.update({key: str(Path(path).relative_to(self.dir)) for key, path in paths.items()})
         files.write_json_atomic(self.dir / files.STATE, self.state)
@@ -196,6 +203,9 @@ def phase_evaluate(run: Run, round_index: int, progress: bool) -> dict:
     if round_index > 0:
         metrics.update(attack_after_defence(run, round_index, fc_model))
     metrics["pool_size"] = len(files.read_jsonl(run.dir / files.POOL))
+    prefix = f"{round_index}:"
+    metrics["seconds"] = {phase[len(prefix):]: seconds for phase, seconds in run.state["seconds"].items()
+                          if phase.startswith(prefix)} | {"evaluate": run.seconds_since_mark()}
     files.write_json_atomic(out_dir / "metrics.json", metrics)
     rebuild_metrics(run)
     return metrics
