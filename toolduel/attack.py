@@ -17,7 +17,7 @@ from toolduel.game_config import GameConfig
 from toolduel.models.base import GenerationConfig
 from toolduel.progress import progress_bar
 from toolduel.rewards import AttackOutcome, QueryReward, QueryRewardSettings, adversarial_sample, play
-from toolduel.run_files import append_jsonl, write_text_atomic
+from toolduel.run_files import append_jsonl, write_jsonl_atomic
 from toolduel.schema import Sample
 from toolduel.world.warm_start import query_model_messages
 
@@ -140,7 +140,7 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
     outcomes = play(fc_model, seeds, queries, k=config.fc_samples, generation=fc_generation(config))
     harvest_records = [{"round": round_index, "seed_id": seed.id, "query": o.query, "valid": o.valid,
                         "reasons": o.reasons, "fc_success": o.fc_success} for seed, o in zip(seeds, outcomes)]
-    write_text_atomic(out_dir / "harvest.jsonl", "".join(json.dumps(r) + "\n" for r in harvest_records))
+    write_jsonl_atomic(out_dir / "harvest.jsonl", harvest_records)
     pool = []
     for seed, outcome in zip(seeds, outcomes):
         if not outcome.valid:

@@ -157,7 +157,7 @@ def phase_harvest(run: Run, round_index: int, progress: bool) -> None:
     pool, stats = harvest(config, round_index, seeds, load_chat_model(query_path, config, progress, "query model"),
                           load_chat_model(fc_path, config, progress, "FC model"), str(query_path.relative_to(run.dir)),
                           str(fc_path.relative_to(run.dir)), out_dir)
-    files.write_text_atomic(out_dir / files.POOL, "".join(json.dumps(r) + "\n" for r in pool))
+    files.write_jsonl_atomic(out_dir / files.POOL, pool)
     files.write_json_atomic(out_dir / "harvest_stats.json", stats)
     rebuild_pool(run)
     console.print(f"harvest: {stats['queries']} queries, validity {stats['validity_rate']:.2f}, attack success "
@@ -224,7 +224,7 @@ def attack_after_defence(run: Run, round_index: int, fc_model: Any) -> dict:
     by_seed = {r["seed_id"]: o for r, o in zip(records, outcomes)}
     after = [{"id": p["id"], "round": round_index, "raw_output": by_seed[p["seed_id"]].fc_outputs[0],
               "verdict": by_seed[p["seed_id"]].verdicts[0]} for p in pool if by_seed[p["seed_id"]].valid]
-    files.write_text_atomic(out_dir / "after_defence.jsonl", "".join(json.dumps(r) + "\n" for r in after))
+    files.write_jsonl_atomic(out_dir / "after_defence.jsonl", after)
     before = json.loads((out_dir / "harvest_stats.json").read_text())
     attack_log = files.read_jsonl(out_dir / "attack_log.jsonl")
     return {"attack_success_rate": step_stats(outcomes)["attack_success_rate"],
@@ -234,16 +234,19 @@ def attack_after_defence(run: Run, round_index: int, fc_model: Any) -> dict:
             "attack_steps": [{k: s[k] for k in ("step", "attack_success_rate", "validity_rate")} for s in attack_log]}
 
 
+def _round_files(run: Run, name: str) -> list[Path]:
+    """``rounds/round_<t>/<name>`` of every round that has one, in round order."""
+    return sorted(run.dir.glob(f"rounds/round_*/{name}"), key=lambda p: int(p.parent.name.split("_")[1]))
+
+
 def rebuild_pool(run: Run) -> None:
-    rounds = sorted(run.dir.glob("rounds/round_*/" + files.POOL), key=lambda p: int(p.parent.name.split("_")[1]))
-    records = [record for path in rounds for record in files.read_jsonl(path)]
-    files.write_text_atomic(run.dir / files.POOL, "".join(json.dumps(r) + "\n" for r in records))
+    records = [record for path in _round_files(run, files.POOL) for record in files.read_jsonl(path)]
+    files.write_jsonl_atomic(run.dir / files.POOL, records)
 
 
 def rebuild_metrics(run: Run) -> None:
-    rounds = sorted(run.dir.glob("rounds/round_*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[1]))
-    lines = [json.dumps(json.loads(path.read_text())) + "\n" for path in rounds]
-    files.write_text_atomic(run.dir / files.METRICS, "".join(lines))
+    files.write_jsonl_atomic(run.dir / files.METRICS,
+                             [json.loads(path.read_text()) for path in _round_files(run, "metrics.json")])
 
 
 # --- the whole game ----------------------------------------------------------------------------

@@ -70,6 +70,11 @@ def write_json_atomic(path: str | Path, data: object) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
+    """Replace ``path`` with ``records``, one JSON line each, atomically."""
+    write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     """Append records, one line each, flushed to disk; returns how many were written."""
     path = Path(path)
