@@ -1,4 +1,5 @@
-"""The ``toolduel`` command: ``eval`` today; ``world`` for the embedded tool world."""
+"""The ``toolduel`` command: ``eval``, ``run`` (the duel), ``attack`` (against an endpoint), ``report``,
+and ``world`` for the embedded tool world."""
 
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ def build_eval_model(config: EvalConfig):
         from toolduel.world.build import ensure_world_models
 
         path = str(ensure_world_models(progress=True).fc_path)
+    if config.backend == "vllm":  # vLLM schedules its own batches; --batch-size only sets how often results are saved
+        return load_model({"backend": "vllm", "path": path, "seed": config.seed})
     return load_model({"backend": "transformers", "path": path, "batch_size": config.batch_size})
 
 
@@ -97,6 +100,7 @@ def eval_command(
     model: Optional[str] = typer.Option(None, help=_help("model")),
     endpoint: Optional[str] = typer.Option(None, help=_help("endpoint")),
     api_key_env: Optional[str] = typer.Option(None, help=_help("api_key_env")),
+    backend: Optional[str] = typer.Option(None, help=_help("backend")),
     out: Optional[str] = typer.Option(None, help=_help("out")),
     limit: Optional[int] = typer.Option(None, help=_help("limit")),
     batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
@@ -131,7 +135,10 @@ def eval_command(
     (out_dir / "config.yaml").write_text(to_yaml(settings), encoding="utf-8")
     console.print(f"evaluating {len(report.samples)} samples from {settings.data} -> {out_dir}")
     quiet_transformers()
-    chat_model = build_eval_model(settings)
+    try:
+        chat_model = build_eval_model(settings)
+    except ConfigError as err:
+        fail(str(err))
     generation = GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                   seed=settings.seed)
     summary = evaluate(chat_model, report.samples, out_dir, generation, batch_size=settings.batch_size,
@@ -179,6 +186,57 @@ def run_command(
     except (ConfigError, DataError) as err:
         fail(f"{err} (everything finished so far stays in {run.dir}; continue with --resume {run.dir})")
     console.print(f"done: {run.dir}")
+
+
+def _attack_help(name: str) -> str:
+    from toolduel.blackbox_config import BlackBoxConfig
+
+    return BlackBoxConfig.__dataclass_fields__[name].metadata["help"]
+
+
+@app.command("attack", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def attack_command(
+    ctx: typer.Context,
+    endpoint: Optional[str] = typer.Option(None, help=_attack_help("endpoint")),
+    model: Optional[str] = typer.Option(None, help=_attack_help("model")),
+    seeds: Optional[str] = typer.Option(None, help=_attack_help("seeds")),
+    out: Optional[str] = typer.Option(None, help=_attack_help("out")),
+    max_requests: Optional[int] = typer.Option(None, help=_attack_help("max_requests")),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of attack settings; flags override it"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the attack in this folder (with "
+                                                                  "--max-requests: a new request budget)"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Train a query model against an FC model behind an OpenAI-compatible endpoint (only the query
+    model learns); writes the adversarial set found and the weakness report.
+
+    Any setting of the attack config can be given as a flag, e.g. --attack-steps 10 --fc-samples 1."""
+    from toolduel.blackbox import AttackRun, run_blackbox
+    from toolduel.blackbox_config import BlackBoxConfig
+
+    try:
+        overrides = _extra_flags(ctx.args, BlackBoxConfig) | {"endpoint": endpoint, "model": model, "seeds": seeds,
+                                                              "out": out, "max_requests": max_requests}
+        if resume is not None:
+            if config is not None or any(v is not None for k, v in overrides.items() if k != "max_requests"):
+                fail("--resume takes the settings saved in the attack folder; only --max-requests may be given "
+                     "(to raise the request budget)")
+            run = AttackRun.resume(resume, max_requests=max_requests)
+        else:
+            run = AttackRun.start(load_config(BlackBoxConfig, config, overrides))
+    except (ConfigError, DataError) as err:
+        fail(str(err))
+    console.print(f"attack folder: {run.dir}")
+    quiet_transformers()
+    try:
+        summary = run_blackbox(run, progress=progress)
+    except (ConfigError, DataError) as err:
+        fail(f"{err} (everything scored so far stays in {run.dir}; continue with --resume {run.dir})")
+    except KeyboardInterrupt:
+        fail(f"interrupted; everything scored so far stays in {run.dir}; continue with --resume {run.dir}")
+    console.print(summary.message, soft_wrap=True, highlight=False, markup=False)
+    if summary.stopped == "endpoint":
+        raise typer.Exit(code=1)
 
 
 def _extra_flags(args: list[str], config_class: type) -> dict:

@@ -63,6 +63,8 @@ class EvalConfig:
                                      "none: the embedded world FC model")
     endpoint: str | None = option(None, "base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str = option("OPENAI_API_KEY", "name of the environment variable holding the endpoint's API key")
+    backend: str = option("transformers", "how a local model generates: transformers, or vllm "
+                                          "(pip install \"toolduel[vllm]\"; Linux with a CUDA GPU)")
     out: str | None = option(None, "output folder (default: runs/eval-<timestamp>)")
     limit: int | None = option(None, "at most this many samples per category or set (a JSONL file: in all)")
     batch_size: int = option(16, "prompts per generation batch")
@@ -92,5 +94,10 @@ class EvalConfig:
             raise ConfigError("an endpoint needs `model`: the model name the server serves")
         if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
             raise ConfigError(f"endpoint must be an http(s) URL, got {self.endpoint!r}")
+        if self.backend not in ("transformers", "vllm"):
+            raise ConfigError(f"backend must be transformers or vllm (got {self.backend!r})")
+        if self.endpoint is not None and self.backend != "transformers":
+            raise ConfigError("backend applies to a local model; an endpoint generates on its own server "
+                              "(drop --backend, or drop --endpoint to load the model here)")
         if self.resume and not self.out:
             raise ConfigError("resume needs `out`: the folder of the evaluation to continue")

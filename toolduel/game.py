@@ -5,6 +5,11 @@ is marked done in ``state.json``, and files that several phases share (``pool.js
 ``metrics.jsonl``) are rebuilt atomically from per-round files. A run killed at any moment,
 ``kill -9`` included, resumes from the last completed phase without losing or duplicating a
 pool record.
+
+Under ``accelerate launch`` every process plays this loop. The phases that train (attack,
+defend) run on all processes, each on its share of the batch; the others (the round-0
+players, harvest, evaluation, the final export) run on the main process while the others wait
+until it marks the phase done in ``state.json``. Only the main process writes run files.
 """
 
 from __future__ import annotations
@@ -15,42 +20,61 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from toolduel import run_files as files
-from toolduel.attack import harvest, run_attack, save_checkpoint
+from toolduel.attack import harvest, run_attack
+from toolduel.checkpoints import export_merged, load_causal_lm, load_tokenizer, save_checkpoint
 from toolduel.config import ConfigError, load_config, to_yaml
 from toolduel.data import load_samples
 from toolduel.defend import defence_samples, defend
 from toolduel.evaluate import evaluate
 from toolduel.game_config import GameConfig
+from toolduel.models import close_model
 from toolduel.models.base import GenerationConfig
 from toolduel.progress import console, progress_bar
 from toolduel.rewards import play
 from toolduel.schema import Sample
+from toolduel.training import (between_phases, is_main_process, process_count, require_vllm, run_alone,
+                               share_from_main, wait_for_everyone)
 
 # --- the run folder and its state --------------------------------------------------------------
 
 
 class Run:
-    """A run folder: its config, and which phases are done (``state.json``)."""
+    """A run folder: its config, and which phases are done (``state.json``).
+
+    Every process holds the state in memory; only the main process (``self.main``) writes it."""
 
     def __init__(self, run_dir: Path, config: GameConfig):
         self.dir, self.config = run_dir, config
-        self.state = json.loads((run_dir / files.STATE).read_text()) if (run_dir / files.STATE).exists() \
-            else {"completed": [], "fc_path": None, "query_path": None}
+        self.main = is_main_process()
+        if not self.main:  # one process speaks for all
+            console.quiet = True
+        self.state = self._read_state() or {"completed": [], "fc_path": None, "query_path": None}
         self.state.setdefault("seconds", {})
         self._last_mark = time.time()  # a phase's duration: from the previous mark (or the start) to its own
 
+    def _read_state(self) -> dict | None:
+        path = self.dir / files.STATE
+        return json.loads(path.read_text()) if path.exists() else None
+
     @classmethod
     def start(cls, config: GameConfig) -> "Run":
-        run_dir = Path(config.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / files.STATE).exists():
-            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config = dataclasses.replace(config, out=str(run_dir))
-        files.write_text_atomic(run_dir / files.CONFIG, to_yaml(config))
-        return cls(run_dir, config)
+        """A new run folder. With several processes the main one names and creates it (the
+        default name is a timestamp, which the processes would not agree on) and tells the others."""
+        run_dir, error = None, None
+        if is_main_process():
+            run_dir = Path(config.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+            if (run_dir / files.STATE).exists():
+                error = f"{run_dir} already holds a run; continue it with --resume {run_dir}"
+            else:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                files.write_text_atomic(run_dir / files.CONFIG, to_yaml(dataclasses.replace(config, out=str(run_dir))))
+        run_dir, error = share_from_main((run_dir, error))
+        if error:
+            raise ConfigError(error)
+        return cls(Path(run_dir), dataclasses.replace(config, out=str(run_dir)))
 
     @classmethod
     def resume(cls, run_dir: str | Path) -> "Run":
@@ -70,7 +94,21 @@ class Run:
         self._last_mark = time.time()
         self.state["completed"].append(phase)
         self.state.update({key: str(Path(path).relative_to(self.dir)) for key, path in paths.items()})
-        files.write_json_atomic(self.dir / files.STATE, self.state)
+        if self.main:
+            files.write_json_atomic(self.dir / files.STATE, self.state)
+
+    def wait_for(self, phase: str, poll_seconds: float = 1.0) -> None:
+        """Wait (another process than the main one) until the main process marks ``phase`` done.
+
+        Polling the state file, not a collective barrier: a phase can take longer than a
+        process group's timeout. If the main process dies, the launcher stops this one."""
+        while True:
+            state = self._read_state()
+            if state is not None and phase in state["completed"]:
+                self.state = state
+                self._last_mark = time.time()
+                return
+            time.sleep(poll_seconds)
 
     def path(self, key: str) -> Path:
         return self.dir / self.state[key]
@@ -128,10 +166,23 @@ def eval_sets(config: GameConfig) -> dict[str, list[Sample]]:
 
 
 def load_chat_model(path: str | Path, config: GameConfig, progress: bool = False, name: str | None = None):
-    from toolduel.models.hf import TransformersChatModel
+    """A checkpoint of the run (a full model, or a LoRA adapter merged into its base) for generation."""
+    from toolduel.models import load_model_for_generation
 
-    return TransformersChatModel.from_pretrained(str(path), batch_size=config.batch_size, progress=progress,
-                                                 name=name)
+    options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization} \
+        if config.generation_backend == "vllm" else {}
+    return load_model_for_generation(path, config.generation_backend, batch_size=config.batch_size,
+                                     progress=progress, name=name, dtype=config.dtype, **options)
+
+
+def fc_player(run: Run, progress: bool = False, load: bool = True):
+    """The current FC model for generation: from ``fc_server`` when the config names one (``load``:
+    load this round's adapter into it first), else loaded from its checkpoint in the run folder."""
+    if run.config.fc_server:
+        from toolduel.fc_server import served_fc_model
+
+        return served_fc_model(run.config, run.path("fc_path"), run.dir, load=load)
+    return load_chat_model(run.path("fc_path"), run.config, progress, "FC model")
 
 
 # --- the phases --------------------------------------------------------------------------------
@@ -144,7 +195,13 @@ def phase_attack(run: Run, round_index: int, progress: bool) -> None:
         run.mark(f"{round_index}:attack")
         return
     seeds = seed_samples(config, config.attack_steps * config.attack_prompts_per_step, f"attack-{round_index}")
-    fc_model = load_chat_model(run.path("fc_path"), config)
+    if config.fc_server and not run.main:  # the main process loads the adapter into the server first
+        wait_for_everyone()
+        fc_model = fc_player(run, load=False)
+    else:
+        fc_model = fc_player(run)
+        if config.fc_server:
+            wait_for_everyone()
     result = run_attack(config, seeds, fc_model, run.path("query_path"), out_dir, progress=progress,
                         on_log=console.print)
     run.mark(f"{round_index}:attack", query_path=result.query_path)
@@ -154,9 +211,13 @@ def phase_harvest(run: Run, round_index: int, progress: bool) -> None:
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     seeds = seed_samples(config, config.harvest_seeds, f"harvest-{round_index}")
     query_path, fc_path = run.path("query_path"), run.path("fc_path")
-    pool, stats = harvest(config, round_index, seeds, load_chat_model(query_path, config, progress, "query model"),
-                          load_chat_model(fc_path, config, progress, "FC model"), str(query_path.relative_to(run.dir)),
-                          str(fc_path.relative_to(run.dir)), out_dir)
+    query_model, fc_model = load_chat_model(query_path, config, progress, "query model"), fc_player(run, progress)
+    try:
+        pool, stats = harvest(config, round_index, seeds, query_model, fc_model, str(query_path.relative_to(run.dir)),
+                              str(fc_path.relative_to(run.dir)), out_dir)
+    finally:  # a vLLM engine gives its GPU memory back before training starts again
+        close_model(query_model)
+        close_model(fc_model)
     files.write_jsonl_atomic(out_dir / files.POOL, pool)
     files.write_json_atomic(out_dir / "harvest_stats.json", stats)
     rebuild_pool(run)
@@ -173,15 +234,15 @@ def phase_defend(run: Run, round_index: int, progress: bool) -> None:
     replay = replay_samples(config, replay_count, f"replay-{round_index}")
     samples = defence_samples(pool, replay, seed=config.seed + round_index)
     if not samples:  # nothing harvested yet: the FC model stays as it is
-        shutil.copytree(run.path("fc_path"), out_dir / "fc_model", dirs_exist_ok=True)
+        if run.main:
+            shutil.copytree(run.path("fc_path"), out_dir / "fc_model", dirs_exist_ok=True)
         console.print("defend: the pool is empty; the FC model is kept as it is")
         run.mark(f"{round_index}:defend", fc_path=out_dir / "fc_model")
         return
     started = time.time()
     with progress_bar("defend", total=None, enabled=progress) as update:
-        model, tokenizer = defend(config, run.path("fc_path"), samples, out_dir,
-                                  on_step=lambda step, total: update(completed=step, total=total))
-    save_checkpoint(model, tokenizer, out_dir / "fc_model")
+        defend(config, run.path("fc_path"), samples, out_dir, save_to=out_dir / "fc_model",
+               on_step=lambda step, total: update(completed=step, total=total))
     console.print(f"defend: {len(pool)} pool + {len(replay)} replayed examples, {time.time() - started:.0f}s")
     run.mark(f"{round_index}:defend", fc_path=out_dir / "fc_model")
 
@@ -190,7 +251,7 @@ def phase_evaluate(run: Run, round_index: int, progress: bool) -> dict:
     """Held-out accuracy of the current FC model; for a round, also the attack success of this
     round's queries against the defended FC model, and its answers to the pool's queries."""
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
-    fc_model = load_chat_model(run.path("fc_path"), config)
+    fc_model = fc_player(run)
     metrics: dict[str, Any] = {"round": round_index, "accuracy": {}, "error_kinds": {}, "error_types": {},
                                "attack_success_rate": None, "validity_rate": None}
     for name, samples in eval_sets(config).items():
@@ -202,6 +263,7 @@ def phase_evaluate(run: Run, round_index: int, progress: bool) -> dict:
         metrics["error_types"][name] = summary["error_types"]
     if round_index > 0:
         metrics.update(attack_after_defence(run, round_index, fc_model))
+    close_model(fc_model)
     metrics["pool_size"] = len(files.read_jsonl(run.dir / files.POOL))
     prefix = f"{round_index}:"
     metrics["seconds"] = {phase[len(prefix):]: seconds for phase, seconds in run.state["seconds"].items()
@@ -252,32 +314,36 @@ def rebuild_metrics(run: Run) -> None:
 # --- the whole game ----------------------------------------------------------------------------
 
 
+def world_models(budget: str):
+    """The embedded world's models, built on first use (and cached). With several processes the
+    build, which trains, runs in a child process of the main one (:func:`run_alone`)."""
+    from toolduel.world.build import ensure_world_models
+
+    if process_count() > 1:
+        run_alone(["world", "build", "--budget", budget], what="building the world models")
+    return ensure_world_models(budget, progress=True)
+
+
 def start_players(run: Run) -> None:
     """Round 0's players: the configured models, or the embedded world's (built or cached)."""
     config = run.config
     fc_path, query_path = config.fc_model, config.query_model
     if fc_path is None or query_path is None:
-        from toolduel.world.build import ensure_world_models
-
-        world = ensure_world_models(config.world_budget, progress=True)
+        world = world_models(config.world_budget)
         fc_path, query_path = fc_path or world.fc_path, query_path or world.query_path
     players = run.dir / "rounds" / "round_0"
     for name, source in (("fc_model", fc_path), ("query_model", query_path)):
         if Path(source).is_dir():  # a local checkpoint is copied, so the run folder is self-contained
             shutil.copytree(source, players / name, dirs_exist_ok=True)
         else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            save_checkpoint(AutoModelForCausalLM.from_pretrained(source), AutoTokenizer.from_pretrained(source),
-                            players / name)
+            save_checkpoint(load_causal_lm(source, dtype=config.dtype), load_tokenizer(source), players / name)
     run.mark("0:players", fc_path=players / "fc_model", query_path=players / "query_model")
 
 
 def finish(run: Run) -> None:
-    """The final FC model, the pool as a Hugging Face dataset, and the report."""
-    final = run.dir / files.FINAL_FC_MODEL
-    shutil.rmtree(final, ignore_errors=True)
-    shutil.copytree(run.path("fc_path"), final)
+    """The final FC model (a full checkpoint: a LoRA adapter is merged into its base), the pool
+    as a Hugging Face dataset, and the report."""
+    export_merged(run.path("fc_path"), run.dir / files.FINAL_FC_MODEL, dtype=run.config.dtype)
     from datasets import Dataset
 
     pool = files.read_jsonl(run.dir / files.POOL)
@@ -308,25 +374,39 @@ def print_round(metrics: dict) -> None:
     console.print(table)
 
 
+def _evaluate(run: Run, round_index: int, progress: bool) -> None:
+    print_round(phase_evaluate(run, round_index, progress))
+    run.mark(f"{round_index}:evaluate")
+
+
+def _finish(run: Run) -> None:
+    finish(run)
+    run.mark("finish")
+
+
+def _play(run: Run, phase: str, play: Callable[[], None], everyone: bool = False) -> None:
+    """Play ``phase`` unless it is done: on every process (a training phase, ``everyone``) or on
+    the main process alone, the others waiting until it marks the phase done."""
+    if run.done(phase):
+        return
+    if everyone or run.main:
+        between_phases()
+        play()
+    else:
+        run.wait_for(phase)
+
+
 def run_game(run: Run, progress: bool = True) -> Path:
     """Play every round not yet done; returns the run folder."""
-    if not run.done("0:players"):
-        start_players(run)
-    if not run.done("0:evaluate"):
-        print_round(phase_evaluate(run, 0, progress))
-        run.mark("0:evaluate")
+    require_vllm(run.config)  # found missing now, not after round 0's evaluation
+    progress = progress and run.main
+    _play(run, "0:players", lambda: start_players(run))
+    _play(run, "0:evaluate", lambda: _evaluate(run, 0, progress))
     for round_index in range(1, run.config.rounds + 1):
         console.rule(f"round {round_index} of {run.config.rounds}")
-        if not run.done(f"{round_index}:attack"):
-            phase_attack(run, round_index, progress)
-        if not run.done(f"{round_index}:harvest"):
-            phase_harvest(run, round_index, progress)
-        if not run.done(f"{round_index}:defend"):
-            phase_defend(run, round_index, progress)
-        if not run.done(f"{round_index}:evaluate"):
-            print_round(phase_evaluate(run, round_index, progress))
-            run.mark(f"{round_index}:evaluate")
-    if not run.done("finish"):
-        finish(run)
-        run.mark("finish")
+        _play(run, f"{round_index}:attack", lambda: phase_attack(run, round_index, progress), everyone=True)
+        _play(run, f"{round_index}:harvest", lambda: phase_harvest(run, round_index, progress))
+        _play(run, f"{round_index}:defend", lambda: phase_defend(run, round_index, progress), everyone=True)
+        _play(run, f"{round_index}:evaluate", lambda: _evaluate(run, round_index, progress))
+    _play(run, "finish", lambda: _finish(run))
     return run.dir

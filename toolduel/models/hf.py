@@ -112,14 +112,16 @@ class TransformersChatModel:
         **options: Any,
     ) -> "TransformersChatModel":
         """Load from a local folder or a hub id. ``device`` defaults to CUDA when available;
-        ``model_kwargs`` go to ``AutoModelForCausalLM.from_pretrained`` (e.g. attn_implementation)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        ``model_kwargs`` go to ``AutoModelForCausalLM.from_pretrained`` (e.g. attn_implementation).
+        A folder holding a LoRA adapter is loaded onto its base and merged (:mod:`toolduel.checkpoints`)."""
+        from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code,
+        from toolduel.checkpoints import load_causal_lm, tokenizer_source
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(path), trust_remote_code=trust_remote_code,
                                                   revision=revision, **(tokenizer_kwargs or {}))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=resolve_dtype(dtype),
-                                                     trust_remote_code=trust_remote_code,
-                                                     revision=revision, **(model_kwargs or {}))
+        model = load_causal_lm(path, merge=True, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code,
+                               revision=revision, **(model_kwargs or {}))
         options.setdefault("name", str(path))
         return cls(model.eval(), tokenizer, device=device or default_device(), **options)
 

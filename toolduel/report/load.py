@@ -18,6 +18,7 @@ from toolduel.run_files import CONFIG, METRICS, POOL, STATE
 MAX_PROBLEMS_PER_FILE = 3  # then one line counting the rest
 HARVEST = "harvest.jsonl"
 AFTER_DEFENCE = "after_defence.jsonl"
+QUERIES = "queries.jsonl"  # a black-box attack's ledger (toolduel attack): its one round, without round folders
 
 
 @dataclass
@@ -205,7 +206,7 @@ def _load_rounds(data: RunData) -> None:
     folder, problems = data.folder, data.problems
     duel_rounds = {m["round"] for m in data.metrics if m["round"] > 0} | {r["round"] for r in data.pool}
     round_folders = _round_folders(folder)
-    for round_index in sorted(duel_rounds - set(round_folders)):
+    for round_index in sorted(duel_rounds - set(round_folders) - set(data.harvest)):
         problems.append(f"rounds/round_{round_index}: missing; no harvest, defence or eval files for that round")
     for round_index, path in round_folders.items():
         for name, required in ((HARVEST, ("valid",)), (AFTER_DEFENCE, ("id", "verdict"))):
@@ -251,6 +252,9 @@ def load_folder(folder: str | Path) -> RunData:
                                 data.problems)
     elif any(m["round"] > 0 for m in data.metrics) or any(r > 0 for r in _round_folders(folder)):
         data.problems.append(f"{POOL}: missing; no attack traits, phrasing or examples")
+    if (folder / QUERIES).exists():  # the last record of each query; a failed one was never judged
+        records = read_records(folder / QUERIES, folder, data.problems, ("key", "status", "valid"))
+        data.harvest[1] = [r | {"round": 1} for r in {r["key"]: r for r in records}.values() if r["status"] == "scored"]
     _load_rounds(data)
     if not data.rounds:
         data.problems.append(f"{folder}: holds neither {METRICS}, {POOL}, rounds/ nor {RESULTS_FILE}; "

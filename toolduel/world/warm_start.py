@@ -164,10 +164,15 @@ class SFTSettings:
 
 def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSettings, output_dir: str,
               report_to: str = "none",
-              on_step: Callable[[int, int], None] | None = None) -> Any:
+              on_step: Callable[[int, int], None] | None = None, peft_config: Any = None,
+              trainer_args: dict | None = None, save_to: str | None = None) -> Any:
     """Fine-tune ``model`` in place on ``rows`` with TRL's SFTTrainer; returns the model.
 
-    ``on_step(step, total)`` is called after every optimizer step (for a progress bar)."""
+    ``on_step(step, total)`` is called after every optimizer step (for a progress bar).
+    ``peft_config``: train a LoRA adapter instead (the returned model is the ``PeftModel``);
+    ``trainer_args`` override SFTConfig settings (precision, accumulation, checkpointing);
+    ``save_to``: the trainer saves the result there (under ``accelerate launch`` every process
+    calls this, and DeepSpeed ZeRO-3 gathers the weights from all of them)."""
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
@@ -182,7 +187,7 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
     columns = ("prompt", "completion", "messages", "tools")
     dataset = Dataset.from_list([{k: v for k, v in row.items() if k in columns} for row in rows])
     multi_turn = "messages" in rows[0]  # loss on every assistant turn, through the template's generation marks
-    config = SFTConfig(
+    config = SFTConfig(**dict(
         output_dir=output_dir,
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
@@ -203,11 +208,14 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         seed=settings.seed,
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length",  # less padding: a third fewer tokens to push
-    )
+    ) | (trainer_args or {}))
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[_Progress()])
+                         callbacks=[_Progress()], peft_config=peft_config)
     if on_step is not None:  # our bar replaces the trainer's printed log lines
         trainer.remove_callback(PrinterCallback)
     trainer.train()
-    model.eval()
-    return model
+    if save_to is not None:
+        trainer.save_model(save_to)
+    trained = trainer.model if peft_config is not None else model
+    trained.eval()
+    return trained

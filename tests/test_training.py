@@ -1,0 +1,81 @@
+"""Trainer settings shared by the attack and the defence: batch shape, precision, vLLM rollouts."""
+
+import importlib.util
+
+import pytest
+from typer.testing import CliRunner
+
+from toolduel.cli import app
+from toolduel.config import ConfigError
+from toolduel.game_config import GameConfig
+from toolduel.training import grpo_settings, per_device_batch, require_vllm, trainer_settings, vllm_settings
+
+
+@pytest.fixture
+def no_vllm(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+
+
+def test_a_step_batch_is_split_over_accumulation_steps():
+    config = GameConfig(gradient_accumulation_steps=4)
+    assert per_device_batch(64, config, "defend_batch_size") == 16  # one process here: 64 / (1 x 4)
+    with pytest.raises(ConfigError, match=r"defend_batch_size = 30 per step must split evenly over 1 process\(es\) "
+                                          r"x 4 gradient accumulation"):
+        per_device_batch(30, config, "defend_batch_size")
+
+
+def test_trainer_settings_follow_dtype_and_memory_settings():
+    settings = trainer_settings(GameConfig(dtype="bfloat16", gradient_checkpointing=True, gradient_accumulation_steps=2))
+    assert (settings["bf16"], settings["activation_checkpointing"], settings["gradient_accumulation_steps"]) == \
+        (True, True, 2)
+    default = grpo_settings(GameConfig(), "query")
+    assert (default["bf16"], default["activation_checkpointing"]) == (False, False)  # the tiny CPU default
+    assert default["model_init_kwargs"] == {"dtype": "float32"} and "use_vllm" not in default
+
+
+def test_vllm_server_mode_points_each_trainer_at_its_own_server(fake_vllm, tmp_path):
+    from trl import GRPOConfig
+
+    config = GameConfig(use_vllm=True, vllm_mode="server", vllm_server_host="10.0.0.2", vllm_server_port=8100,
+                        defend_vllm_server_port=8101)
+    query = grpo_settings(config, "query")
+    assert {key: query[key] for key in ("use_vllm", "vllm_mode", "vllm_server_host", "vllm_server_port")} == \
+        {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "10.0.0.2", "vllm_server_port": 8100}
+    assert grpo_settings(config, "fc")["vllm_server_port"] == 8101
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2, **query)
+    assert (args.use_vllm, args.vllm_mode, args.vllm_server_host, args.vllm_server_port) == \
+        (True, "server", "10.0.0.2", 8100)  # TRL takes every setting as given
+    colocate = vllm_settings(GameConfig(use_vllm=True, vllm_gpu_memory_utilization=0.5), 8000)
+    assert colocate == {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.5}
+
+
+def test_missing_vllm_is_a_clear_error_only_when_asked_for(no_vllm):
+    require_vllm(GameConfig())  # use_vllm off: vllm is never looked at
+    config = GameConfig(use_vllm=True)  # a config naming vllm still loads (the shipped 8-GPU one does)
+    with pytest.raises(ConfigError, match=r"pip install 'toolduel\[vllm\]'"):
+        vllm_settings(config, 8000)
+
+
+def test_run_with_use_vllm_but_no_vllm_stops_before_any_work(tmp_path, no_vllm):
+    result = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "run"), "--use-vllm", "true", "--no-progress"])
+    assert result.exit_code == 2 and "vllm is not installed" in result.output
+    assert not (tmp_path / "run" / "rounds").exists()  # nothing was built, loaded or trained
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"vllm_mode": "remote"}, "vllm_mode must be colocate or server"),
+    ({"vllm_server_port": 70000}, "must be a port number"),
+    ({"vllm_gpu_memory_utilization": 0.0}, "vllm_gpu_memory_utilization must be in"),
+    ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps >= 1"),
+])
+def test_bad_distributed_settings_say_how_to_fix_them(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        GameConfig(**settings)

@@ -1,0 +1,94 @@
+"""Settings of the black-box attack (``toolduel attack``): one typed dataclass, YAML, flags over it.
+
+Settings that share a name with :class:`toolduel.game_config.GameConfig` mean the same thing
+(the attack runs the duel's own GRPO attack, :func:`toolduel.attack.run_attack`, on a
+GameConfig made from them by :meth:`BlackBoxConfig.game_config`, which also validates them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from toolduel.config import ConfigError, option
+from toolduel.game_config import AttackSettings
+
+
+@dataclass
+class BlackBoxConfig(AttackSettings):
+    # --- the FC model behind an OpenAI-compatible endpoint ---------------------------------------
+    endpoint: str | None = option(None, "base URL of the server, with its API prefix, e.g. http://127.0.0.1:8000/v1")
+    model: str | None = option(None, "the model name the server serves (vLLM: the name given to `vllm serve`)")
+    api_key_env: str = option("OPENAI_API_KEY", "name of the environment variable holding the endpoint's API key "
+                                                "(unset: requests go without one)")
+    max_concurrency: int = option(8, "requests in flight at once")
+    timeout: float = option(60.0, "seconds before a request is given up and retried")
+    max_retries: int = option(4, "retries of a request on 429, 5xx, timeouts and dropped connections")
+    backoff_base: float = option(0.5, "seconds before the first retry, doubling each time (a Retry-After header wins)")
+    max_requests: int | None = option(None, "request budget: the run stops cleanly once this many requests were sent "
+                                            "to the endpoint(s) (none: no limit)")
+    failure_limit: int = option(32, "stop when this many queries in a row got no answer (the endpoint is down)")
+    # --- where and what ----------------------------------------------------------------------------
+    out: str | None = option(None, "output folder (default: runs/attack-<timestamp>)")
+    seed: int = option(0, "seed of every random choice in the run")
+    seeds: str = option("bfcl:simple_python", "seed samples the query model rewrites: bfcl:<categories>, "
+                                              "world:<sets>, or a JSONL file")
+    seeds_limit: int | None = option(None, "at most this many seed samples per category (a JSONL file: in all)")
+    skip_bad: bool = option(False, "skip malformed JSONL seed records (they are counted) instead of stopping")
+    bfcl_root: str | None = option(None, "folder of BFCL_v*_<category>.json files (default: the bfcl-eval package)")
+    query_model: str | None = option(None, "query model path or hub id (default: the embedded world query model)")
+    world_budget: str = option("default", "build budget of the embedded world query model (default, large, test)")
+    save_steps: int = option(5, "save a training checkpoint every this many steps (what --resume continues from)")
+    # --- harvest: queries sampled from the trained query model at the end -------------------------
+    harvest_seeds: int = option(64, "seed samples the trained query model rewrites at the end (0: none)")
+    harvest_keep: str = option("successful", "the adversarial set: successful (queries that beat the endpoint) "
+                                             "or valid (every valid query)")
+    batch_size: int = option(32, "prompts per generation batch of the query model in the harvest")
+    report_to: str = option("none", "trainer metrics: none, tensorboard, wandb, trackio")
+    def __post_init__(self) -> None:
+        if not self.endpoint:
+            raise ConfigError("endpoint is required: the base URL of the FC model's OpenAI-compatible server, "
+                              "e.g. --endpoint http://127.0.0.1:8000/v1")
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"endpoint must be an http(s) URL such as http://127.0.0.1:8000/v1 "
+                              f"(got {self.endpoint!r})")
+        if not self.model:
+            raise ConfigError("model is required: the model name the endpoint serves, "
+                              "e.g. --model Qwen/Qwen2.5-7B-Instruct")
+        for name in ("max_concurrency", "failure_limit", "save_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.timeout <= 0 or self.backoff_base < 0 or self.max_retries < 0:
+            raise ConfigError(f"need timeout > 0, backoff_base >= 0 and max_retries >= 0 (got {self.timeout}, "
+                              f"{self.backoff_base}, {self.max_retries})")
+        if self.max_requests is not None and self.max_requests < self.fc_samples:
+            raise ConfigError(f"max_requests must be at least fc_samples ({self.fc_samples}): one query takes that "
+                              f"many requests (got {self.max_requests}); leave it out for no limit")
+        for name in ("seeds_limit", "harvest_seeds"):
+            value = getattr(self, name)
+            if value is not None and value < (1 if name == "seeds_limit" else 0):
+                raise ConfigError(f"{name} must be {'at least 1' if name == 'seeds_limit' else '0 or more'} "
+                                  f"(got {value})")
+        if self.attack_steps < 1:
+            raise ConfigError(f"attack_steps must be at least 1 (got {self.attack_steps})")
+        self.game_config()  # the settings shared with the duel are checked by the duel's config
+        try:  # the endpoint client checks api_key_env (a NAME, never the key) and its own limits
+            self.endpoint_model()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def game_config(self):
+        """The duel's config holding this attack's shared settings (the others keep their defaults)."""
+        from toolduel.game_config import GameConfig
+
+        shared = {f.name for f in dataclasses.fields(GameConfig)} & {f.name for f in dataclasses.fields(self)}
+        values = {name: getattr(self, name) for name in shared}
+        return GameConfig(**values | {"harvest_seeds": max(1, self.harvest_seeds)})  # the duel wants at least one
+
+    def endpoint_model(self):
+        """The FC model behind the endpoint (an :class:`~toolduel.models.endpoint.EndpointChatModel`)."""
+        from toolduel.models.endpoint import EndpointChatModel
+
+        return EndpointChatModel(self.endpoint, self.model, api_key_env=self.api_key_env, timeout=self.timeout,
+                                 max_retries=self.max_retries, backoff_base=self.backoff_base,
+                                 backoff_max=max(20.0, self.backoff_base), max_concurrency=self.max_concurrency)

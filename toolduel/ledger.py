@@ -1,0 +1,196 @@
+"""The black-box attack's record of every query (``queries.jsonl``) and its request budget.
+
+Against an endpoint every answer costs, and a run may die at any moment. So each query,
+identified by its seed and its text (:func:`query_key`), is
+
+- scored once: the rule check and the judge, then ``k`` answers from the FC model; its record
+  is appended, and flushed to disk, as soon as its answers arrive;
+- never asked twice: a query that comes up again (GRPO groups often hold repeats; a resumed
+  run replays the steps after its last checkpoint) reuses its record, for free;
+- or recorded as failed, with its reason: every answer failed at the endpoint after the
+  client's retries, the judge could not be asked, or the request budget was spent. A failed
+  query is tried again if it comes up again, and a success then supersedes the failure.
+
+So the file holds at most one ``scored`` record per key, after any ``failed`` ones; a reader
+takes the last record of each key (:func:`latest_records`). A record holds ``id``, ``key``,
+``round`` (1), ``phase`` (attack or harvest), ``step`` (the GRPO step, in the attack),
+``seed_id``, ``query``, ``status`` (scored or failed), ``valid``, ``reasons`` (the validity
+gate's, as in a harvest record), ``error`` (why it failed), ``fc_model``, ``fc_outputs``,
+``verdicts``, ``fc_errors`` (answers that failed; the others make ``fc_success``),
+``fc_success``, ``attack_success``, ``requests`` (sent to the FC endpoint for it), ``attempts``
+(HTTP attempts, retries included) and ``time``.
+
+The budget counts requests before they are sent and saves the count at once, so a run killed
+mid-batch has counted what it sent, and a resumed run never goes past its budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from toolduel.judge import NOT_ASKED
+from toolduel.models.base import ChatModel, GenerationConfig
+from toolduel.rewards import AttackOutcome, QueryReward, QueryRewardSettings, adversarial_sample, gate, score_answers
+from toolduel.run_files import append_jsonl, iter_jsonl
+from toolduel.schema import Sample
+
+LEDGER_FILE = "queries.jsonl"
+BUDGET_SPENT = "not scored: the request budget is spent"
+
+
+def query_key(seed_id: str, query: str) -> str:
+    return hashlib.sha256(f"{seed_id}\0{query}".encode()).hexdigest()[:20]
+
+
+def latest_records(path: str | Path) -> dict[str, dict]:
+    """The last record of each key in a ledger file (a scored record is never followed by another)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return {record["key"]: record for record in iter_jsonl(path) if isinstance(record.get("key"), str)}
+
+
+def outcome_from_record(record: dict) -> AttackOutcome:
+    return AttackOutcome(query=record["query"], valid=bool(record["valid"]), reasons=list(record.get("reasons") or []),
+                         fc_outputs=list(record.get("fc_outputs") or []), verdicts=list(record.get("verdicts") or []),
+                         fc_success=record.get("fc_success"), error=record.get("error"),
+                         fc_errors=list(record.get("fc_errors") or []))
+
+
+class RequestBudget:
+    """At most ``limit`` requests (None: no limit). ``save(used)`` is called with the new count
+    before the requests it grants go out."""
+
+    def __init__(self, limit: int | None, used: int = 0, save: Callable[[int], None] | None = None):
+        self.limit, self.used, self._save = limit, used, save
+        self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+    def take(self, requests: int) -> int:
+        """Grant up to ``requests`` requests; returns how many."""
+        return self.take_groups(requests, 1)
+
+    def take_groups(self, groups: int, size: int) -> int:
+        """Grant whole groups of ``size`` requests (a query's ``k`` answers); returns how many groups."""
+        with self._lock:
+            granted = groups if self.limit is None else min(groups, (self.limit - self.used) // size)
+            granted = max(0, granted)
+            if granted:
+                self.used += granted * size
+                if self._save is not None:
+                    self._save(self.used)
+            return granted
+
+
+class QueryLedger:
+    """Scores queries against ``fc_model`` through ``path`` (see the module docstring).
+
+    ``failure_limit``: after this many queries in a row without an answer from an endpoint
+    (the FC model's or the judge's), ``outage`` holds the last error, and the caller stops."""
+
+    def __init__(self, path: str | Path, fc_model: ChatModel, k: int, generation: GenerationConfig,
+                 budget: RequestBudget | None = None, judge: Any = None, surface_forms: Any = None,
+                 failure_limit: int = 32, workers: int | None = None):
+        self.path = Path(path)
+        self.fc_model, self.k, self.generation = fc_model, k, generation
+        self.budget = budget or RequestBudget(None)
+        self.judge, self.surface_forms = judge, surface_forms
+        self.failure_limit = failure_limit
+        concurrency = getattr(fc_model, "max_concurrency", 1)
+        self.workers = workers or max(1, concurrency // max(1, k))  # each worker has k requests in flight
+        self.records = latest_records(self.path)
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def outage(self) -> str | None:
+        """The last error, once ``failure_limit`` queries in a row got no answer; else None."""
+        return self.last_error if self.consecutive_failures >= self.failure_limit else None
+
+    def is_scored(self, key: str) -> bool:
+        return self.records.get(key, {}).get("status") == "scored"
+
+    def score(self, seeds: list[Sample], queries: list[str], phase: str,
+              step: int | None = None) -> list[AttackOutcome]:
+        """One outcome per query, in order: from the ledger when it holds the query scored, else
+        scored now (each distinct new query once) and recorded."""
+        keys = [query_key(seed.id, query) for seed, query in zip(seeds, queries, strict=True)]
+        first: dict[str, int] = {}
+        for index, key in enumerate(keys):
+            if not self.is_scored(key):
+                first.setdefault(key, index)
+        # 1. validity: the rules, then the judge (cached per query and gold calls)
+        gated = gate([seeds[i] for i in first.values()], [queries[i] for i in first.values()],
+                     self.surface_forms, self.judge)
+        fresh = dict(zip(first, gated))
+        # 2. the budget: whole queries of k requests each, counted before they are sent
+        to_answer = [key for key, outcome in fresh.items() if outcome.valid and not outcome.failed]
+        granted = self.budget.take_groups(len(to_answer), self.k)
+        for key in to_answer[granted:]:
+            fresh[key].error = BUDGET_SPENT
+        answered = set(to_answer[:granted])
+        for key, outcome in fresh.items():
+            if key not in answered:
+                self._write(key, seeds[first[key]], outcome, phase, step, requests=0, attempts=0)
+        # 3. the FC model's answers, each query recorded as soon as its k answers are in
+        if answered:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(answered)),
+                                    thread_name_prefix="toolduel-ledger") as pool:
+                jobs = [pool.submit(self._answer, key, seeds[first[key]], fresh[key], phase, step)
+                        for key in to_answer[:granted]]
+                for job in jobs:
+                    job.result()
+        return [outcome_from_record(self.records[key]) if self.is_scored(key) else fresh[key] for key in keys]
+
+    def _answer(self, key: str, seed: Sample, outcome: AttackOutcome, phase: str, step: int | None) -> None:
+        sample = adversarial_sample(seed, outcome.query)
+        attempts = 0
+        try:
+            generations = self.fc_model.generate([sample.messages] * self.k, [sample.tools] * self.k, self.generation)
+            score_answers(outcome, sample, generations)
+            attempts = sum(int(g.meta.get("attempts", 1)) for g in generations)
+        except Exception as error:  # one broken answer must not cost the batch the others
+            outcome.error = f"{type(error).__name__}: {error}"
+        self._write(key, seed, outcome, phase, step, requests=self.k, attempts=attempts)
+
+    def _write(self, key: str, seed: Sample, outcome: AttackOutcome, phase: str, step: int | None,
+               requests: int, attempts: int) -> None:
+        record = {
+            "id": f"{seed.id}-{key[:10]}", "key": key, "round": 1, "phase": phase, "step": step,
+            "seed_id": seed.id, "query": outcome.query, "status": "failed" if outcome.failed else "scored",
+            "valid": outcome.valid, "reasons": outcome.reasons, "error": outcome.error,
+            "fc_model": getattr(self.fc_model, "name", None), "fc_outputs": outcome.fc_outputs,
+            "verdicts": outcome.verdicts, "fc_errors": outcome.fc_errors, "fc_success": outcome.fc_success,
+            "attack_success": None if outcome.fc_success is None else outcome.fc_success < 1.0,
+            "requests": requests, "attempts": attempts, "time": round(time.time(), 3),
+        }
+        with self._lock:
+            append_jsonl(self.path, [record])
+            self.records[key] = record
+            if outcome.failed and outcome.error not in (BUDGET_SPENT, NOT_ASKED):  # an endpoint gave no answer
+                self.consecutive_failures += 1
+                self.last_error = outcome.error
+            elif requests:
+                self.consecutive_failures = 0
+
+
+class LedgerReward(QueryReward):
+    """The query reward of the black-box attack: every query scored through a :class:`QueryLedger`."""
+
+    def __init__(self, ledger: QueryLedger, settings: QueryRewardSettings):
+        super().__init__(ledger.fc_model, k=ledger.k, settings=settings, generation=ledger.generation,
+                         surface_forms=ledger.surface_forms, judge=ledger.judge)
+        self.ledger = ledger
+
+    def play(self, samples: list[Sample], queries: list[str], trainer_state: Any = None) -> list[AttackOutcome]:
+        step = None if trainer_state is None else trainer_state.global_step + 1  # the step being computed
+        return self.ledger.score(samples, queries, phase="attack", step=step)
