@@ -7,14 +7,15 @@
       pool.jsonl                      the adversarial pool: every valid harvested query, with provenance
       pool_dataset/                   the same pool as a Hugging Face dataset (save_to_disk)
       rounds/round_<t>/
-        query_model/                  the query model after this round's attack
-        fc_model/                     the FC model after this round's defence
+        query_model/                  the query model after this round's attack (with query_lora: a PEFT adapter)
+        fc_model/                     the FC model after this round's defence (with fc_lora: a PEFT adapter)
         attack_log.jsonl              per attack step: reward, attack success, validity
         harvest.jsonl                 every harvested query, valid or not, with rejection reasons
         after_defence.jsonl           the new FC model's answers to this round's pool queries
         eval/<set>/results.jsonl      held-out evaluation, the format of `toolduel eval`
         eval/<set>/summary.json
-      final_fc_model/                 the FC model after the last round
+      final_fc_model/                 the FC model after the last round (always a full, merged checkpoint)
+      judge_cache.jsonl               the judge's verdicts, when a judge is configured
       report/                         the weakness report (HTML + PNG)
 
 A metrics line holds at least ``round``, ``accuracy`` ({held-out set: accuracy}),
