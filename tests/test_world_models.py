@@ -9,7 +9,8 @@ import torch
 
 from toolduel.parsing import parse_calls
 from toolduel.world.generator import generate_samples
-from toolduel.world.tiny_models import QWEN2_PRETOKENIZE_REGEX, build_qwen2, train_tokenizer
+from toolduel.world.tiny_models import (ISOLATING_PRETOKENIZE_REGEX, QWEN2_PRETOKENIZE_REGEX, build_qwen2,
+                                        train_tokenizer)
 from toolduel.world.warm_start import NO_CALL_REPLY, fc_example, fc_examples, query_examples, query_model_messages
 
 WEATHER_TOOL = {"type": "function", "function": {
@@ -58,6 +59,22 @@ def test_tokenizer_matches_transformers_qwen2_pretokenizer():
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     assert QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
+
+
+def test_isolating_split_survives_a_qwen2_checkpoint_and_makes_copies_identical(tmp_path):
+    from transformers import AutoTokenizer
+
+    texts = ["Set the thermostat in the office.", '{"room": "office", "city": "Oslo"}'] * 50
+    tokenizer = train_tokenizer(texts, vocab_size=320, pretokenize_regex=ISOLATING_PRETOKENIZE_REGEX)
+    build_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                intermediate_size=64).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)  # a folder whose config.json says qwen2
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = 'Heat the office to 21. {"room": "office"}'
+    assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
+    pieces = [loaded.decode([i]) for i in loaded(text)["input_ids"]]
+    # the value is the same token in the query and in the JSON: no leading space or quote
+    assert pieces.count("office") == 2 and " office" not in pieces and '"office' not in pieces
 
 
 def test_tokenizer_rejects_a_vocab_below_the_byte_alphabet():

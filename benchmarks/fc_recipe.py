@@ -1,0 +1,95 @@
+"""One FC warm-start recipe, trained from nothing and measured: the experiments behind the
+world's ``default`` budget (docs/BENCHMARKS.md, "FC recipe experiments").
+
+    python benchmarks/fc_recipe.py --answers 30000 --split isolating --lr 1e-3 --out runs/recipe.json
+
+It builds the world tokenizer (with the chosen pre-tokenizer split), a fresh tiny Qwen2, trains
+it on plain FC conversations with the same ``fc_examples`` + ``sft_train`` that
+``toolduel.world.build`` uses, and reports greedy exact-call accuracy (toolduel.checker) on
+held-out sets, the training time and the tokens per conversation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SETS = ("plain", "two_call", "no_call", "paraphrase", "indirect_values")
+
+
+def accuracy(model_dir: str, limit: int) -> dict:
+    from toolduel.checker import check_sample
+    from toolduel.models.base import GenerationConfig
+    from toolduel.models.hf import TransformersChatModel
+    from toolduel.parsing import parse_calls
+    from toolduel.world.heldout import load_world_set
+
+    model = TransformersChatModel.from_pretrained(model_dir, device="cpu", batch_size=32)
+    result = {}
+    for name in SETS:
+        samples = load_world_set(name, limit=limit)
+        outputs = model.generate([s.messages for s in samples], [s.tools for s in samples],
+                                 GenerationConfig(max_new_tokens=96, temperature=0.0))
+        result[name] = round(sum(check_sample(s, parse_calls(o.text)).valid
+                                 for s, o in zip(samples, outputs)) / len(samples), 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answers", type=int, default=30_000, help="plain FC answers to train on")
+    parser.add_argument("--turns", type=int, default=3, help="answers per training conversation")
+    parser.add_argument("--batch-size", type=int, default=6, help="conversations per step")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--split", choices=("qwen2", "isolating"), default="qwen2", help="tokenizer pre-split")
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--kv-heads", type=int, default=4)
+    parser.add_argument("--full-loss", action="store_true", help="loss on the whole conversation, not answers only")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--limit", type=int, default=200, help="samples per held-out set")
+    parser.add_argument("--out", default=None, help="JSON file for the numbers")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from toolduel.world.build import _quiet_libraries, tokenizer_corpus
+    from toolduel.world.tiny_models import (ISOLATING_PRETOKENIZE_REGEX, QWEN2_PRETOKENIZE_REGEX, build_qwen2,
+                                            train_tokenizer)
+    from toolduel.world.warm_start import SFTSettings, fc_examples, query_examples, sft_train
+
+    split = ISOLATING_PRETOKENIZE_REGEX if args.split == "isolating" else QWEN2_PRETOKENIZE_REGEX
+    work = tempfile.mkdtemp(prefix="fc-recipe-")
+    with _quiet_libraries():
+        rows = fc_examples(args.answers, seed=0, turns=args.turns)
+        tokenizer = train_tokenizer(tokenizer_corpus(rows, query_examples(1000), 6000), vocab_size=1536,
+                                    pretokenize_regex=split)
+        lengths = [len(tokenizer(tokenizer.apply_chat_template(r["messages"], tools=json.loads(r["tools"]),
+                                                               tokenize=False))["input_ids"]) for r in rows[:300]]
+        model = build_qwen2(tokenizer, num_heads=args.heads, num_kv_heads=args.kv_heads)
+        settings = SFTSettings(examples=len(rows), batch_size=args.batch_size, learning_rate=args.lr,
+                               answer_only_loss=not args.full_loss)
+        start = time.perf_counter()
+        sft_train(model, tokenizer, rows, settings, f"{work}/scratch", on_step=lambda step, total: None)
+        train_s = time.perf_counter() - start
+        model.save_pretrained(f"{work}/fc")
+        tokenizer.save_pretrained(f"{work}/fc")
+    result = {"settings": vars(args), "steps": math.ceil(len(rows) / args.batch_size),
+              "tokens_per_conversation": round(statistics.mean(lengths)), "train_s": round(train_s),
+              "accuracy": accuracy(f"{work}/fc", args.limit)}
+    text = json.dumps(result)
+    print(text)
+    print(f"model kept in {work}/fc", file=sys.stderr)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
