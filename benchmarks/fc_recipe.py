@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--kv-heads", type=int, default=4)
     parser.add_argument("--full-loss", action="store_true", help="loss on the whole conversation, not answers only")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initial weights and the order")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--limit", type=int, default=200, help="samples per held-out set")
     parser.add_argument("--out", default=None, help="JSON file for the numbers")
@@ -67,14 +68,14 @@ def main() -> None:
     split = ISOLATING_PRETOKENIZE_REGEX if args.split == "isolating" else QWEN2_PRETOKENIZE_REGEX
     work = tempfile.mkdtemp(prefix="fc-recipe-")
     with _quiet_libraries():
-        rows = fc_examples(args.answers, seed=0, turns=args.turns)
+        rows = fc_examples(args.answers, seed=args.seed, turns=args.turns)
         tokenizer = train_tokenizer(tokenizer_corpus(rows, query_examples(1000), 6000), vocab_size=1536,
                                     pretokenize_regex=split)
         lengths = [len(tokenizer(tokenizer.apply_chat_template(r["messages"], tools=json.loads(r["tools"]),
                                                                tokenize=False))["input_ids"]) for r in rows[:300]]
-        model = build_qwen2(tokenizer, num_heads=args.heads, num_kv_heads=args.kv_heads)
+        model = build_qwen2(tokenizer, num_heads=args.heads, num_kv_heads=args.kv_heads, seed=args.seed)
         settings = SFTSettings(examples=len(rows), batch_size=args.batch_size, learning_rate=args.lr,
-                               answer_only_loss=not args.full_loss)
+                               answer_only_loss=not args.full_loss, seed=args.seed)
         start = time.perf_counter()
         sft_train(model, tokenizer, rows, settings, f"{work}/scratch", on_step=lambda step, total: None)
         train_s = time.perf_counter() - start

@@ -152,6 +152,7 @@ def test_faults_leave_every_query_scored_once_or_failed_with_its_reason(seeds_fi
     assert any(r["error"].startswith("wrong shape: choices[0].message.tool_calls") for r in failed)
     log = read_jsonl(out / "attack_log.jsonl")
     assert [s["step"] for s in log] == [1, 2] and sum(s["queries"] for s in log) == 8
+    assert all(0 < s["seconds"] < 600 for s in log)  # each step timed: rollouts, rewards, update
     latest = {r["key"]: r for r in records}
     winners = {k for k, r in latest.items() if r["status"] == "scored" and r["valid"] and r["attack_success"]}
     pool = read_jsonl(out / "pool.jsonl")

@@ -108,12 +108,17 @@ def run_attack(config: GameConfig, seeds: list[Sample], fc_model: Any, query_pat
     class _StepLog(TrainerCallback):
         def __init__(self, advance: Callable[[int], None]):
             self.advance = advance
+            self.step_started = time.perf_counter()
+
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+            self.step_started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+            seconds = time.perf_counter() - self.step_started  # rollouts, rewards and the update
             mine = [o for batch in reward.history for o in batch]
             reward.history.clear()
             outcomes = gather_from_all(mine)  # every process's queries, not only the main one's
-            record = {"step": state.global_step, **step_stats(outcomes)}
+            record = {"step": state.global_step, **step_stats(outcomes), "seconds": round(seconds, 3)}
             steps.append(record)
             if main:
                 append_jsonl(log_path, [record])

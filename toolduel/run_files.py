@@ -9,7 +9,7 @@
       rounds/round_<t>/
         query_model/                  the query model after this round's attack (with query_lora: a PEFT adapter)
         fc_model/                     the FC model after this round's defence (with fc_lora: a PEFT adapter)
-        attack_log.jsonl              per attack step: reward, attack success, validity
+        attack_log.jsonl              per attack step: queries, attack success, validity, seconds
         harvest.jsonl                 every harvested query, valid or not, with rejection reasons
         after_defence.jsonl           the new FC model's answers to this round's pool queries
         eval/<set>/results.jsonl      held-out evaluation, the format of `toolduel eval`
