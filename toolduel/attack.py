@@ -118,10 +118,10 @@ def run_attack(config: GameConfig, seeds: list[Sample], fc_model: Any, query_pat
             mine = [o for batch in reward.history for o in batch]
             reward.history.clear()
             outcomes = gather_from_all(mine)  # every process's queries, not only the main one's
-            record = {"step": state.global_step, **step_stats(outcomes), "seconds": round(seconds, 3)}
+            record = {"step": state.global_step, **step_stats(outcomes)}
             steps.append(record)
-            if main:
-                append_jsonl(log_path, [record])
+            if main:  # the processes step in lockstep: the main process's clock times the step
+                append_jsonl(log_path, [record | {"seconds": round(seconds, 3)}])
             self.advance(1)
 
     started = time.time()
