@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from toolduel.config import ConfigError, option
+from toolduel.config import ConfigError, check_http_url, option
 from toolduel.game_config import AttackSettings
 
 
@@ -45,13 +45,12 @@ class BlackBoxConfig(AttackSettings):
                                              "or valid (every valid query)")
     batch_size: int = option(32, "prompts per generation batch of the query model in the harvest")
     report_to: str = option("none", "trainer metrics: none, tensorboard, wandb, trackio")
+
     def __post_init__(self) -> None:
         if not self.endpoint:
             raise ConfigError("endpoint is required: the base URL of the FC model's OpenAI-compatible server, "
                               "e.g. --endpoint http://127.0.0.1:8000/v1")
-        if not self.endpoint.startswith(("http://", "https://")):
-            raise ConfigError(f"endpoint must be an http(s) URL such as http://127.0.0.1:8000/v1 "
-                              f"(got {self.endpoint!r})")
+        check_http_url("endpoint", self.endpoint)
         if not self.model:
             raise ConfigError("model is required: the model name the endpoint serves, "
                               "e.g. --model Qwen/Qwen2.5-7B-Instruct")

@@ -24,6 +24,12 @@ def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors dataclass fi
     return field(default=default, metadata={"help": help})
 
 
+def check_http_url(name: str, value: str) -> None:
+    """One error for every URL setting (endpoints, servers): it must name its scheme."""
+    if not str(value).startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL such as http://127.0.0.1:8000/v1 (got {value!r})")
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | None = None) -> T:
     """``cls`` from a YAML file (optional), then ``overrides`` (flags given on the command line)."""
     values: dict[str, Any] = {}
@@ -92,8 +98,8 @@ class EvalConfig:
             raise ConfigError(f"timeout must be a positive number of seconds (got {self.timeout})")
         if self.endpoint is not None and not self.model:
             raise ConfigError("an endpoint needs `model`: the model name the server serves")
-        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
-            raise ConfigError(f"endpoint must be an http(s) URL, got {self.endpoint!r}")
+        if self.endpoint is not None:
+            check_http_url("endpoint", self.endpoint)
         if self.backend not in ("transformers", "vllm"):
             raise ConfigError(f"backend must be transformers or vllm (got {self.backend!r})")
         if self.endpoint is not None and self.backend != "transformers":

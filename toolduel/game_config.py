@@ -6,7 +6,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 
-from toolduel.config import ConfigError, option
+from toolduel.config import ConfigError, check_http_url, option
 from toolduel.judge import check_judge_settings
 from toolduel.rewards import REWARD_FORMS
 
@@ -157,9 +157,7 @@ class GameConfig(AttackSettings):
         if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
             raise ConfigError(f"vllm_gpu_memory_utilization must be in (0, 1] (got {self.vllm_gpu_memory_utilization})")
         if self.fc_server is not None:
-            if not self.fc_server.startswith(("http://", "https://")):
-                raise ConfigError(f"fc_server must be an http(s) URL such as http://127.0.0.1:8001/v1 "
-                                  f"(got {self.fc_server!r})")
+            check_http_url("fc_server", self.fc_server)
             if not self.fc_lora:
                 raise ConfigError("fc_server needs fc_lora: true: the server follows the defended FC model by "
                                   "loading each round's LoRA adapter, and cannot load fully trained weights")

@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from toolduel.config import ConfigError
+from toolduel.config import ConfigError, check_http_url
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.run_files import append_jsonl, iter_jsonl
 from toolduel.schema import Sample
@@ -248,8 +248,8 @@ def check_judge_settings(config: Any) -> None:
     model, endpoint = getattr(config, "judge_model", None), getattr(config, "judge_endpoint", None)
     if endpoint is not None and not model:
         raise ConfigError("judge_endpoint needs judge_model: the model name that server serves")
-    if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
-        raise ConfigError(f"judge_endpoint must be an http(s) URL, got {endpoint!r}")
+    if endpoint is not None:
+        check_http_url("judge_endpoint", endpoint)
     if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(getattr(config, "judge_api_key_env", "OPENAI_API_KEY"))):
         raise ConfigError("judge_api_key_env must be the upper-case NAME of an environment variable "
                           "(e.g. OPENAI_API_KEY), not the key itself")
