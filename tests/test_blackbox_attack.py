@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_openai_server import FakeOpenAIServer, last_user_message
+from processes import kill_when
 from toolduel.blackbox import pick
 from toolduel.blackbox_config import BlackBoxConfig
 from toolduel.cli import app
@@ -219,15 +218,8 @@ def test_a_killed_attack_resumes_without_losing_or_repeating_a_query(seeds_file,
                    str(seeds_file), "--out", str(out), *TINY, "--attack-steps", "6", "--timeout", "10",
                    "--max-concurrency", "4"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-        deadline = time.time() + 240
-        while time.time() < deadline:  # kill without warning once two steps are checkpointed
-            if len(read_jsonl(out / "attack_log.jsonl")) >= 2 and (out / "trainer").exists():
-                break
-            if process.poll() is not None:
-                pytest.fail("the attack ended before it could be killed")
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_when(process, lambda: len(read_jsonl(out / "attack_log.jsonl")) >= 2 and (out / "trainer").exists(),
+                  timeout=240, poll=0.05)  # once two steps are checkpointed
         assert "attack" not in json.loads((out / "state.json").read_text())["completed"]  # killed mid-attack
         before = (out / "queries.jsonl").read_text().splitlines()
         asked_before = server.request_count

@@ -3,16 +3,15 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from processes import kill_when
 from toolduel.cli import app
 from toolduel.config import ConfigError, load_config
 from toolduel.game_config import GameConfig
@@ -79,16 +78,9 @@ def test_resume_after_kill_9_neither_loses_nor_duplicates(tmp_path):
     command = [sys.executable, "-m", "toolduel.cli", "run", "--out", str(out), "--no-progress", *TINY]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=os.environ | {"TOOLDUEL_CACHE": os.environ["TOOLDUEL_CACHE"]})
-    deadline = time.time() + 300
     state_file = out / "state.json"
-    while time.time() < deadline:  # wait until the harvest is done, then kill without warning
-        if state_file.exists() and "1:harvest" in json.loads(state_file.read_text())["completed"]:
-            break
-        if process.poll() is not None:
-            pytest.fail("the run ended before it could be killed")
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(process, lambda: state_file.exists() and "1:harvest" in json.loads(state_file.read_text())["completed"],
+              timeout=300, poll=0.2)  # once the harvest is done
     pool_before = read_jsonl(out / "pool.jsonl")
     result = _run("--resume", str(out))
     assert result.exit_code == 0, result.output
