@@ -20,25 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from world_build import fc_accuracy  # a sibling script: run as python benchmarks/fc_recipe.py
+
 SETS = ("plain", "two_call", "no_call", "paraphrase", "indirect_values")
-
-
-def accuracy(model_dir: str, limit: int) -> dict:
-    from toolduel.checker import check_sample
-    from toolduel.models.base import GenerationConfig
-    from toolduel.models.hf import TransformersChatModel
-    from toolduel.parsing import parse_calls
-    from toolduel.world.heldout import load_world_set
-
-    model = TransformersChatModel.from_pretrained(model_dir, device="cpu", batch_size=32)
-    result = {}
-    for name in SETS:
-        samples = load_world_set(name, limit=limit)
-        outputs = model.generate([s.messages for s in samples], [s.tools for s in samples],
-                                 GenerationConfig(max_new_tokens=96, temperature=0.0))
-        result[name] = round(sum(check_sample(s, parse_calls(o.text)).valid
-                                 for s, o in zip(samples, outputs)) / len(samples), 3)
-    return result
 
 
 def main() -> None:
@@ -83,7 +67,7 @@ def main() -> None:
         tokenizer.save_pretrained(f"{work}/fc")
     result = {"settings": vars(args), "steps": math.ceil(len(rows) / args.batch_size),
               "tokens_per_conversation": round(statistics.mean(lengths)), "train_s": round(train_s),
-              "accuracy": accuracy(f"{work}/fc", args.limit)}
+              "accuracy": fc_accuracy(Path(f"{work}/fc"), args.limit, batch_size=32, sets=SETS)}
     text = json.dumps(result)
     print(text)
     print(f"model kept in {work}/fc", file=sys.stderr)
