@@ -200,3 +200,53 @@ def test_cache_key_follows_the_budget():
     test = BUDGETS["test"]
     assert cache_key(test) == cache_key(dataclasses.replace(test))
     assert cache_key(test) != cache_key(dataclasses.replace(test, fc_examples=49))
+
+
+def test_query_model_starts_from_the_trained_fc_model(test_build, monkeypatch):
+    """With ``query_from_fc`` the query warm start loads the FC checkpoint, not a fresh model."""
+    from transformers import AutoModelForCausalLM
+
+    from toolduel.world import build
+
+    import transformers
+
+    loaded = []
+    original = transformers.Qwen2ForCausalLM.from_pretrained.__func__
+
+    def spy(cls, path, *args, **kwargs):
+        loaded.append(str(path))
+        return original(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Qwen2ForCausalLM, "from_pretrained", classmethod(spy))
+    out = test_build.root.parent / "query-from-fc"
+    out.mkdir()
+    build.build_world_models(build.BUDGETS["test"], out, progress=False)
+    assert loaded == [str(out / "fc")]
+    fc, query = (AutoModelForCausalLM.from_pretrained(out / role) for role in ("fc", "query"))
+    assert fc.config.to_dict()["hidden_size"] == query.config.to_dict()["hidden_size"]
+
+
+def test_sft_learning_rate_holds_then_decays(world_tokenizer, monkeypatch, tmp_path):
+    """``decay=0.5``: the first half of the steps at the full rate, the second half falling."""
+    import trl
+
+    from toolduel.world.warm_start import SFTSettings, sft_train
+
+    rates: list[float] = []
+
+    class Recording(trl.SFTTrainer):
+        def training_step(self, *args, **kwargs):
+            rates.append(self.lr_scheduler.get_last_lr()[0])
+            return super().training_step(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "SFTTrainer", Recording)
+    model = build_qwen2(world_tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                        intermediate_size=64)
+    rows = [fc_example(s) for s in generate_samples(16, seed=3)]
+    settings = SFTSettings(examples=16, batch_size=2, learning_rate=1e-3, warmup=0, decay=0.5)
+    sft_train(model, world_tokenizer, rows, settings, str(tmp_path), on_step=lambda *_: None)
+    assert len(rates) == 8
+    assert rates[:4] == [pytest.approx(1e-3)] * 4
+    assert all(later < earlier for earlier, later in zip(rates[4:], rates[5:])) and rates[-1] < 0.5e-3
+    with pytest.raises(ValueError, match="decay"):
+        SFTSettings(examples=16, decay=0)

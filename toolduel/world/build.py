@@ -45,16 +45,19 @@ class BuildBudget:
     query_batch_size: int = 16
     fc_learning_rate: float = 3e-3
     query_learning_rate: float = 3e-3
+    lr_decay: float = 0.2  # flat learning rate, then a cosine fall over this last fraction of steps
+    adam_beta2: float = 0.95
+    # The query model starts from the trained FC model, whose copying circuits it needs (a seed
+    # query is mostly copied); from a fresh model it does not learn to copy in its budget.
+    query_from_fc: bool = True
     seed: int = 0
 
 
 BUDGETS: dict[str, BuildBudget] = {
-    # Minutes on a laptop CPU; both models are still undertrained at this size (FC 0.145 on
-    # held-out plain, docs/BENCHMARKS.md): the recipe, not the budget, is what needs work.
-    "default": BuildBudget("default", fc_examples=30_000, query_examples=8_000),
-    # FC: 60k answers reached 0.84 on held-out plain, in about 25 minutes on 2 shared cores.
-    # Query: sized by analogy (about 3,000 steps), not yet measured at this size.
-    "large": BuildBudget("large", fc_examples=60_000, query_examples=24_000, query_batch_size=8),
+    # About 8 minutes on 2 CPU cores; FC 0.845 on held-out plain (docs/BENCHMARKS.md).
+    "default": BuildBudget("default", fc_examples=45_000, query_examples=8_000),
+    # Twice the default's data, for a better start when minutes do not matter; not measured yet.
+    "large": BuildBudget("large", fc_examples=90_000, query_examples=16_000),
     # seconds, for tests: the checkpoints load and generate, they do not learn much
     "test": BuildBudget("test", fc_examples=48, query_examples=32, tokenizer_texts=200, vocab_size=400,
                         hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
@@ -158,6 +161,7 @@ def tokenizer_corpus(fc_rows: list[dict], query_rows: list[dict], n: int) -> lis
 def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True) -> dict:
     """Build everything into ``out_dir``; returns (and writes to build.json) the timings."""
     import torch
+    from transformers import Qwen2ForCausalLM
 
     from toolduel.progress import progress_bar
     from toolduel.world.tiny_models import build_qwen2, train_tokenizer
@@ -178,10 +182,14 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
                 ("fc", fc_rows, budget.fc_learning_rate, budget.fc_batch_size, 0),
                 ("query", query_rows, budget.query_learning_rate, budget.query_batch_size, 1)):
             phase_start = time.perf_counter()
-            model = build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
-                                num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
-                                intermediate_size=budget.intermediate_size, seed=budget.seed + seed_offset)
+            if role == "query" and budget.query_from_fc:
+                model = Qwen2ForCausalLM.from_pretrained(out_dir / "fc")
+            else:
+                model = build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
+                                    num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
+                                    intermediate_size=budget.intermediate_size, seed=budget.seed + seed_offset)
             settings = SFTSettings(examples=len(rows), batch_size=batch_size, learning_rate=lr,
+                                   decay=budget.lr_decay, adam_beta2=budget.adam_beta2,
                                    seed=budget.seed + seed_offset)
             total = math.ceil(len(rows) / batch_size)
             with progress_bar(f"training the {role} model", total, enabled=progress) as advance, \

@@ -14,6 +14,7 @@ TRL's SFTTrainer; the loss falls on the answers only.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,6 +153,11 @@ class SFTSettings:
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup: float = 0.03
+    # The learning rate holds after warmup and falls (cosine) over this last fraction of the
+    # steps; 1.0 is a plain cosine schedule. A tiny model forms its copying circuits late and
+    # suddenly; a long flat stretch lets that happen before the rate is gone (docs/BENCHMARKS.md).
+    decay: float = 1.0
+    adam_beta2: float = 0.999
     max_length: int = 512
     answer_only_loss: bool = True  # False: the loss covers the prompt (tools, queries) too
     seed: int = 0
@@ -160,6 +166,8 @@ class SFTSettings:
         if self.examples < 1 or self.batch_size < 1 or self.epochs <= 0:
             raise ValueError(f"examples, batch_size and epochs must be positive, got {self}; "
                              "use the 'test' budget for a quick build")
+        if not 0 < self.decay <= 1:
+            raise ValueError(f"decay is the fraction of steps the learning rate falls over, in (0, 1]; got {self.decay}")
 
 
 def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSettings, output_dir: str,
@@ -192,8 +200,9 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type="cosine" if settings.decay == 1 else "warmup_stable_decay",
         warmup_steps=settings.warmup,
+        adam_beta2=settings.adam_beta2,
         weight_decay=0.0,
         max_length=settings.max_length,
         completion_only_loss=settings.answer_only_loss and not multi_turn,
@@ -209,6 +218,10 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length",  # less padding: a third fewer tokens to push
     ) | (trainer_args or {}))
+    if settings.decay < 1:
+        steps = math.ceil(len(dataset) / (config.per_device_train_batch_size * config.gradient_accumulation_steps
+                                          * config.world_size)) * settings.epochs
+        config.lr_scheduler_kwargs = {"num_decay_steps": max(1, round(settings.decay * steps))}
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[_Progress()], peft_config=peft_config)
     if on_step is not None:  # our bar replaces the trainer's printed log lines
