@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3, help="answers per training conversation")
     parser.add_argument("--batch-size", type=int, default=6, help="conversations per step")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--decay", type=float, default=0.2,
+                        help="fraction of steps the learning rate falls over (1: cosine, the second pass's schedule)")
+    parser.add_argument("--beta2", type=float, default=0.95, help="AdamW beta2 (the second pass used 0.999)")
     parser.add_argument("--split", choices=("qwen2", "isolating"), default="qwen2", help="tokenizer pre-split")
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--kv-heads", type=int, default=4)
@@ -59,6 +62,7 @@ def main() -> None:
                                                                tokenize=False))["input_ids"]) for r in rows[:300]]
         model = build_qwen2(tokenizer, num_heads=args.heads, num_kv_heads=args.kv_heads, seed=args.seed)
         settings = SFTSettings(examples=len(rows), batch_size=args.batch_size, learning_rate=args.lr,
+                               decay=args.decay, adam_beta2=args.beta2,
                                answer_only_loss=not args.full_loss, seed=args.seed)
         start = time.perf_counter()
         sft_train(model, tokenizer, rows, settings, f"{work}/scratch", on_step=lambda step, total: None)
