@@ -7,6 +7,10 @@ weakness of the FC model but a broken question. :func:`check_query` checks that
   spacing aside), as the same number ("12", "12.0", "1,000"), or as one of its surface
   forms ("a dozen" and "twelve" for 12, "kilometers" for km, "May 12th, 2025" for
   2025-05-12; the world's table by default);
+- the query names each gold function's intent: for a function of the embedded world, at
+  least one of the words that its phrasings use and few other functions do ("vacuum",
+  "forecast", "times"), typos forgiven; without it, a grounded query for another function
+  ("Turn on the lights in the bedroom" for the vacuum's "bedroom") would pass;
 - no function name or call syntax leaks into the query;
 - the query's length is within bounds.
 
@@ -17,15 +21,17 @@ argument that may be left out is not checked.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from toolduel.schema import OPTIONAL, Sample
 
 SurfaceForms = Callable[[Any], Sequence[str]] | Mapping[str, Sequence[str]]
+IntentWords = Callable[[str], Collection[str] | None]  # function name -> its words, None: unchecked
 
 MIN_CHARS = 4
 MAX_CHARS = 600
@@ -117,6 +123,25 @@ def is_grounded(value: Any, query: str, forms: Callable[[Any], list[str]] | None
     return any(_contains(normalized_query, form) for form in candidates)
 
 
+def _default_intent_words(name: str) -> Collection[str] | None:
+    from toolduel.world.catalog import intent_words
+
+    return intent_words(name)
+
+
+def names_intent(query: str, words: Collection[str]) -> bool:
+    """Whether ``query`` says one of ``words``, as a word, a plural, or with a typo (one
+    dropped, doubled or swapped letter) in a word of four letters or more."""
+    said = set(re.findall(r"[a-z]+", normalize(query)))
+    for word in words:
+        if word in said or word + "s" in said:
+            return True
+        if len(word) >= 4 and any(abs(len(s) - len(word)) <= 1 and
+                                  difflib.SequenceMatcher(None, word, s).ratio() >= 0.75 for s in said):
+            return True
+    return False
+
+
 def _leaks(query: str, sample: Sample) -> list[str]:
     reasons = []
     lowered = query.lower()
@@ -134,11 +159,14 @@ def _leaks(query: str, sample: Sample) -> list[str]:
 
 
 def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None = None,
-                min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS) -> ValidityVerdict:
+                min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS,
+                intent_words: IntentWords | None = None) -> ValidityVerdict:
     """Whether ``query`` still asks for ``sample``'s gold calls (see the module docstring).
 
     ``surface_forms``: a function from a value to the strings that state it, or a mapping from
-    ``str(value)`` to extra forms added to the world's table; the world's table by default."""
+    ``str(value)`` to extra forms added to the world's table; the world's table by default.
+    ``intent_words``: a function from a function name to the words that name its intent (None:
+    not checked); the world's table by default, which knows only world functions."""
     if not isinstance(query, str) or not query.strip():
         return ValidityVerdict(False, ["empty: no query text"])
     reasons = []
@@ -149,6 +177,11 @@ def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None =
         reasons.append(f"length: {length} characters, more than {max_chars}")
         query = query[: max_chars * 4]  # bounds the work on hostile input; still invalid
     reasons.extend(_leaks(query, sample))
+    words_of = intent_words or _default_intent_words
+    for name in dict.fromkeys(gold.name for gold in sample.gold):
+        words = words_of(name)
+        if words and not names_intent(query, words):
+            reasons.append(f"off_intent: nothing names {name} ({', '.join(sorted(words)[:5])}, ...)")
     forms = _forms_getter(surface_forms)
     for gold in sample.gold:
         for param, answers in gold.arguments.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -230,3 +231,45 @@ def domains() -> dict[str, list[Function]]:
 def world_tools() -> list[Tool]:
     """Every function of the world as a :class:`Tool`."""
     return [f.tool() for f in all_functions()]
+
+
+# ----------------------------------------------------------------------------- intent words
+
+# A word in the phrasings of more functions than this says little about which one is meant
+# ("get", "show", "the"), so it does not count as naming a function.
+_COMMON_WORD_FUNCTIONS = 4
+_FUNCTION_WORDS = frozenset({"and", "also", "does", "for", "from", "how", "into", "out", "tell", "that", "the",
+                             "then", "this", "using", "what", "when", "will", "with"})
+
+
+# Pools whose values say what is being measured: "kilometers" asks for a length conversion.
+_MEASURE_POOLS = ("length_unit", "weight_unit", "volume_unit", "temp_scale")
+
+
+def _phrasing_words(function: Function) -> set[str]:
+    from toolduel.world.surface import surface_forms
+
+    texts = [*function.intents, *function.alt_intents,
+             *(phrase for p in function.params for phrase in (*p.phrases, *p.alt_phrases))]
+    words = {w for text in texts for w in re.findall(r"[a-z]+", text.replace("{v}", " ").lower())
+             if len(w) >= 3 and w not in _FUNCTION_WORDS}
+    units = [v for p in function.params if p.pool in _MEASURE_POOLS for v in POOL_ENUMS[p.pool]]
+    return words | {w for unit in units for form in (unit, *surface_forms(unit))
+                    for w in re.findall(r"[a-z]+", form.lower()) if len(w) >= 2}
+
+
+@lru_cache(maxsize=1)
+def _intent_word_table() -> dict[str, frozenset[str]]:
+    words = {f.name: _phrasing_words(f) for f in all_functions()}
+    spread: dict[str, int] = {}
+    for found in words.values():
+        for word in found:
+            spread[word] = spread.get(word, 0) + 1
+    return {name: frozenset(w for w in found if spread[w] <= _COMMON_WORD_FUNCTIONS) for name, found in words.items()}
+
+
+def intent_words(name: str) -> frozenset[str] | None:
+    """The words of a world function's phrasings that few other functions use ("vacuum",
+    "forecast", "times"): a query asking for the function says at least one of them. None
+    for a name the world does not know."""
+    return _intent_word_table().get(name) or None
