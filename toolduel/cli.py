@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from toolduel.blackbox_config import BlackBoxConfig
 from toolduel.config import ConfigError, EvalConfig, load_config, to_yaml
 from toolduel.data import DataError, load_samples
 from toolduel.progress import console
@@ -35,8 +36,9 @@ def toolduel() -> None:
     """Adversarial data augmentation for tool-calling models."""
 
 
-def _help(name: str) -> str:
-    return EvalConfig.__dataclass_fields__[name].metadata["help"]
+def _help(name: str, config_class: type = EvalConfig) -> str:
+    """The help text of a config field, for the flag that sets it."""
+    return config_class.__dataclass_fields__[name].metadata["help"]
 
 
 def fail(message: str) -> None:
@@ -148,12 +150,6 @@ def eval_command(
     console.print(f"results: {out_dir / 'results.jsonl'}  summary: {out_dir / 'summary.json'}")
 
 
-def _game_help(name: str) -> str:
-    from toolduel.game_config import GameConfig
-
-    return GameConfig.__dataclass_fields__[name].metadata["help"]
-
-
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run_command(
     ctx: typer.Context,
@@ -188,20 +184,14 @@ def run_command(
     console.print(f"done: {run.dir}")
 
 
-def _attack_help(name: str) -> str:
-    from toolduel.blackbox_config import BlackBoxConfig
-
-    return BlackBoxConfig.__dataclass_fields__[name].metadata["help"]
-
-
 @app.command("attack", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def attack_command(
     ctx: typer.Context,
-    endpoint: Optional[str] = typer.Option(None, help=_attack_help("endpoint")),
-    model: Optional[str] = typer.Option(None, help=_attack_help("model")),
-    seeds: Optional[str] = typer.Option(None, help=_attack_help("seeds")),
-    out: Optional[str] = typer.Option(None, help=_attack_help("out")),
-    max_requests: Optional[int] = typer.Option(None, help=_attack_help("max_requests")),
+    endpoint: Optional[str] = typer.Option(None, help=_help("endpoint", BlackBoxConfig)),
+    model: Optional[str] = typer.Option(None, help=_help("model", BlackBoxConfig)),
+    seeds: Optional[str] = typer.Option(None, help=_help("seeds", BlackBoxConfig)),
+    out: Optional[str] = typer.Option(None, help=_help("out", BlackBoxConfig)),
+    max_requests: Optional[int] = typer.Option(None, help=_help("max_requests", BlackBoxConfig)),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of attack settings; flags override it"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the attack in this folder (with "
                                                                   "--max-requests: a new request budget)"),
@@ -212,7 +202,6 @@ def attack_command(
 
     Any setting of the attack config can be given as a flag, e.g. --attack-steps 10 --fc-samples 1."""
     from toolduel.blackbox import AttackRun, run_blackbox
-    from toolduel.blackbox_config import BlackBoxConfig
 
     try:
         overrides = _extra_flags(ctx.args, BlackBoxConfig) | {"endpoint": endpoint, "model": model, "seeds": seeds,
