@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -52,7 +51,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import (Qwen2Config, Qwen2ForCausalLM, get_constant_schedule_with_warmup,
+                              get_cosine_schedule_with_warmup, get_wsd_schedule)
 
     from toolduel.world.build import _quiet_libraries, tokenizer_corpus
     from toolduel.world.heldout import load_world_set
@@ -117,28 +117,23 @@ def main() -> None:
         rng.shuffle(group)
         batches += group
     steps, warmup = len(batches), max(1, round(0.03 * len(batches)))
-    decay_steps = max(1, round(args.decay * steps))
-
-    def rate(step: int) -> float:
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        if args.schedule == "constant":
-            return args.lr
-        fall_start = warmup if args.schedule == "cosine" else steps - decay_steps
-        progress = max(0.0, (step - fall_start) / max(1, steps - fall_start))
-        return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
-
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, args.beta2), weight_decay=0.0)
+    # transformers' schedulers, the ones SFTTrainer builds for the warm starts
+    if args.schedule == "cosine":
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, steps)
+    elif args.schedule == "constant":
+        scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+    else:
+        scheduler = get_wsd_schedule(optimizer, warmup, max(1, round(args.decay * steps)), num_training_steps=steps)
     curve, losses, start_time = [], [], time.perf_counter()
     model.train()
     for step, indices in enumerate(batches):
-        for group in optimizer.param_groups:
-            group["lr"] = rate(step)
         ids, attention, labels = batch([train[i] for i in indices])
         loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad()
         losses.append(loss.item())
         if (step + 1) % args.eval_every == 0 or step + 1 == steps:
