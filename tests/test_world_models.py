@@ -204,11 +204,10 @@ def test_cache_key_follows_the_budget():
 
 def test_query_model_starts_from_the_trained_fc_model(test_build, monkeypatch):
     """With ``query_from_fc`` the query warm start loads the FC checkpoint, not a fresh model."""
+    import transformers
     from transformers import AutoModelForCausalLM
 
     from toolduel.world import build
-
-    import transformers
 
     loaded = []
     original = transformers.Qwen2ForCausalLM.from_pretrained.__func__
