@@ -202,6 +202,19 @@ def test_cache_key_follows_the_budget():
     assert cache_key(test) != cache_key(dataclasses.replace(test, fc_examples=49))
 
 
+def test_query_checkpoint_lists_tools_by_name_only(test_build):
+    """The query model reads the gold calls and the seed; its template names the tools without
+    their signatures, while the FC model's template keeps them."""
+    from transformers import AutoTokenizer
+
+    rendered = {role: AutoTokenizer.from_pretrained(path).apply_chat_template(
+        [{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL], tokenize=False)
+        for role, path in (("fc", test_build.fc_path), ("query", test_build.query_path))}
+    assert "get_weather_forecast(city:str, days:int" in rendered["fc"] and "Daily forecast" in rendered["fc"]
+    assert "Tools:\nget_weather_forecast<|im_end|>" in rendered["query"]
+    assert "city" not in rendered["query"] and "Daily forecast" not in rendered["query"]
+
+
 def test_query_model_starts_from_the_trained_fc_model(test_build, monkeypatch):
     """With ``query_from_fc`` the query warm start loads the FC checkpoint, not a fresh model."""
     import transformers
@@ -223,6 +236,34 @@ def test_query_model_starts_from_the_trained_fc_model(test_build, monkeypatch):
     assert loaded == [str(out / "fc")]
     fc, query = (AutoModelForCausalLM.from_pretrained(out / role) for role in ("fc", "query"))
     assert fc.config.to_dict()["hidden_size"] == query.config.to_dict()["hidden_size"]
+
+
+def test_labelled_positions_loss_matches_trl(world_tokenizer, tmp_path):
+    """On a CPU the warm starts score only answer positions; loss and gradients are TRL's own."""
+    import trl
+    from datasets import Dataset
+
+    from toolduel.world.warm_start import _sft_trainer_class
+
+    model = build_qwen2(world_tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                        intermediate_size=64)
+    rows = fc_examples(12, seed=2, turns=3)
+    config = trl.SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, assistant_only_loss=True,
+                           use_cpu=True, report_to="none", activation_checkpointing=False)
+    dataset = Dataset.from_list(rows)
+    results, batch = [], None
+    for trainer_class in (trl.SFTTrainer, _sft_trainer_class()):
+        trainer = trainer_class(model=model, args=config, train_dataset=dataset, processing_class=world_tokenizer)
+        batch = batch or next(iter(trainer.get_train_dataloader()))
+        assert (batch["labels"] == -100).float().mean() > 0.3  # the prompts carry no loss
+        model.train()
+        model.zero_grad()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    (trl_loss, trl_grads), (our_loss, our_grads) = results
+    assert our_loss == pytest.approx(trl_loss, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(trl_grads, our_grads))
 
 
 def test_sft_learning_rate_holds_then_decays(world_tokenizer, monkeypatch, tmp_path):

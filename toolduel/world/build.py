@@ -23,7 +23,7 @@ from pathlib import Path
 
 from toolduel.world.catalog import WORLD_VERSION
 
-BUILD_VERSION = "1"  # bump when the recipe below changes in a way the budget does not show
+BUILD_VERSION = "2"  # bump when the recipe below changes in a way the budget does not show
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class BuildBudget:
     intermediate_size: int = 384
     fc_turns: int = 3  # answers per FC training conversation (they share one tool list)
     fc_batch_size: int = 6  # conversations per step: many small steps learn copying sooner
-    query_batch_size: int = 16
+    query_batch_size: int = 8  # steps matter more than examples per step here too
     fc_learning_rate: float = 3e-3
     query_learning_rate: float = 3e-3
     lr_decay: float = 0.2  # flat learning rate, then a cosine fall over this last fraction of steps
@@ -165,7 +165,7 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
     from transformers import Qwen2ForCausalLM
 
     from toolduel.progress import progress_bar
-    from toolduel.world.tiny_models import build_qwen2, train_tokenizer
+    from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE, build_qwen2, train_tokenizer
     from toolduel.world.warm_start import SFTSettings, fc_examples, query_examples, sft_train
 
     timings: dict[str, float] = {}
@@ -183,6 +183,8 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
                 ("fc", fc_rows, budget.fc_learning_rate, budget.fc_batch_size, 0),
                 ("query", query_rows, budget.query_learning_rate, budget.query_batch_size, 1)):
             phase_start = time.perf_counter()
+            if role == "query":  # after the FC model saved its own template
+                tokenizer.chat_template = QUERY_CHAT_TEMPLATE.strip() + "\n"
             if role == "query" and budget.query_from_fc:
                 model = Qwen2ForCausalLM.from_pretrained(out_dir / "fc")
             else:

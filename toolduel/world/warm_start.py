@@ -184,7 +184,7 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     class _Progress(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -222,8 +222,8 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         steps = math.ceil(len(dataset) / (config.per_device_train_batch_size * config.gradient_accumulation_steps
                                           * config.world_size)) * settings.epochs
         config.lr_scheduler_kwargs = {"num_decay_steps": max(1, round(settings.decay * steps))}
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[_Progress()], peft_config=peft_config)
+    trainer = _sft_trainer_class()(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                                   callbacks=[_Progress()], peft_config=peft_config)
     if on_step is not None:  # our bar replaces the trainer's printed log lines
         trainer.remove_callback(PrinterCallback)
     trainer.train()
@@ -232,3 +232,36 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
     trained = trainer.model if peft_config is not None else model
     trained.eval()
     return trained
+
+
+def _sft_trainer_class() -> type:
+    """TRL's SFTTrainer, with a training loss that sends only labelled positions through the LM head
+    when the model runs unwrapped on a CPU.
+
+    TRL's fused LM head scores every position unless it runs on a Triton device (it keeps tile
+    shapes fixed for compilers elsewhere). For the world's 1M-parameter models that is a quarter of
+    each CPU step, nearly all of it spent on tool lists and queries that carry no loss. The loss is
+    the same (the answer tokens' summed NLL over ``num_items_in_batch``); TRL's entropy and
+    token-accuracy metrics are not logged on this path. Wrapped models (DDP, DeepSpeed), GPUs,
+    evaluation and ``return_outputs`` keep TRL's own path."""
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class LabelledPositionsSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if (return_outputs or not model.training or model.device.type != "cpu"
+                    or self.accelerator.unwrap_model(model) is not model):
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT
+            labels = inputs["labels"][:, 1:]
+            mask = labels != -100
+            backbone_inputs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
+            hidden = causal_lm.base_model(**backbone_inputs).last_hidden_state[:, :-1]
+            logits = causal_lm.get_output_embeddings()(hidden[mask])
+            nll = F.cross_entropy(logits.float(), labels[mask], reduction="sum")
+            items = mask.sum() if num_items_in_batch is None else num_items_in_batch
+            return nll / torch.as_tensor(items, device=nll.device).clamp(min=1)
+
+    return LabelledPositionsSFTTrainer
