@@ -58,8 +58,9 @@ BUDGETS: dict[str, BuildBudget] = {
     # moves with floating-point order: plain 0.41-0.83 across runs of one seed, against 0.88 and
     # 0.96 at 60k (docs/BENCHMARKS.md, fourth pass).
     "default": BuildBudget("default", fc_examples=60_000, query_examples=16_000),
-    # Twice the default's data: FC 0.97 on held-out plain, query samples 0.52 valid, in about
-    # half an hour (1 thread, shared cores; docs/BENCHMARKS.md).
+    # More FC data: FC 0.97 on held-out plain and query samples 0.52 valid under the third-pass
+    # recipe, in about half an hour (1 thread, shared cores; docs/BENCHMARKS.md); not measured
+    # since the query model's batch and template changed.
     "large": BuildBudget("large", fc_examples=90_000, query_examples=16_000),
     # seconds, for tests: the checkpoints load and generate, they do not learn much
     "test": BuildBudget("test", fc_examples=48, query_examples=32, tokenizer_texts=200, vocab_size=400,

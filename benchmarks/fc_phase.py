@@ -1,0 +1,66 @@
+"""The world build's FC phase alone, exactly as ``build_world_models`` runs it (same data,
+tokenizer corpus, model and settings), with another answer count, seed or loss path, measured
+on held-out plain and two_call: how much one recipe varies from run to run (docs/BENCHMARKS.md,
+"fourth pass").
+
+    python benchmarks/fc_phase.py --answers 60000 --seed 1 --threads 1 --out runs/fc-phase
+    python benchmarks/fc_phase.py --trl-head --out runs/fc-phase-trl   # TRL's own LM-head loss
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answers", type=int, default=None, help="FC answers (default: the default budget's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--trl-head", action="store_true", help="TRL's loss path instead of labelled positions only")
+    parser.add_argument("--out", required=True, help="folder for the trained model")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from toolduel.world import warm_start
+    from toolduel.world.build import BUDGETS, tokenizer_corpus
+    from toolduel.world.tiny_models import build_qwen2, train_tokenizer
+
+    if args.trl_head:
+        import trl
+
+        warm_start._sft_trainer_class = lambda: trl.SFTTrainer
+    sys.path.insert(0, str(Path(__file__).parent))
+    from world_build import fc_accuracy
+
+    budget = dataclasses.replace(BUDGETS["default"], fc_examples=args.answers or BUDGETS["default"].fc_examples)
+    fc_rows = warm_start.fc_examples(budget.fc_examples, seed=args.seed, turns=budget.fc_turns)
+    query_rows = warm_start.query_examples(budget.query_examples, seed=args.seed)
+    tokenizer = train_tokenizer(tokenizer_corpus(fc_rows, query_rows, budget.tokenizer_texts),
+                                vocab_size=budget.vocab_size)
+    model = build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
+                        num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
+                        intermediate_size=budget.intermediate_size, seed=args.seed)
+    settings = warm_start.SFTSettings(examples=len(fc_rows), batch_size=budget.fc_batch_size,
+                                      learning_rate=budget.fc_learning_rate, decay=budget.lr_decay,
+                                      adam_beta2=budget.adam_beta2, seed=args.seed)
+    start = time.perf_counter()
+    warm_start.sft_train(model, tokenizer, fc_rows, settings, tempfile.mkdtemp(), on_step=lambda *_: None)
+    train_s = time.perf_counter() - start
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    accuracy = fc_accuracy(Path(args.out), 200, 32, sets=("plain", "two_call"))
+    print(json.dumps({"settings": vars(args), "answers": budget.fc_examples, "train_s": round(train_s),
+                      "accuracy": accuracy}))
+
+
+if __name__ == "__main__":
+    main()
