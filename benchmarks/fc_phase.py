@@ -31,8 +31,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from toolduel.world import warm_start
-    from toolduel.world.build import BUDGETS, tokenizer_corpus
-    from toolduel.world.tiny_models import build_qwen2, train_tokenizer
+    from toolduel.world.build import BUDGETS, fresh_model, rows_and_tokenizer, warm_start_settings
 
     if args.trl_head:
         import trl
@@ -41,19 +40,13 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from world_build import fc_accuracy
 
-    budget = dataclasses.replace(BUDGETS["default"], fc_examples=args.answers or BUDGETS["default"].fc_examples)
-    fc_rows = warm_start.fc_examples(budget.fc_examples, seed=args.seed, turns=budget.fc_turns)
-    query_rows = warm_start.query_examples(budget.query_examples, seed=args.seed)
-    tokenizer = train_tokenizer(tokenizer_corpus(fc_rows, query_rows, budget.tokenizer_texts),
-                                vocab_size=budget.vocab_size)
-    model = build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
-                        num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
-                        intermediate_size=budget.intermediate_size, seed=args.seed)
-    settings = warm_start.SFTSettings(examples=len(fc_rows), batch_size=budget.fc_batch_size,
-                                      learning_rate=budget.fc_learning_rate, decay=budget.lr_decay,
-                                      adam_beta2=budget.adam_beta2, seed=args.seed)
+    budget = dataclasses.replace(BUDGETS["default"], fc_examples=args.answers or BUDGETS["default"].fc_examples,
+                                 seed=args.seed)
+    fc_rows, _, tokenizer = rows_and_tokenizer(budget)
+    model = fresh_model(budget, tokenizer, "fc")
     start = time.perf_counter()
-    warm_start.sft_train(model, tokenizer, fc_rows, settings, tempfile.mkdtemp(), on_step=lambda *_: None)
+    warm_start.sft_train(model, tokenizer, fc_rows, warm_start_settings(budget, "fc", len(fc_rows)),
+                         tempfile.mkdtemp(), on_step=lambda *_: None)
     train_s = time.perf_counter() - start
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)

@@ -47,7 +47,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.init)
     model = Qwen2ForCausalLM.from_pretrained(args.init)
     if args.names_only:
-        tokenizer.chat_template = QUERY_CHAT_TEMPLATE.strip() + "\n"
+        tokenizer.chat_template = QUERY_CHAT_TEMPLATE
     rows = query_examples(args.examples, seed=0)
     settings = SFTSettings(examples=len(rows), batch_size=args.batch_size, learning_rate=args.lr,
                            decay=args.decay, adam_beta2=0.95, seed=1)

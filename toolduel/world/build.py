@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolduel.world.catalog import WORLD_VERSION
 
@@ -162,42 +163,67 @@ def tokenizer_corpus(fc_rows: list[dict], query_rows: list[dict], n: int) -> lis
             for r in rows]
 
 
+_SEED_OFFSETS = {"fc": 0, "query": 1}  # each warm start draws its own initial weights and order
+
+
+def rows_and_tokenizer(budget: BuildBudget) -> tuple[list[dict], list[dict], Any]:
+    """The FC and query training rows of ``budget`` and the tokenizer trained on them."""
+    from toolduel.world.tiny_models import train_tokenizer
+    from toolduel.world.warm_start import fc_examples, query_examples
+
+    fc_rows = fc_examples(budget.fc_examples, seed=budget.seed, turns=budget.fc_turns)
+    query_rows = query_examples(budget.query_examples, seed=budget.seed)
+    tokenizer = train_tokenizer(tokenizer_corpus(fc_rows, query_rows, budget.tokenizer_texts),
+                                vocab_size=budget.vocab_size)
+    return fc_rows, query_rows, tokenizer
+
+
+def fresh_model(budget: BuildBudget, tokenizer: Any, role: str) -> Any:
+    """A newly initialised Qwen2 of ``budget``'s size for ``role`` ("fc" or "query")."""
+    from toolduel.world.tiny_models import build_qwen2
+
+    return build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
+                       num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
+                       intermediate_size=budget.intermediate_size, seed=budget.seed + _SEED_OFFSETS[role])
+
+
+def warm_start_settings(budget: BuildBudget, role: str, examples: int) -> Any:
+    """The SFT settings of ``role``'s warm start ("fc" or "query") on ``examples`` rows."""
+    from toolduel.world.warm_start import SFTSettings
+
+    learning_rate, batch_size = {"fc": (budget.fc_learning_rate, budget.fc_batch_size),
+                                 "query": (budget.query_learning_rate, budget.query_batch_size)}[role]
+    return SFTSettings(examples=examples, batch_size=batch_size, learning_rate=learning_rate,
+                       decay=budget.lr_decay, adam_beta2=budget.adam_beta2, seed=budget.seed + _SEED_OFFSETS[role])
+
+
 def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True) -> dict:
     """Build everything into ``out_dir``; returns (and writes to build.json) the timings."""
     import torch
     from transformers import Qwen2ForCausalLM
 
     from toolduel.progress import progress_bar
-    from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE, build_qwen2, train_tokenizer
-    from toolduel.world.warm_start import SFTSettings, fc_examples, query_examples, sft_train
+    from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
+    from toolduel.world.warm_start import sft_train
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
     with _quiet_libraries():
         # 1. data and tokenizer
-        fc_rows = fc_examples(budget.fc_examples, seed=budget.seed, turns=budget.fc_turns)
-        query_rows = query_examples(budget.query_examples, seed=budget.seed)
-        tokenizer = train_tokenizer(tokenizer_corpus(fc_rows, query_rows, budget.tokenizer_texts),
-                                    vocab_size=budget.vocab_size)
+        fc_rows, query_rows, tokenizer = rows_and_tokenizer(budget)
         tokenizer.save_pretrained(out_dir / "tokenizer")
         timings["data_and_tokenizer_s"] = time.perf_counter() - start
-        # 2. the two warm starts, each from its own fresh model
-        for role, rows, lr, batch_size, seed_offset in (
-                ("fc", fc_rows, budget.fc_learning_rate, budget.fc_batch_size, 0),
-                ("query", query_rows, budget.query_learning_rate, budget.query_batch_size, 1)):
+        # 2. the two warm starts: the FC model from a fresh one, the query model from the FC model
+        for role, rows in (("fc", fc_rows), ("query", query_rows)):
             phase_start = time.perf_counter()
             if role == "query":  # after the FC model saved its own template
-                tokenizer.chat_template = QUERY_CHAT_TEMPLATE.strip() + "\n"
+                tokenizer.chat_template = QUERY_CHAT_TEMPLATE
             if role == "query" and budget.query_from_fc:
                 model = Qwen2ForCausalLM.from_pretrained(out_dir / "fc")
             else:
-                model = build_qwen2(tokenizer, hidden_size=budget.hidden_size, num_layers=budget.num_layers,
-                                    num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
-                                    intermediate_size=budget.intermediate_size, seed=budget.seed + seed_offset)
-            settings = SFTSettings(examples=len(rows), batch_size=batch_size, learning_rate=lr,
-                                   decay=budget.lr_decay, adam_beta2=budget.adam_beta2,
-                                   seed=budget.seed + seed_offset)
-            total = math.ceil(len(rows) / batch_size)
+                model = fresh_model(budget, tokenizer, role)
+            settings = warm_start_settings(budget, role, len(rows))
+            total = math.ceil(len(rows) / settings.batch_size)
             with progress_bar(f"training the {role} model", total, enabled=progress) as advance, \
                     tempfile.TemporaryDirectory() as scratch:
                 sft_train(model, tokenizer, rows, settings, scratch, on_step=lambda step, _total: advance(1))

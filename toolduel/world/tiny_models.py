@@ -107,8 +107,10 @@ def _names_only(template: str) -> str:
 # The query model's template: the same, with tools listed by name only. Its prompt carries the
 # gold calls (names, arguments, values) and a seed query, which is all it needs to write a
 # request; the signatures were half its prompt tokens, and leaving them out makes its warm start
-# a third faster at the same validity (docs/BENCHMARKS.md).
-QUERY_CHAT_TEMPLATE = _names_only(CHAT_TEMPLATE)
+# a third faster at the same validity (docs/BENCHMARKS.md). Ends in one newline, as the template
+# train_tokenizer sets.
+QUERY_CHAT_TEMPLATE = _names_only(CHAT_TEMPLATE).strip() + "\n"
+
 
 def _build_tokenizer_object(texts: Iterable[str], vocab_size: int, pretokenize_regex: str) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
