@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -261,10 +262,7 @@ def _phrasing_words(function: Function) -> set[str]:
 @lru_cache(maxsize=1)
 def _intent_word_table() -> dict[str, frozenset[str]]:
     words = {f.name: _phrasing_words(f) for f in all_functions()}
-    spread: dict[str, int] = {}
-    for found in words.values():
-        for word in found:
-            spread[word] = spread.get(word, 0) + 1
+    spread = Counter(word for found in words.values() for word in found)
     return {name: frozenset(w for w in found if spread[w] <= _COMMON_WORD_FUNCTIONS) for name, found in words.items()}
 
 
