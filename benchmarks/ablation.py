@@ -1,6 +1,9 @@
 """Adversarial vs untargeted vs no augmentation, at an equal number of added training examples.
 
     python benchmarks/ablation.py --seeds 3 --out ablation.json
+    python benchmarks/ablation.py --seeds 3 --out ablation.json --defend-learning-rate 3e-4
+
+Any other ``--flag value`` is a game setting (as for ``toolduel run``) applied to every arm.
 
 Every arm starts from the same embedded world models (built or cached) and plays one round;
 its defence trains the FC model on the same number of examples:
@@ -23,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from toolduel.config import flag_overrides, load_config
 from toolduel.game import Run, run_game
 from toolduel.game_config import GameConfig
 from toolduel.run_files import read_jsonl
@@ -39,7 +43,7 @@ def arm_config(arm: str, seed: int, out: Path, budget: int, replay: int, base: d
         settings.update(attack_steps=0, harvest_keep="valid")
     else:
         settings.update(harvest_keep="successful")
-    return GameConfig(**settings)
+    return load_config(GameConfig, overrides=settings)
 
 
 def summary(values: list[float]) -> dict:
@@ -58,10 +62,10 @@ def main() -> None:
     parser.add_argument("--heldout-limit", type=int, default=200)
     parser.add_argument("--world-budget", default="default")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the arms' run folders here")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
 
     base = {"harvest_seeds": args.harvest_seeds, "attack_steps": args.attack_steps,
-            "heldout_limit": args.heldout_limit, "world_budget": args.world_budget}
+            "heldout_limit": args.heldout_limit, "world_budget": args.world_budget} | flag_overrides(extra, GameConfig)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="toolduel-ablation-"))
     results: dict[str, dict[str, list[float]]] = {arm: {"perturbed": [], "plain": [], "added": []} for arm in ARMS}
     start: dict[str, list[float]] = {"perturbed": [], "plain": []}
@@ -83,7 +87,7 @@ def main() -> None:
     report = {arm: {"perturbed": summary(r["perturbed"]), "plain": summary(r["plain"]), "added": r["added"]}
               for arm, r in results.items()}
     report["start"] = {"perturbed": summary(start["perturbed"]), "plain": summary(start["plain"])}
-    report["settings"] = vars(args) | {"out": str(args.out), "work_dir": str(work_dir),
+    report["settings"] = vars(args) | base | {"out": str(args.out), "work_dir": str(work_dir),
                                        "seconds": round(time.time() - started)}
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     for arm in ARMS:

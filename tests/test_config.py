@@ -42,3 +42,18 @@ def test_missing_config_file_is_named(tmp_path):
 def test_every_shipped_config_loads(path):
     config = load_config(EvalConfig, path)
     assert isinstance(config, EvalConfig)
+
+
+def test_exponent_without_a_dot_is_a_number_for_float_settings(tmp_path):
+    # YAML 1.1 reads 3e-4 as a string; a float setting takes it as the number, from a file or a flag
+    from toolduel.config import flag_overrides
+    from toolduel.game_config import GameConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("defend_learning_rate: 3e-4\n")
+    flags = flag_overrides(["--attack-learning-rate", "1e-5"], GameConfig)
+    config = load_config(GameConfig, path, flags)
+    assert (config.defend_learning_rate, config.attack_learning_rate) == (3e-4, 1e-5)
+    path.write_text("defend_learning_rate: fast\n")
+    with pytest.raises(ConfigError, match="defend_learning_rate"):
+        load_config(GameConfig, path)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from toolduel.blackbox_config import BlackBoxConfig
-from toolduel.config import ConfigError, EvalConfig, load_config, to_yaml
+from toolduel.config import ConfigError, EvalConfig, flag_overrides, load_config, to_yaml
 from toolduel.data import DataError, load_samples
 from toolduel.progress import console
 
@@ -166,7 +166,7 @@ def run_command(
     from toolduel.game_config import GameConfig
 
     try:
-        overrides = _extra_flags(ctx.args, GameConfig) | {"out": out, "rounds": rounds}
+        overrides = flag_overrides(ctx.args, GameConfig) | {"out": out, "rounds": rounds}
         if resume is not None:
             if config is not None or any(v is not None for v in overrides.values()):
                 fail("--resume takes the settings saved in the run folder; give no other settings")
@@ -204,7 +204,7 @@ def attack_command(
     from toolduel.blackbox import AttackRun, run_blackbox
 
     try:
-        overrides = _extra_flags(ctx.args, BlackBoxConfig) | {"endpoint": endpoint, "model": model, "seeds": seeds,
+        overrides = flag_overrides(ctx.args, BlackBoxConfig) | {"endpoint": endpoint, "model": model, "seeds": seeds,
                                                               "out": out, "max_requests": max_requests}
         if resume is not None:
             if config is not None or any(v is not None for k, v in overrides.items() if k != "max_requests"):
@@ -226,28 +226,6 @@ def attack_command(
     console.print(summary.message, soft_wrap=True, highlight=False, markup=False)
     if summary.stopped == "endpoint":
         raise typer.Exit(code=1)
-
-
-def _extra_flags(args: list[str], config_class: type) -> dict:
-    """``--attack-steps 10 --partial-credit false`` -> {"attack_steps": 10, "partial_credit": False}."""
-    import dataclasses
-
-    import yaml
-
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    values: dict = {}
-    index = 0
-    while index < len(args):
-        flag = args[index]
-        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
-        if name not in fields:
-            raise ConfigError(f"unknown option {flag!r}; settings: "
-                              + ", ".join("--" + n.replace("_", "-") for n in fields))
-        if index + 1 >= len(args):
-            raise ConfigError(f"option {flag} needs a value")
-        values[name] = yaml.safe_load(args[index + 1])  # "10" -> 10, "false" -> False, "null" -> None
-        index += 2
-    return values
 
 
 def main() -> None:  # pragma: no cover

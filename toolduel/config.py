@@ -45,15 +45,44 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
             raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(loaded).__name__}")
         values.update(loaded or {})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
         where = f" in {path}" if path else ""
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{where}; valid: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{where}; valid: {', '.join(sorted(fields))}")
+    for name, value in values.items():
+        if isinstance(value, str) and "float" in str(fields[name].type):
+            values[name] = _number(name, value)
     try:
         return cls(**values)
     except TypeError as err:
         raise ConfigError(str(err)) from None
+
+
+def flag_overrides(args: list[str], config_class: type) -> dict:
+    """``--attack-steps 10 --partial-credit false`` -> {"attack_steps": 10, "partial_credit": False}."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    values: dict = {}
+    index = 0
+    while index < len(args):
+        flag = args[index]
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if name not in fields:
+            raise ConfigError(f"unknown option {flag!r}; settings: "
+                              + ", ".join("--" + n.replace("_", "-") for n in fields))
+        if index + 1 >= len(args):
+            raise ConfigError(f"option {flag} needs a value")
+        values[name] = yaml.safe_load(args[index + 1])  # "10" -> 10, "false" -> False, "null" -> None
+        index += 2
+    return values
+
+
+def _number(name: str, value: str) -> float:
+    """A float setting given as text: YAML reads ``3e-4`` (no dot) as a string."""
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (got {value!r})") from None
 
 
 def to_yaml(config: Any) -> str:
