@@ -54,6 +54,7 @@ def summary(values: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--budget", type=int, default=256, help="added examples per arm")
     parser.add_argument("--replay", type=int, default=256, help="replayed plain examples in every arm")
@@ -61,24 +62,28 @@ def main() -> None:
     parser.add_argument("--attack-steps", type=int, default=20)
     parser.add_argument("--heldout-limit", type=int, default=200)
     parser.add_argument("--world-budget", default="default")
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to play (default: all three)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the arms' run folders here")
     args, extra = parser.parse_known_args()
+    arms = [arm for arm in ARMS if arm in args.arms.split(",")]
+    if not arms or len(arms) != len(args.arms.split(",")):
+        parser.error(f"--arms takes a comma-separated subset of {', '.join(ARMS)} (got {args.arms!r})")
 
     base = {"harvest_seeds": args.harvest_seeds, "attack_steps": args.attack_steps,
             "heldout_limit": args.heldout_limit, "world_budget": args.world_budget} | flag_overrides(extra, GameConfig)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="toolduel-ablation-"))
-    results: dict[str, dict[str, list[float]]] = {arm: {"perturbed": [], "plain": [], "added": []} for arm in ARMS}
+    results: dict[str, dict[str, list[float]]] = {arm: {"perturbed": [], "plain": [], "added": []} for arm in arms}
     start: dict[str, list[float]] = {"perturbed": [], "plain": []}
     started = time.time()
-    for seed in range(args.seeds):
-        for arm in ARMS:
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for arm in arms:
             config = arm_config(arm, seed, work_dir / f"{arm}-seed{seed}", args.budget, args.replay, base)
             run_dir = run_game(Run.start(config), progress=False)
             before, after = read_jsonl(run_dir / "metrics.jsonl")
             results[arm]["perturbed"].append(after["accuracy"]["hard"])
             results[arm]["plain"].append(after["accuracy"]["plain"])
             results[arm]["added"].append(after["pool_size"])
-            if arm == ARMS[0]:
+            if arm == arms[0]:
                 start["perturbed"].append(before["accuracy"]["hard"])
                 start["plain"].append(before["accuracy"]["plain"])
             print(f"seed {seed} {arm:12s} perturbed {after['accuracy']['hard']:.3f} plain "
@@ -90,7 +95,7 @@ def main() -> None:
     report["settings"] = vars(args) | base | {"out": str(args.out), "work_dir": str(work_dir),
                                        "seconds": round(time.time() - started)}
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    for arm in ARMS:
+    for arm in arms:
         print(f"{arm:12s} perturbed {report[arm]['perturbed']['mean']:.3f} ± {report[arm]['perturbed']['std']:.3f}"
               f"   plain {report[arm]['plain']['mean']:.3f} ± {report[arm]['plain']['std']:.3f}")
     print(f"{'start':12s} perturbed {report['start']['perturbed']['mean']:.3f}   plain "

@@ -83,6 +83,18 @@ def test_length_bounds_and_empty_or_hostile_input():
     assert check_query("12", sample_of()).error_type == "length"
 
 
+def test_a_run_on_that_asks_for_more_than_the_seed_is_too_long():
+    seed = Sample(id="s", tools=CART.tools, messages=[{"role": "user", "content": "Add 12 yoga mats to my cart."}],
+                  gold=CART.gold)
+    assert check_query("Hi! Could you please add 12 yoga mats to my cart? Thanks a lot, you're the best.", seed).valid
+    run_on = ("Add 12 yoga mats to my cart, add the yoga mat to my cart, convert 12 km to mi, add 12 yoga mats, "
+              "and also add 12 yoga mats to the cart and convert the yoga mat")
+    verdict = check_query(run_on, seed)
+    assert verdict.reasons == [f"length: {len(run_on)} characters, {len(run_on) - 28} more than the seed's "
+                               "(at most 120 more)"]
+    assert check_query(run_on, seed, max_growth=None).valid
+
+
 def test_optional_and_boolean_values_need_no_grounding():
     # gift_wrap=True is a boolean (no surface form), note may be omitted
     assert check_query("12 yoga mats in my cart", CART).valid

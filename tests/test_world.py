@@ -121,6 +121,15 @@ def test_perturbations_change_the_query_but_not_the_request():
             assert check_query(query, sample).valid, (phrasing, query)
 
 
+def test_the_worlds_rewrites_of_a_seed_stay_within_the_gates_growth_bound():
+    # the gate's MAX_GROWTH is sized from these: no style of the world adds more to its seed
+    rng = random.Random(1)
+    seeds = generate_samples(300, seed=3, phrasings=("plain",))
+    failures = [(phrasing, query, check_query(query, seed).reasons) for seed in seeds for phrasing in PHRASINGS
+                for query in [rephrase(seed, phrasing, rng)] if query and not check_query(query, seed).valid]
+    assert failures == []
+
+
 def test_make_sample_rejects_unknown_kind_with_the_valid_names():
     with pytest.raises(ValueError, match="one_call"):
         make_sample("three_call", "plain", random.Random(0), "x")

@@ -64,7 +64,8 @@ class GameConfig(AttackSettings):
     # --- defend: train the FC model on the pool of every round plus replayed seed data -----------
     defend: str = option("sft", "sft, or grpo with the FC reward")
     defend_epochs: float = option(2.0, "passes over the defence data")
-    defend_learning_rate: float = option(1e-3, "FC model learning rate")
+    defend_learning_rate: float = option(3e-4, "FC model learning rate (1e-3 cost the tiny FC model 2-4 points "
+                                                       "of plain accuracy, docs/BENCHMARKS.md)")
     defend_batch_size: int = option(32, "examples per FC training step")
     replay_ratio: float = option(1.0, "replayed seed examples per pool example (keeps plain skills and coverage)")
     replay_examples: int | None = option(None, "a fixed number of replayed seed examples instead of replay_ratio")

@@ -12,7 +12,11 @@ weakness of the FC model but a broken question. :func:`check_query` checks that
   "forecast", "times"), typos forgiven; without it, a grounded query for another function
   ("Turn on the lights in the bedroom" for the vacuum's "bedroom") would pass;
 - no function name or call syntax leaks into the query;
-- the query's length is within bounds.
+- the query's length is within bounds, and it is at most ``MAX_GROWTH`` characters longer than
+  the seed it rewrites: the world's own rewrites of a request add at most 110 (a chatty
+  wrapping, distracting numbers), while a query model rewarded for failures learns run-ons
+  that ask for the gold calls and then for more ("get the UV index in Sydney, get unread
+  messages, ...").
 
 Booleans have no surface form, so they are not checked; a judge model can. For an argument
 with several acceptable values (BFCL's possible answers), any one grounded is enough; an
@@ -35,6 +39,7 @@ IntentWords = Callable[[str], Collection[str] | None]  # function name -> its wo
 
 MIN_CHARS = 4
 MAX_CHARS = 600
+MAX_GROWTH = 120
 _CALL_SYNTAX = (
     re.compile(r"</?tool_call>"),
     re.compile(r'"(?:name|arguments|parameters)"\s*:'),
@@ -160,13 +165,15 @@ def _leaks(query: str, sample: Sample) -> list[str]:
 
 def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None = None,
                 min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS,
-                intent_words: IntentWords | None = None) -> ValidityVerdict:
+                intent_words: IntentWords | None = None, max_growth: int | None = MAX_GROWTH) -> ValidityVerdict:
     """Whether ``query`` still asks for ``sample``'s gold calls (see the module docstring).
 
     ``surface_forms``: a function from a value to the strings that state it, or a mapping from
     ``str(value)`` to extra forms added to the world's table; the world's table by default.
     ``intent_words``: a function from a function name to the words that name its intent (None:
-    not checked); the world's table by default, which knows only world functions."""
+    not checked); the world's table by default, which knows only world functions.
+    ``max_growth``: how many characters the query may add to ``sample.query``, the seed it
+    rewrites (None: unchecked)."""
     if not isinstance(query, str) or not query.strip():
         return ValidityVerdict(False, ["empty: no query text"])
     reasons = []
@@ -176,6 +183,9 @@ def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None =
     if length > max_chars:
         reasons.append(f"length: {length} characters, more than {max_chars}")
         query = query[: max_chars * 4]  # bounds the work on hostile input; still invalid
+    elif max_growth is not None and sample.query and length > len(sample.query.strip()) + max_growth:
+        reasons.append(f"length: {length} characters, {length - len(sample.query.strip())} more than the "
+                       f"seed's (at most {max_growth} more)")
     reasons.extend(_leaks(query, sample))
     words_of = intent_words or _default_intent_words
     for name in dict.fromkeys(gold.name for gold in sample.gold):

@@ -51,7 +51,9 @@ def sample_command(
 
 @world_app.command("build")
 def build_command(
-    budget: str = typer.Option("default", "--budget", help="default (minutes), large (stronger FC model, much longer) or test (seconds)."),
+    budget: str = typer.Option("default", "--budget", help="default (about 12 minutes on 2 cores), large (a "
+                                                           "stronger query model, about 9 minutes more) or test "
+                                                           "(seconds)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
