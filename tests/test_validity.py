@@ -87,12 +87,23 @@ def test_a_run_on_that_asks_for_more_than_the_seed_is_too_long():
     seed = Sample(id="s", tools=CART.tools, messages=[{"role": "user", "content": "Add 12 yoga mats to my cart."}],
                   gold=CART.gold)
     assert check_query("Hi! Could you please add 12 yoga mats to my cart? Thanks a lot, you're the best.", seed).valid
-    run_on = ("Add 12 yoga mats to my cart, add the yoga mat to my cart, convert 12 km to mi, add 12 yoga mats, "
-              "and also add 12 yoga mats to the cart and convert the yoga mat")
+    run_on = ("Add 12 yoga mats to my cart, then convert 12 km to mi, look up the weather in Oslo, send Bob a "
+              "message saying hello and book me a table for two at eight tonight")
     verdict = check_query(run_on, seed)
     assert verdict.reasons == [f"length: {len(run_on)} characters, {len(run_on) - 28} more than the seed's "
                                "(at most 120 more)"]
     assert check_query(run_on, seed, max_growth=None).valid
+
+
+def test_a_request_said_twice_is_a_second_request():
+    seed = Sample(id="s", tools=CART.tools, messages=[{"role": "user", "content": "Add 12 yoga mats to my cart."}],
+                  gold=CART.gold)
+    verdict = check_query("Add 12 yoga mats to my cart, add 12 yoga mats.", seed)
+    assert verdict.reasons == ["repeated: 'add 12 yoga' 2 times (the seed asks for it at most 1)"]
+    two = sample_of(Call("convert_length", {"value": 5, "from_unit": "km", "to_unit": "mi"}),
+                    Call("convert_length", {"value": 8, "from_unit": "km", "to_unit": "mi"}))
+    assert check_query("Convert length 5 km to mi and convert length 8 km to mi", two).valid  # two calls
+    assert check_query("Convert 12.5 km per hour, that is km per hour, to mi", LENGTH).valid  # short words
 
 
 def test_optional_and_boolean_values_need_no_grounding():

@@ -16,7 +16,10 @@ weakness of the FC model but a broken question. :func:`check_query` checks that
   the seed it rewrites: the world's own rewrites of a request add at most 110 (a chatty
   wrapping, distracting numbers), while a query model rewarded for failures learns run-ons
   that ask for the gold calls and then for more ("get the UV index in Sydney, get unread
-  messages, ...").
+  messages, ...");
+- no phrase of three words is said more often than in the seed or than there are gold calls
+  ("Round off 1231, round off 1231." asks for the rounding twice); phrases of short words
+  only ("km per hour") are exempt, as units repeat in plain requests.
 
 Booleans have no surface form, so they are not checked; a judge model can. For an argument
 with several acceptable values (BFCL's possible answers), any one grounded is enough; an
@@ -28,6 +31,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +151,20 @@ def names_intent(query: str, words: Collection[str]) -> bool:
     return False
 
 
+def _phrases(text: str) -> Counter:
+    """Every run of three words that carries a number or a word of five letters or more."""
+    words = re.findall(r"[a-z0-9]+", normalize(text))
+    runs = (tuple(words[i:i + 3]) for i in range(len(words) - 2))
+    return Counter(run for run in runs if any(len(w) >= 5 or w.isdigit() for w in run))
+
+
+def _repeats(query: str, sample: Sample) -> list[str]:
+    allowed = _phrases(sample.query) if sample.query else Counter()
+    calls = max(len(sample.gold), 1)
+    return [f"repeated: {' '.join(run)!r} {count} times (the seed asks for it at most {max(allowed[run], calls)})"
+            for run, count in _phrases(query).items() if count > max(allowed[run], calls)][:1]
+
+
 def _leaks(query: str, sample: Sample) -> list[str]:
     reasons = []
     lowered = query.lower()
@@ -187,6 +205,7 @@ def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None =
         reasons.append(f"length: {length} characters, {length - len(sample.query.strip())} more than the "
                        f"seed's (at most {max_growth} more)")
     reasons.extend(_leaks(query, sample))
+    reasons.extend(_repeats(query, sample))
     words_of = intent_words or _default_intent_words
     for name in dict.fromkeys(gold.name for gold in sample.gold):
         words = words_of(name)
