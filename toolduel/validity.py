@@ -62,7 +62,8 @@ class ValidityVerdict:
 
     @property
     def error_type(self) -> str | None:
-        """The first failed rule's type (``ungrounded``, ``leak``, ``length``, ``empty``)."""
+        """The first failed rule's type (``ungrounded``, ``off_intent``, ``repeated``, ``leak``, ``length``,
+        ``empty``)."""
         return self.reasons[0].split(":", 1)[0] if self.reasons else None
 
 
