@@ -130,3 +130,13 @@ def test_report_to_a_missing_tracker_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "wandb" else real_find_spec(name))
     with pytest.raises(ConfigError, match="pip install wandb"):
         GameConfig(report_to="wandb")
+
+
+def test_no_progress_reaches_the_world_build(monkeypatch):
+    # `toolduel run --no-progress` on an empty cache builds the world without its progress bars
+    import toolduel.world.build as build
+    from toolduel import game
+
+    asked = []
+    monkeypatch.setattr(build, "ensure_world_models", lambda budget, progress=True: asked.append(progress) or "m")
+    assert game.world_models("test", progress=False) == "m" and asked == [False]

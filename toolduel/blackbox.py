@@ -283,12 +283,12 @@ def _save_dataset(records: list[dict], path: Path) -> None:
 # --- the whole attack ----------------------------------------------------------------------------
 
 
-def query_model_path(config: BlackBoxConfig) -> str:
+def query_model_path(config: BlackBoxConfig, progress: bool = True) -> str:
     if config.query_model:
         return config.query_model
     from toolduel.world.build import ensure_world_models
 
-    return str(ensure_world_models(config.world_budget, progress=True).query_path)
+    return str(ensure_world_models(config.world_budget, progress=progress).query_path)
 
 
 def run_blackbox(run: AttackRun, progress: bool = True, on_log: Callable[[str], None] = console.print) -> AttackSummary:
@@ -305,7 +305,7 @@ def run_blackbox(run: AttackRun, progress: bool = True, on_log: Callable[[str], 
                          budget, judge=build_judge(config, budget=budget), failure_limit=config.failure_limit)
     stopped = _stop_reason(ledger, config.fc_samples)
     if stopped is None and not run.done("attack"):
-        stopped = phase_attack(run, pool, ledger, query_model_path(config), progress, on_log)
+        stopped = phase_attack(run, pool, ledger, query_model_path(config, progress), progress, on_log)
     if stopped is None and not run.done("harvest"):
         stopped = phase_harvest(run, pool, ledger, progress)
     run.save(stopped=stopped)

@@ -314,22 +314,22 @@ def rebuild_metrics(run: Run) -> None:
 # --- the whole game ----------------------------------------------------------------------------
 
 
-def world_models(budget: str):
+def world_models(budget: str, progress: bool = True):
     """The embedded world's models, built on first use (and cached). With several processes the
     build, which trains, runs in a child process of the main one (:func:`run_alone`)."""
     from toolduel.world.build import ensure_world_models
 
     if process_count() > 1:
         run_alone(["world", "build", "--budget", budget], what="building the world models")
-    return ensure_world_models(budget, progress=True)
+    return ensure_world_models(budget, progress=progress)
 
 
-def start_players(run: Run) -> None:
+def start_players(run: Run, progress: bool = True) -> None:
     """Round 0's players: the configured models, or the embedded world's (built or cached)."""
     config = run.config
     fc_path, query_path = config.fc_model, config.query_model
     if fc_path is None or query_path is None:
-        world = world_models(config.world_budget)
+        world = world_models(config.world_budget, progress)
         fc_path, query_path = fc_path or world.fc_path, query_path or world.query_path
     players = run.dir / "rounds" / "round_0"
     for name, source in (("fc_model", fc_path), ("query_model", query_path)):
@@ -400,7 +400,7 @@ def run_game(run: Run, progress: bool = True) -> Path:
     """Play every round not yet done; returns the run folder."""
     require_vllm(run.config)  # found missing now, not after round 0's evaluation
     progress = progress and run.main
-    _play(run, "0:players", lambda: start_players(run))
+    _play(run, "0:players", lambda: start_players(run, progress))
     _play(run, "0:evaluate", lambda: _evaluate(run, 0, progress))
     for round_index in range(1, run.config.rounds + 1):
         console.rule(f"round {round_index} of {run.config.rounds}")
