@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from toolduel.config import flag_overrides, load_config
+from toolduel.config import ConfigError, flag_overrides, load_config
 from toolduel.game import Run, run_game
 from toolduel.game_config import GameConfig
 from toolduel.run_files import read_jsonl
@@ -69,8 +69,12 @@ def main() -> None:
     if not arms or len(arms) != len(args.arms.split(",")):
         parser.error(f"--arms takes a comma-separated subset of {', '.join(ARMS)} (got {args.arms!r})")
 
+    try:
+        settings = flag_overrides(extra, GameConfig)
+    except ConfigError as err:
+        parser.error(str(err))
     base = {"harvest_seeds": args.harvest_seeds, "attack_steps": args.attack_steps,
-            "heldout_limit": args.heldout_limit, "world_budget": args.world_budget} | flag_overrides(extra, GameConfig)
+            "heldout_limit": args.heldout_limit, "world_budget": args.world_budget} | settings
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="toolduel-ablation-"))
     results: dict[str, dict[str, list[float]]] = {arm: {"perturbed": [], "plain": [], "added": []} for arm in arms}
     start: dict[str, list[float]] = {"perturbed": [], "plain": []}
