@@ -160,10 +160,13 @@ def _phrases(text: str) -> Counter:
 
 
 def _repeats(query: str, sample: Sample) -> list[str]:
-    allowed = _phrases(sample.query) if sample.query else Counter()
-    calls = max(len(sample.gold), 1)
-    return [f"repeated: {' '.join(run)!r} {count} times (the seed asks for it at most {max(allowed[run], calls)})"
-            for run, count in _phrases(query).items() if count > max(allowed[run], calls)][:1]
+    """The first phrase said more often than the seed says it or than there are gold calls."""
+    in_seed, calls = _phrases(sample.query), max(len(sample.gold), 1)
+    for run, count in _phrases(query).items():
+        allowed = max(in_seed[run], calls)
+        if count > allowed:
+            return [f"repeated: {' '.join(run)!r} {count} times (the seed asks for it at most {allowed})"]
+    return []
 
 
 def _leaks(query: str, sample: Sample) -> list[str]:
