@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import jsonschema
@@ -60,6 +63,18 @@ def test_same_seed_same_samples_and_another_seed_differs():
     first = [s.to_dict() for s in generate_samples(50, seed=3)]
     assert first == [s.to_dict() for s in generate_samples(50, seed=3)]
     assert first != [s.to_dict() for s in generate_samples(50, seed=4)]
+
+
+def test_samples_do_not_depend_on_the_processs_hash_seed():
+    """Python salts string hashes per process, so anything drawn in set order would differ
+    from one process to the next (it did: distractors of two-domain samples)."""
+    script = ("import hashlib, json; from toolduel.world.generator import generate_samples; "
+              "from toolduel.world.warm_start import fc_examples; "
+              "data = [s.to_dict() for s in generate_samples(400, seed=5)], fc_examples(300); "
+              "print(hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(salt)},
+                              capture_output=True, text=True, check=True).stdout for salt in (1, 2, 3)}
+    assert len(digests) == 1
 
 
 def test_every_kind_and_phrasing_is_produced(mixed_samples):

@@ -129,7 +129,7 @@ def _distractors(targets: list[Function], rng: random.Random, low: int, high: in
     target_domains = {f.domain for f in targets}
     if other_domains_only:
         target_domains = set().union(*(_cluster(d) for d in target_domains))
-    same = [f for d in target_domains for f in domains()[d] if f.name not in taken]
+    same = [f for d in sorted(target_domains) for f in domains()[d] if f.name not in taken]  # sorted: hash order varies
     other = [f for f in all_functions() if f.domain not in target_domains]
     picked: list[Function] = []
     for _ in range(rng.randint(low, high)):
