@@ -15,8 +15,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 
@@ -36,26 +34,17 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from transformers import AutoTokenizer, Qwen2ForCausalLM
-
     from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
-    from toolduel.world.warm_start import SFTSettings, query_examples, sft_train
+    from toolduel.world.warm_start import SFTSettings, query_examples
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from world_build import query_model_report
+    from world_build import query_model_report, train_further
 
-    tokenizer = AutoTokenizer.from_pretrained(args.init)
-    model = Qwen2ForCausalLM.from_pretrained(args.init)
-    if args.names_only:
-        tokenizer.chat_template = QUERY_CHAT_TEMPLATE
     rows = query_examples(args.examples, seed=0)
     settings = SFTSettings(examples=len(rows), batch_size=args.batch_size, learning_rate=args.lr,
                            decay=args.decay, adam_beta2=0.95, seed=1)
-    start = time.perf_counter()
-    sft_train(model, tokenizer, rows, settings, tempfile.mkdtemp(), on_step=lambda *_: None)
-    train_s = time.perf_counter() - start
-    model.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
+    train_s = train_further(args.init, rows, settings, args.out,
+                            chat_template=QUERY_CHAT_TEMPLATE if args.names_only else None)
     report = query_model_report(Path(args.out), args.seeds_per_style, 32, 0.7)
     result = {"settings": vars(args), "steps": math.ceil(len(rows) / args.batch_size), "train_s": round(train_s, 1),
               "valid": report["valid_overall"], "kinds_covered": report["kinds_covered"],

@@ -20,6 +20,25 @@ import time
 from pathlib import Path
 
 
+def train_further(init: str, rows: list[dict], settings, out: str, chat_template: str | None = None) -> float:
+    """Train the checkpoint at ``init`` on ``rows`` with the build's ``sft_train`` and save it (with
+    its tokenizer, whose chat template ``chat_template`` replaces) in ``out``; the training seconds."""
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    from toolduel.world.warm_start import sft_train
+
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = Qwen2ForCausalLM.from_pretrained(init)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    start = time.perf_counter()
+    sft_train(model, tokenizer, rows, settings, tempfile.mkdtemp(), on_step=lambda *_: None)
+    train_s = time.perf_counter() - start
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return train_s
+
+
 def fc_accuracy(fc_path: Path, limit: int, batch_size: int, sets: tuple[str, ...] | None = None) -> dict:
     """Greedy exact-call accuracy on ``sets`` (default: every held-out set, with ``hard`` as the
     mean of the perturbation kinds) and the generation speed."""

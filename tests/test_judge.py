@@ -165,6 +165,41 @@ def test_a_local_transformers_judge_works_and_its_noise_is_a_reason(tiny_qwen2, 
     assert read_jsonl(tmp_path / "cache.jsonl")[0]["judge"] == "tiny-judge"
 
 
+class ScriptedSolver:
+    """An FC model that answers Paris for Paris, Berlin for Berlin, and both for a query with both."""
+
+    name = "scripted-solver"
+
+    def __init__(self):
+        self.asked = []
+
+    def generate(self, conversations, tools, config=None):
+        self.asked.extend(zip(conversations, tools))
+        calls = [[city for city in ("Paris", "Berlin") if city in c[-1]["content"]] for c in conversations]
+        return [Generation("".join(f'<tool_call>{{"name": "get_weather", "arguments": {{"city": "{city}"}}}}'
+                                   f'</tool_call>' for city in cities)) for cities in calls]
+
+
+def test_a_solving_judge_answers_as_an_fc_model_and_its_calls_are_checked(tmp_path):
+    solver = ScriptedSolver()
+    judge = Judge(solver, tmp_path / "cache.jsonl", mode="solve")
+    queries = ["Is it raining in Paris?", "Weather in Berlin?", "Paris weather, and Berlin's too"]
+
+    verdicts = judge.judge(queries, [SEED] * 3)
+
+    assert [v.valid for v in verdicts] == [True, False, False]
+    assert verdicts[1].reasons[0].startswith("judge: solved as value_error:")  # Berlin, not the gold Paris
+    assert verdicts[2].reasons == ["judge: solved as simple_function_checker:wrong_count (expected 1 call, got 2)"]
+    conversation, tools = solver.asked[0]
+    assert conversation == [{"role": "user", "content": "Is it raining in Paris?"}] and tools == [WEATHER]
+    assert [r["prompt"] for r in read_jsonl(tmp_path / "cache.jsonl")] == ["solve"] * 3
+    verify = Judge(solver, tmp_path / "cache.jsonl")  # the same model verifying is another question
+    assert verify.key(queries[0], SEED) != judge.key(queries[0], SEED)
+    with pytest.raises(ConfigError, match="judge_mode must be one of verify, solve"):
+        GameConfig(judge_model="m", judge_mode="guess")
+    assert build_judge(GameConfig(judge_model="m", judge_mode="solve"), model=solver).mode == "solve"
+
+
 # --- in the validity gate and the duel --------------------------------------------------------
 
 

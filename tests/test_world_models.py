@@ -139,6 +139,21 @@ def test_fc_conversations_share_one_tool_list_and_stay_in_the_train_split():
     assert fc_examples(30, seed=4) == rows
 
 
+def test_fc_rows_of_every_phrasing_for_a_reference_model_stay_in_the_train_split():
+    from toolduel.world.generator import split_of
+    from toolduel.world.phrasing import PHRASINGS
+
+    plain = {m["content"] for row in fc_examples(300, seed=4) for m in row["messages"] if m["role"] == "user"}
+    rows = fc_examples(300, seed=4, phrasings=PHRASINGS, kind_weights=(0.3, 0.2, 0.5))
+    users = [m["content"] for row in rows for m in row["messages"] if m["role"] == "user"]
+    answers = [m["content"] for row in rows for m in row["messages"] if m["role"] == "assistant"]
+    assert all(split_of(q) == "train" for q in users)
+    assert len(set(users) - plain) > 150  # most are phrased otherwise (a plain rendering is one of eight)
+    firsts = [next(m["content"] for m in row["messages"] if m["role"] == "assistant") for row in rows]
+    assert firsts.count(NO_CALL_REPLY) > len(firsts) * 0.35  # the first turns' no-call share was raised
+    assert NO_CALL_REPLY in answers[1::3]  # later turns keep their own share
+
+
 def test_query_rows_cover_every_style_and_stay_valid():
     from toolduel.validity import check_query
     from toolduel.world.generator import split_of

@@ -35,6 +35,9 @@ class AttackSettings:
     # --- judge: a model confirms that a query asks for exactly the gold calls (toolduel/judge.py) ---
     judge_model: str | None = option(None, "judge: local path or hub id, or with judge_endpoint the served model "
                                            "name; none: the rule check alone decides validity")
+    judge_mode: str = option("verify", "verify: the judge is shown the gold calls and says whether the query asks for "
+                                       "them; solve: the judge answers the query as an FC model and its calls are "
+                                       "checked (for a judge stronger than the FC model)")
     judge_endpoint: str | None = option(None, "base URL of an OpenAI-compatible server serving judge_model")
     judge_api_key_env: str = option("OPENAI_API_KEY", "environment variable holding judge_endpoint's API key")
     judge_prompt: str | None = option(None, "the judge's prompt file (default: the shipped toolduel/judge_prompt.md)")

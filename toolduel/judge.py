@@ -6,11 +6,18 @@ boolean wrong. A judge can: any model :func:`toolduel.models.load_model` builds 
 transformers checkpoint or an OpenAI-compatible endpoint) is shown the tools, the gold calls
 and the query, and answers ``{"verdict": "valid" | "invalid", "reason": ...}``.
 
-The judge VERIFIES against the known answer instead of solving the query and comparing with
-the checker: a judge that solves would reject every query it finds too hard, and hard but
-valid queries are exactly what the attack is after (with a judge no stronger than the FC
-model, solving would filter out the successful attacks). Verifying is also the easier task
-for the judge, and its answer is a short verdict rather than calls to parse.
+By default the judge VERIFIES against the known answer instead of solving the query and
+comparing with the checker: a judge that solves would reject every query it finds too hard,
+and hard but valid queries are exactly what the attack is after (with a judge no stronger than
+the FC model, solving would filter out the successful attacks). Verifying is also the easier
+task for the judge, and its answer is a short verdict rather than calls to parse.
+
+``mode="solve"`` is for a judge that is stronger than the FC model under attack, e.g. a
+larger FC model: it is given the tools and the query exactly as the FC model is, its answer is
+parsed (never evaluated) and checked against the gold calls, and the query is valid when the
+judge's calls are right. A query that asks for another function, for more than the gold calls,
+or that garbles a value fails there, whatever words it shares with the gold request. The
+rejection is ``judge: solved as <the checker's error type>``.
 
 The prompt is a package file, ``judge_prompt.md`` (documented in its header); the
 ``judge_prompt`` setting replaces it. Answers are parsed as JSON, never evaluated; an answer
@@ -38,6 +45,7 @@ from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.run_files import append_jsonl, iter_jsonl
 from toolduel.schema import Sample
 
+JUDGE_MODES = ("verify", "solve")
 PROMPT_FILE = "judge_prompt.md"
 CACHE_FILE = "judge_cache.jsonl"
 NOT_ASKED = "judge not asked: the request budget is spent"
@@ -176,15 +184,36 @@ def cache_key(judge_name: str, prompt_version: str, query: str, sample: Sample) 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def solved_verdict(answer: str, query: str, sample: Sample) -> JudgeVerdict:
+    """A solving judge's verdict: its ``answer`` to ``query`` over ``sample``'s tools, parsed and
+    checked against the gold calls."""
+    from toolduel.checker import check_sample
+    from toolduel.parsing import parse_calls
+    from toolduel.rewards import adversarial_sample
+
+    kept = answer[:MAX_ANSWER_CHARS]
+    verdict = check_sample(adversarial_sample(sample, query), parse_calls(kept))
+    if verdict.valid:
+        return JudgeVerdict(True, answer=kept)
+    detail = _one_line(verdict.errors[0], 120) if verdict.errors else ""
+    return JudgeVerdict(False, [f"judge: solved as {verdict.error_type}" + (f" ({detail})" if detail else "")],
+                        answer=kept)
+
+
 class Judge:
-    """Asks ``model`` about each (query, sample) it has not seen, through a JSONL cache.
+    """Asks ``model`` about each (query, sample) it has not seen, through a JSONL cache:
+    ``mode="verify"`` (the default) shows it the gold calls and reads its verdict,
+    ``mode="solve"`` has it answer the query as an FC model and checks its calls.
 
     ``budget``, when given, is asked for one request per question before it is sent (a judge
     behind a paid endpoint); questions it refuses come back as errors."""
 
     def __init__(self, model: ChatModel, cache_path: str | Path | None = None, prompt: JudgePrompt | None = None,
-                 max_new_tokens: int = 256, budget: Budget | None = None):
+                 max_new_tokens: int = 256, budget: Budget | None = None, mode: str = "verify"):
+        if mode not in JUDGE_MODES:
+            raise ConfigError(f"judge_mode must be one of {', '.join(JUDGE_MODES)} (got {mode!r})")
         self.model = model
+        self.mode = mode
         self.prompt = prompt or JudgePrompt.load()
         self.generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
         self.budget = budget
@@ -198,7 +227,20 @@ class Judge:
                     self.cache.setdefault(record["key"], record)
 
     def key(self, query: str, sample: Sample) -> str:
-        return cache_key(self.model.name, self.prompt.version, query, sample)
+        return cache_key(self.model.name, self.prompt_version, query, sample)
+
+    @property
+    def prompt_version(self) -> str:
+        return self.prompt.version if self.mode == "verify" else "solve"
+
+    def _ask(self, queries: list[str], samples: list[Sample]) -> list[Any]:
+        if self.mode == "solve":
+            from toolduel.rewards import adversarial_sample
+
+            asked = [adversarial_sample(sample, query) for query, sample in zip(queries, samples)]
+            return self.model.generate([s.messages for s in asked], [s.tools for s in asked], self.generation)
+        return self.model.generate([self.prompt.messages(q, s) for q, s in zip(queries, samples)],
+                                   [[] for _ in queries], self.generation)
 
     def judge(self, queries: list[str], samples: list[Sample]) -> list[JudgeVerdict]:
         """One verdict per query; cached pairs and repeats within the call are asked once."""
@@ -210,17 +252,17 @@ class Judge:
         to_ask = list(first.items())
         granted = len(to_ask) if self.budget is None else self.budget.take(len(to_ask))
         asked, refused = to_ask[:granted], to_ask[granted:]
-        answers = self.model.generate([self.prompt.messages(queries[i], samples[i]) for _, i in asked],
-                                      [[] for _ in asked], self.generation) if asked else []
+        answers = self._ask([queries[i] for _, i in asked], [samples[i] for _, i in asked]) if asked else []
         fresh: dict[str, JudgeVerdict] = {}
         records = []
         for (key, index), answer in zip(asked, answers, strict=True):
             if answer.error is not None:
                 fresh[key] = JudgeVerdict(False, error=f"judge request failed: {answer.error}")
                 continue
-            verdict = parse_verdict(answer.text)
+            verdict = solved_verdict(answer.text, queries[index], samples[index]) if self.mode == "solve" else \
+                parse_verdict(answer.text)
             fresh[key] = verdict
-            records.append({"key": key, "judge": self.model.name, "prompt": self.prompt.version,
+            records.append({"key": key, "judge": self.model.name, "prompt": self.prompt_version,
                             "query": queries[index], "gold": [g.to_bfcl() for g in samples[index].gold],
                             "valid": verdict.valid, "reasons": verdict.reasons, "answer": verdict.answer[:2000],
                             "time": round(time.time(), 3)})
@@ -253,6 +295,8 @@ def check_judge_settings(config: Any) -> None:
     if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(getattr(config, "judge_api_key_env", "OPENAI_API_KEY"))):
         raise ConfigError("judge_api_key_env must be the upper-case NAME of an environment variable "
                           "(e.g. OPENAI_API_KEY), not the key itself")
+    if getattr(config, "judge_mode", "verify") not in JUDGE_MODES:
+        raise ConfigError(f"judge_mode must be one of {', '.join(JUDGE_MODES)} (got {config.judge_mode!r})")
     if getattr(config, "judge_max_tokens", 1) < 1:
         raise ConfigError(f"judge_max_tokens must be at least 1 (got {config.judge_max_tokens})")
     if model and getattr(config, "judge_prompt", None):
@@ -282,4 +326,5 @@ def build_judge(config: Any, budget: Budget | None = None, model: ChatModel | No
     cache_path = Path(cache) if cache else Path(out) / CACHE_FILE if out else None
     return Judge(model, cache_path, JudgePrompt.load(getattr(config, "judge_prompt", None)),
                  max_new_tokens=getattr(config, "judge_max_tokens", 256),
-                 budget=budget if getattr(config, "judge_endpoint", None) else None)
+                 budget=budget if getattr(config, "judge_endpoint", None) else None,
+                 mode=getattr(config, "judge_mode", "verify"))

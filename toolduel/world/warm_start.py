@@ -76,9 +76,10 @@ def fc_conversation(samples: list[Sample]) -> dict:
     return {"messages": messages, "tools": _tools_json(samples[0].tools)}
 
 
-def _more_turns(first: Sample, turns: int, rng: random.Random) -> list[Sample]:
-    """Further plain requests that ``first``'s tool list can serve (or, one time in seven,
-    cannot: a function of an unrelated domain is asked for)."""
+def _more_turns(first: Sample, turns: int, rng: random.Random,
+                phrasings: tuple[str, ...] = (PLAIN,)) -> list[Sample]:
+    """Further requests, each phrased in one of ``phrasings``, that ``first``'s tool list can
+    serve (or, one time in seven, cannot: a function of an unrelated domain is asked for)."""
     offered = [functions_by_name()[t.name] for t in first.tools]
     unrelated = [f for f in all_functions() if not any(f.domain == o.domain for o in offered)]
     tools = {t.name: t for t in first.tools}
@@ -92,7 +93,8 @@ def _more_turns(first: Sample, turns: int, rng: random.Random) -> list[Sample]:
         else:
             kind, picks = "two_call", rng.sample(offered, 2)
         calls = [Call(f.name, sample_arguments(f, rng)) for f in picks]
-        query = render_query(calls, PLAIN, rng)
+        phrasing = phrasings[0] if len(phrasings) == 1 else rng.choice(phrasings)  # plain draws stay as they were
+        query = render_query(calls, phrasing, rng)
         if query is None or split_of(query) != "train":
             continue
         gold = [GoldCall.from_call(c, tools[c.name]) for c in calls] if kind != "no_call" else []
@@ -101,13 +103,15 @@ def _more_turns(first: Sample, turns: int, rng: random.Random) -> list[Sample]:
     return out
 
 
-def fc_examples(n: int, seed: int = 0, turns: int = 3) -> list[dict]:
-    """Rows holding ``n`` plain answers, ``turns`` per conversation (the first turn from the
-    generator's kind mix, the others from :func:`_more_turns`)."""
-    rng = random.Random(f"fc-warm:{seed}")
-    firsts = generate_samples(-(-n // turns), seed=seed, kinds=KINDS, phrasings=(PLAIN,),
-                              kind_weights=FC_KIND_WEIGHTS, id_prefix="fc-warm")
-    return [fc_conversation([first, *_more_turns(first, turns - 1, rng)]) for first in firsts]
+def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...] = (PLAIN,),
+                kind_weights: tuple[float, float, float] = FC_KIND_WEIGHTS) -> list[dict]:
+    """Rows holding ``n`` answers, ``turns`` per conversation (the first turn from the
+    generator's kind mix, the others from :func:`_more_turns`). The warm start sees plain
+    queries only; a reference model (``benchmarks/reference_fc.py``) sees every phrasing."""
+    rng = random.Random(f"fc-warm:{seed}" if phrasings == (PLAIN,) else f"fc-warm:{seed}:{','.join(phrasings)}")
+    firsts = generate_samples(-(-n // turns), seed=seed, kinds=KINDS, phrasings=phrasings,
+                              kind_weights=kind_weights, id_prefix="fc-warm")
+    return [fc_conversation([first, *_more_turns(first, turns - 1, rng, phrasings)]) for first in firsts]
 
 
 def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
