@@ -140,3 +140,42 @@ def test_no_progress_reaches_the_world_build(monkeypatch):
     asked = []
     monkeypatch.setattr(build, "ensure_world_models", lambda budget, progress=True: asked.append(progress) or "m")
     assert game.world_models("test", progress=False) == "m" and asked == [False]
+
+
+def test_the_harvest_scores_greedily_when_asked(tmp_path):
+    """An FC model right when greedy and wrong when sampled fooled nobody in a greedy harvest."""
+    from toolduel.attack import harvest
+    from toolduel.models.base import Generation
+    from toolduel.schema import Call, GoldCall, Sample, Tool
+
+    tool = Tool("get_weather", "Current weather for a city.", {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    seed = Sample(id="w1", tools=[tool], messages=[{"role": "user", "content": "Weather in Paris?"}],
+                  gold=[GoldCall.from_call(Call("get_weather", {"city": "Paris"}), tool)])
+
+    class QueryModel:
+        name = "scripted query model"
+
+        def generate(self, conversations, tools, config=None):
+            return [Generation("How is the weather in Paris?") for _ in conversations]
+
+    class ShakyFC:
+        name = "shaky"
+
+        def __init__(self):
+            self.temperatures = []
+
+        def generate(self, conversations, tools, config=None):
+            self.temperatures.append(config.temperature)
+            city = "Paris" if config.temperature == 0 else "Lyon"
+            return [Generation(f'<tool_call>{{"name": "get_weather", "arguments": {{"city": "{city}"}}}}</tool_call>')
+                    for _ in conversations]
+
+    for greedy, kept in ((True, 0), (False, 2)):
+        fc = ShakyFC()
+        config = GameConfig(out=str(tmp_path), fc_samples=4, harvest_greedy=greedy)
+        pool, stats = harvest(config, 1, [seed, seed], QueryModel(), fc, "q", "fc", tmp_path)
+        assert len(pool) == kept and fc.temperatures == [0.0 if greedy else config.fc_temperature]
+        assert stats["attack_success_rate"] == (0.0 if greedy else 1.0)
+        records = read_jsonl(tmp_path / "harvest.jsonl")
+        assert [r["fc_success"] for r in records] == [1.0 if greedy else 0.0] * 2

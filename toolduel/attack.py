@@ -35,6 +35,14 @@ def fc_generation(config: GameConfig) -> GenerationConfig:
     return GenerationConfig(max_new_tokens=128, temperature=temperature, seed=config.seed)
 
 
+def harvest_scoring(config: GameConfig) -> tuple[int, GenerationConfig]:
+    """How the FC model answers harvested queries (k and generation): once and greedily, as in
+    evaluation, with ``harvest_greedy``; otherwise as in the attack."""
+    if config.harvest_greedy:
+        return 1, GenerationConfig(max_new_tokens=128, temperature=0.0, seed=config.seed)
+    return config.fc_samples, fc_generation(config)
+
+
 def step_stats(outcomes: list[AttackOutcome]) -> dict:
     """Validity rate and attack success rate (mean of validity * (1 - p_F)) of a batch of queries;
     queries that could not be scored (``failed``: endpoint, judge or budget) are counted apart."""
@@ -170,7 +178,8 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
     config names), let the FC model answer; returns the pool records of this round and the
     harvest stats. Every query, valid or not, goes to ``harvest.jsonl``."""
     queries = sample_queries(config, seeds, query_model, config.seed + round_index)
-    outcomes = play(fc_model, seeds, queries, k=config.fc_samples, generation=fc_generation(config),
+    k, generation = harvest_scoring(config)
+    outcomes = play(fc_model, seeds, queries, k=k, generation=generation,
                     judge=judge if judge is not None else build_judge(config))
     harvest_records = [{"round": round_index, "seed_id": seed.id, "query": o.query, "valid": o.valid,
                         "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],

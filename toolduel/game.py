@@ -274,15 +274,16 @@ def phase_evaluate(run: Run, round_index: int, progress: bool) -> dict:
 
 
 def attack_after_defence(run: Run, round_index: int, fc_model: Any) -> dict:
-    from toolduel.attack import fc_generation, step_stats
+    from toolduel.attack import harvest_scoring, step_stats
 
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     harvested = files.read_jsonl(out_dir / "harvest.jsonl")
     pool = files.read_jsonl(out_dir / files.POOL)
     seeds = {s.id: s for s in seed_samples(config, config.harvest_seeds, f"harvest-{round_index}")}
     records = [r for r in harvested if r["seed_id"] in seeds]
+    k, generation = harvest_scoring(config)  # scored as the harvest scored them
     outcomes = play(fc_model, [seeds[r["seed_id"]] for r in records], [r["query"] for r in records],
-                    k=config.fc_samples, generation=fc_generation(config))
+                    k=k, generation=generation)
     by_seed = {r["seed_id"]: o for r, o in zip(records, outcomes)}
     after = [{"id": p["id"], "round": round_index, "raw_output": by_seed[p["seed_id"]].fc_outputs[0],
               "verdict": by_seed[p["seed_id"]].verdicts[0]} for p in pool if by_seed[p["seed_id"]].valid]

@@ -63,6 +63,8 @@ class GameConfig(AttackSettings):
     # --- harvest --------------------------------------------------------------------------------
     harvest_seeds: int = option(256, "seed samples the trained query model rewrites per round")
     harvest_keep: str = option("successful", "successful: pool only queries that fooled the FC model; valid: all")
+    harvest_greedy: bool = option(False, "harvest: the FC model answers each query once, greedily as in evaluation "
+                                         "(true), or fc_samples times at fc_temperature as in the attack (false)")
     pool_budget: int | None = option(None, "at most this many pool records added per round (equal-budget comparisons)")
     # --- defend: train the FC model on the pool of every round plus replayed seed data -----------
     defend: str = option("sft", "sft, or grpo with the FC reward")
