@@ -40,8 +40,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from toolduel.checker import check_sample
 from toolduel.config import ConfigError, check_http_url
 from toolduel.models.base import ChatModel, GenerationConfig
+from toolduel.parsing import parse_calls
+from toolduel.rewards import adversarial_sample
 from toolduel.run_files import append_jsonl, iter_jsonl
 from toolduel.schema import Sample
 
@@ -187,10 +190,6 @@ def cache_key(judge_name: str, prompt_version: str, query: str, sample: Sample) 
 def solved_verdict(answer: str, query: str, sample: Sample) -> JudgeVerdict:
     """A solving judge's verdict: its ``answer`` to ``query`` over ``sample``'s tools, parsed and
     checked against the gold calls."""
-    from toolduel.checker import check_sample
-    from toolduel.parsing import parse_calls
-    from toolduel.rewards import adversarial_sample
-
     kept = answer[:MAX_ANSWER_CHARS]
     verdict = check_sample(adversarial_sample(sample, query), parse_calls(kept))
     if verdict.valid:
@@ -235,8 +234,6 @@ class Judge:
 
     def _ask(self, queries: list[str], samples: list[Sample]) -> list[Any]:
         if self.mode == "solve":
-            from toolduel.rewards import adversarial_sample
-
             asked = [adversarial_sample(sample, query) for query, sample in zip(queries, samples)]
             return self.model.generate([s.messages for s in asked], [s.tools for s in asked], self.generation)
         return self.model.generate([self.prompt.messages(q, s) for q, s in zip(queries, samples)],
