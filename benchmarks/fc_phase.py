@@ -24,14 +24,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trl-head", action="store_true", help="TRL's loss path instead of labelled positions only")
+    parser.add_argument("--decay-when-exact", type=float, default=None,
+                        help="start the decay once this share of probe rows is answered exactly")
     parser.add_argument("--out", required=True, help="folder for the trained model")
     args = parser.parse_args()
+
+    import logging
 
     import torch
 
     torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("toolduel.world.warm_start").setLevel(logging.INFO)  # the decay probe's readings
     from toolduel.world import warm_start
-    from toolduel.world.build import BUDGETS, fresh_model, rows_and_tokenizer, warm_start_settings
+    from toolduel.world.build import BUDGETS, fresh_model, probe_rows, rows_and_tokenizer, warm_start_settings
 
     if args.trl_head:
         import trl
@@ -41,17 +47,19 @@ def main() -> None:
     from world_build import fc_accuracy
 
     budget = dataclasses.replace(BUDGETS["default"], fc_examples=args.answers or BUDGETS["default"].fc_examples,
-                                 seed=args.seed)
+                                 seed=args.seed, fc_decay_when_exact=args.decay_when_exact)
     fc_rows, _, tokenizer = rows_and_tokenizer(budget)
     model = fresh_model(budget, tokenizer, "fc")
-    start = time.perf_counter()
+    start, steps = time.perf_counter(), []
     warm_start.sft_train(model, tokenizer, fc_rows, warm_start_settings(budget, "fc", len(fc_rows)),
-                         tempfile.mkdtemp(), on_step=lambda *_: None)
+                         tempfile.mkdtemp(), on_step=lambda step, _total: steps.append(step),
+                         probe_rows=probe_rows(budget, "fc"))
     train_s = time.perf_counter() - start
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     accuracy = fc_accuracy(Path(args.out), 200, 32, sets=("plain", "two_call"))
-    print(json.dumps({"settings": vars(args), "answers": budget.fc_examples, "train_s": round(train_s),
+    print(json.dumps({"settings": vars(args), "answers": budget.fc_examples, "steps": len(steps),
+                      "train_s": round(train_s),
                       "accuracy": accuracy}))
 
 

@@ -305,3 +305,38 @@ def test_sft_learning_rate_holds_then_decays(world_tokenizer, monkeypatch, tmp_p
     assert all(later < earlier for earlier, later in zip(rates[4:], rates[5:])) and rates[-1] < 0.5e-3
     with pytest.raises(ValueError, match="decay"):
         SFTSettings(examples=16, decay=0)
+
+
+def test_the_decay_starts_when_the_probe_says_copying_works_and_training_ends_with_it(world_tokenizer, monkeypatch,
+                                                                                        tmp_path):
+    """16 planned steps with 4 of decay; the probe passes at its first look (step 2), so the
+    rate falls over steps 3-6 and training stops there. A probe that never passes changes nothing."""
+    from toolduel.world import warm_start
+    from toolduel.world.warm_start import SFTSettings, answer_exact_rate, fc_probe_rows, sft_train
+
+    rows = [fc_example(s) for s in generate_samples(32, seed=3)]
+    probe = fc_probe_rows(4, seed=9)
+    trainer_class = warm_start._sft_trainer_class()
+    for threshold, expected_steps in ((0.0, 6), (1.01, 16)):
+        rates: list[float] = []
+
+        class Recording(trainer_class):
+            def training_step(self, *args, **kwargs):
+                rates.append(self.lr_scheduler.get_last_lr()[0])
+                return super().training_step(*args, **kwargs)
+
+        monkeypatch.setattr(warm_start, "_sft_trainer_class", lambda: Recording)
+        model = build_qwen2(world_tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                            intermediate_size=64)
+        settings = SFTSettings(examples=32, batch_size=2, learning_rate=1e-3, warmup=0, decay=0.25,
+                               decay_when_exact=threshold, probe_every=2)
+        steps: list[int] = []
+        sft_train(model, world_tokenizer, rows, settings, str(tmp_path), on_step=lambda step, _: steps.append(step),
+                  probe_rows=probe)
+        assert len(steps) == len(rates) == expected_steps
+        decay_from = expected_steps - 4
+        assert rates[:decay_from] == [pytest.approx(1e-3)] * decay_from
+        assert all(later < earlier for earlier, later in zip(rates[decay_from:], rates[decay_from + 1:]))
+    assert 0.0 <= answer_exact_rate(model, world_tokenizer, probe) <= 1.0
+    assert all(len(json.loads(r["tools"])) >= 2 and r["completion"][0]["content"].startswith("<tool_call>")
+               for r in probe)  # one call among distractors

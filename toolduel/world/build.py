@@ -47,6 +47,10 @@ class BuildBudget:
     fc_learning_rate: float = 3e-3
     query_learning_rate: float = 3e-3
     lr_decay: float = 0.2  # flat learning rate, then a cosine fall over this last fraction of steps
+    # FC warm start: start that fall as soon as this share of probe rows is answered exactly
+    # (the copying circuit has formed) and stop when it ends; None: the fall starts as planned.
+    fc_decay_when_exact: float | None = None
+    probe_rows: int = 64
     adam_beta2: float = 0.95
     # The query model starts from the trained FC model, whose copying circuits it needs (a seed
     # query is mostly copied); from a fresh model it does not learn to copy in its budget.
@@ -194,7 +198,17 @@ def warm_start_settings(budget: BuildBudget, role: str, examples: int) -> Any:
     learning_rate, batch_size = {"fc": (budget.fc_learning_rate, budget.fc_batch_size),
                                  "query": (budget.query_learning_rate, budget.query_batch_size)}[role]
     return SFTSettings(examples=examples, batch_size=batch_size, learning_rate=learning_rate,
-                       decay=budget.lr_decay, adam_beta2=budget.adam_beta2, seed=budget.seed + _SEED_OFFSETS[role])
+                       decay=budget.lr_decay, adam_beta2=budget.adam_beta2, seed=budget.seed + _SEED_OFFSETS[role],
+                       decay_when_exact=budget.fc_decay_when_exact if role == "fc" else None)
+
+
+def probe_rows(budget: BuildBudget, role: str) -> list[dict] | None:
+    """The rows whose exact answers decide when ``role``'s decay starts, or None (as planned)."""
+    from toolduel.world.warm_start import fc_probe_rows
+
+    if role != "fc" or budget.fc_decay_when_exact is None:
+        return None
+    return fc_probe_rows(budget.probe_rows, seed=budget.seed + 1000)
 
 
 def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True) -> dict:
@@ -224,9 +238,13 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
                 model = fresh_model(budget, tokenizer, role)
             settings = warm_start_settings(budget, role, len(rows))
             total = math.ceil(len(rows) / settings.batch_size)
+            steps = []
             with progress_bar(f"training the {role} model", total, enabled=progress) as advance, \
                     tempfile.TemporaryDirectory() as scratch:
-                sft_train(model, tokenizer, rows, settings, scratch, on_step=lambda step, _total: advance(1))
+                sft_train(model, tokenizer, rows, settings, scratch, on_step=lambda step, _total: (
+                    steps.append(step), advance(1)), probe_rows=probe_rows(budget, role))
+                advance(completed=len(steps), total=len(steps))  # the decay may have started, and ended, early
+            timings[f"{role}_steps"] = len(steps)
             model.save_pretrained(out_dir / role)
             tokenizer.save_pretrained(out_dir / role)
             timings[f"{role}_train_s"] = time.perf_counter() - phase_start

@@ -14,6 +14,7 @@ TRL's SFTTrainer; the loss falls on the answers only.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from toolduel.world.catalog import all_functions, functions_by_name
 from toolduel.world.generator import KINDS, generate_samples, render_query, rephrase, sample_arguments, split_of
 from toolduel.world.phrasing import PHRASINGS, PLAIN
 
+_log = logging.getLogger(__name__)
 NO_CALL_REPLY = "None of the available tools can help with that."
 QUERY_SYSTEM = "Write one user request that needs exactly the calls below, and nothing else."
 FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
@@ -114,6 +116,13 @@ def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...
     return [fc_conversation([first, *_more_turns(first, turns - 1, rng, phrasings)]) for first in firsts]
 
 
+def fc_probe_rows(n: int, seed: int) -> list[dict]:
+    """``n`` single-turn plain one-call rows for the decay probe (``SFTSettings.decay_when_exact``);
+    pass a seed the training data does not use."""
+    return [fc_example(s) for s in generate_samples(n, seed=seed, kinds=("one_call",), phrasings=(PLAIN,),
+                                                   id_prefix="fc-probe")]
+
+
 def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
     """The query model's prompt for ``sample``: the gold calls, a seed query (default: the
     sample's own) and an optional style; the sample's tools go through the chat template's
@@ -164,6 +173,12 @@ class SFTSettings:
     adam_beta2: float = 0.999
     max_length: int = 512
     answer_only_loss: bool = True  # False: the loss covers the prompt (tools, queries) too
+    # With probe rows given to sft_train: start the decay as soon as this share of them is
+    # answered exactly (teacher-forced, every `probe_every` steps), i.e. once the copying
+    # circuit has formed, and stop when the decay ends. The planned decay point stays the
+    # latest start, so a late switch trains as long as without the probe.
+    decay_when_exact: float | None = None
+    probe_every: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -172,15 +187,71 @@ class SFTSettings:
                              "use the 'test' budget for a quick build")
         if not 0 < self.decay <= 1:
             raise ValueError(f"decay is the fraction of steps the learning rate falls over, in (0, 1]; got {self.decay}")
+        if self.decay_when_exact is not None and (self.decay == 1 or self.probe_every < 1):
+            raise ValueError("decay_when_exact needs a flat stretch to end (decay < 1) and probe_every >= 1")
+
+
+def answer_exact_rate(model: Any, tokenizer: Any, rows: list[dict], batch_size: int = 32) -> float:
+    """Share of single-turn FC ``rows`` whose every answer token is the model's top prediction
+    given the gold tokens before it: exactly the rows greedy decoding answers right."""
+    import torch
+
+    encoded = [tokenizer.apply_chat_template(row["prompt"] + row["completion"], tools=json.loads(row["tools"]),
+                                             return_dict=True, return_assistant_tokens_mask=True) for row in rows]
+    was_training, exact = model.training, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start:start + batch_size]
+            length = max(len(e["input_ids"]) for e in chunk)
+            ids = torch.full((len(chunk), length), tokenizer.pad_token_id)
+            attention = torch.zeros((len(chunk), length), dtype=torch.long)
+            scored = torch.zeros((len(chunk), length), dtype=torch.bool)
+            for i, e in enumerate(chunk):
+                size = len(e["input_ids"])
+                ids[i, :size], attention[i, :size] = torch.tensor(e["input_ids"]), 1
+                scored[i, :size] = torch.tensor(e["assistant_masks"], dtype=torch.bool)
+            logits = model(input_ids=ids.to(model.device), attention_mask=attention.to(model.device)).logits
+            predicted = logits[:, :-1].argmax(-1).cpu()
+            exact += ((predicted == ids[:, 1:]) | ~scored[:, 1:]).all(1).sum().item()
+    model.train(was_training)
+    return exact / len(encoded)
+
+
+class _FlatThenDecay:
+    """The learning-rate factor of a warmup-stable-decay schedule whose decay can be moved
+    earlier while training runs (:meth:`decay_now`): linear warmup, flat, cosine to zero."""
+
+    def __init__(self, warmup_steps: int, decay_start: int, decay_steps: int):
+        self.warmup_steps, self.decay_start, self.decay_steps = warmup_steps, decay_start, decay_steps
+        self.moved_at: int | None = None
+
+    def decay_now(self, step: int) -> None:
+        self.decay_start, self.moved_at = step, step
+
+    @property
+    def end(self) -> int:
+        return self.decay_start + self.decay_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return step / self.warmup_steps
+        if step < self.decay_start:
+            return 1.0
+        progress = min(1.0, (step - self.decay_start) / self.decay_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSettings, output_dir: str,
               report_to: str = "none",
               on_step: Callable[[int, int], None] | None = None, peft_config: Any = None,
-              trainer_args: dict | None = None, save_to: str | None = None) -> Any:
+              trainer_args: dict | None = None, save_to: str | None = None,
+              probe_rows: list[dict] | None = None) -> Any:
     """Fine-tune ``model`` in place on ``rows`` with TRL's SFTTrainer; returns the model.
 
     ``on_step(step, total)`` is called after every optimizer step (for a progress bar).
+    ``probe_rows`` (single-turn FC rows) with ``settings.decay_when_exact``: the decay starts
+    once the model answers that share of them exactly, and training ends with it.
     ``peft_config``: train a LoRA adapter instead (the returned model is the ``PeftModel``);
     ``trainer_args`` override SFTConfig settings (precision, accumulation, checkpointing);
     ``save_to``: the trainer saves the result there (under ``accelerate launch`` every process
@@ -222,12 +293,20 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length",  # less padding: a third fewer tokens to push
     ) | (trainer_args or {}))
+    callbacks: list[Any] = [_Progress()]
+    schedule = None
     if settings.decay < 1:
         steps = math.ceil(len(dataset) / (config.per_device_train_batch_size * config.gradient_accumulation_steps
                                           * config.world_size)) * settings.epochs
-        config.lr_scheduler_kwargs = {"num_decay_steps": max(1, round(settings.decay * steps))}
+        decay_steps = max(1, round(settings.decay * steps))
+        config.lr_scheduler_kwargs = {"num_decay_steps": decay_steps}
+        if settings.decay_when_exact is not None and probe_rows:
+            schedule = _FlatThenDecay(math.ceil(settings.warmup * steps) if settings.warmup < 1 else
+                                      int(settings.warmup), math.ceil(steps) - decay_steps, decay_steps)
+            callbacks.append(_decay_when_copying(schedule, tokenizer, probe_rows, settings))
     trainer = _sft_trainer_class()(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                                   callbacks=[_Progress()], peft_config=peft_config)
+                                   callbacks=callbacks, peft_config=peft_config)
+    trainer.lr_lambda = schedule
     if on_step is not None:  # our bar replaces the trainer's printed log lines
         trainer.remove_callback(PrinterCallback)
     trainer.train()
@@ -236,6 +315,28 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
     trained = trainer.model if peft_config is not None else model
     trained.eval()
     return trained
+
+
+def _decay_when_copying(schedule: _FlatThenDecay, tokenizer: Any, probe_rows: list[dict],
+                        settings: SFTSettings) -> Any:
+    """A callback that probes the model every ``probe_every`` steps of the flat stretch, moves the
+    decay to now when the exact-answer rate reaches ``decay_when_exact``, and stops training
+    when the decay has run its course."""
+    from transformers import TrainerCallback
+
+    class DecayWhenCopying(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step = state.global_step
+            if schedule.moved_at is None and step % settings.probe_every == 0 and step < schedule.decay_start:
+                rate = answer_exact_rate(model, tokenizer, probe_rows)
+                _log.info("step %d: %.3f of the probe rows answered exactly", step, rate)
+                if rate >= settings.decay_when_exact:
+                    schedule.decay_now(step)
+                    _log.info("step %d: the decay starts; training ends at step %d", step, schedule.end)
+            if step >= schedule.end:
+                control.should_training_stop = True
+
+    return DecayWhenCopying()
 
 
 def _sft_trainer_class() -> type:
@@ -247,12 +348,20 @@ def _sft_trainer_class() -> type:
     each CPU step, nearly all of it spent on tool lists and queries that carry no loss. The loss is
     the same (the answer tokens' summed NLL over ``num_items_in_batch``); TRL's entropy and
     token-accuracy metrics are not logged on this path. Wrapped models (DDP, DeepSpeed), GPUs,
-    evaluation and ``return_outputs`` keep TRL's own path."""
+    evaluation and ``return_outputs`` keep TRL's own path. ``lr_lambda``, when set on a trainer,
+    replaces the configured learning-rate schedule (a factor per step, as ``LambdaLR`` takes)."""
     import torch
     import torch.nn.functional as F
     from trl import SFTTrainer
 
     class LabelledPositionsSFTTrainer(SFTTrainer):
+        lr_lambda = None  # a learning-rate factor per step replacing the configured schedule
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None and self.lr_lambda is not None:
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_lambda)
+            return super().create_scheduler(num_training_steps, optimizer)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if (return_outputs or not model.training or model.device.type != "cpu"
                     or self.accelerator.unwrap_model(model) is not model):
