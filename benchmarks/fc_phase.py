@@ -4,7 +4,7 @@ on held-out plain and two_call: how much one recipe varies from run to run (docs
 "fourth pass").
 
     python benchmarks/fc_phase.py --answers 60000 --seed 1 --threads 1 --out runs/fc-phase
-    python benchmarks/fc_phase.py --trl-head --out runs/fc-phase-trl   # TRL's own LM-head loss
+    python benchmarks/fc_phase.py --trl-head --planned-decay --out runs/fc-phase-trl   # TRL's own LM-head loss
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trl-head", action="store_true", help="TRL's loss path instead of labelled positions only")
     parser.add_argument("--decay-when-exact", type=float, default=None,
-                        help="start the decay once this share of probe rows is answered exactly")
+                        help="start the decay once this share of probe rows is answered exactly (default: the build's)")
+    parser.add_argument("--planned-decay", action="store_true", help="no probe: the decay starts where planned")
     parser.add_argument("--out", required=True, help="folder for the trained model")
     args = parser.parse_args()
 
@@ -46,8 +47,10 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from world_build import fc_accuracy
 
-    budget = dataclasses.replace(BUDGETS["default"], fc_examples=args.answers or BUDGETS["default"].fc_examples,
-                                 seed=args.seed, fc_decay_when_exact=args.decay_when_exact)
+    default = BUDGETS["default"]
+    budget = dataclasses.replace(default, fc_examples=args.answers or default.fc_examples, seed=args.seed,
+                                 fc_decay_when_exact=None if args.planned_decay else
+                                 default.fc_decay_when_exact if args.decay_when_exact is None else args.decay_when_exact)
     fc_rows, _, tokenizer = rows_and_tokenizer(budget)
     model = fresh_model(budget, tokenizer, "fc")
     start, steps = time.perf_counter(), []

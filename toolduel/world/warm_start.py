@@ -175,10 +175,12 @@ class SFTSettings:
     answer_only_loss: bool = True  # False: the loss covers the prompt (tools, queries) too
     # With probe rows given to sft_train: start the decay as soon as this share of them is
     # answered exactly (teacher-forced, every `probe_every` steps), i.e. once the copying
-    # circuit has formed, and stop when the decay ends. The planned decay point stays the
-    # latest start, so a late switch trains as long as without the probe.
+    # circuit has formed, and stop when the decay ends. A late switch keeps the rate flat past
+    # the planned decay point (the data is gone over again), up to `max_flat` times the planned
+    # flat stretch; a decay started before copying works leaves a model that cannot copy.
     decay_when_exact: float | None = None
     probe_every: int = 100
+    max_flat: float = 1.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -187,8 +189,9 @@ class SFTSettings:
                              "use the 'test' budget for a quick build")
         if not 0 < self.decay <= 1:
             raise ValueError(f"decay is the fraction of steps the learning rate falls over, in (0, 1]; got {self.decay}")
-        if self.decay_when_exact is not None and (self.decay == 1 or self.probe_every < 1):
-            raise ValueError("decay_when_exact needs a flat stretch to end (decay < 1) and probe_every >= 1")
+        if self.decay_when_exact is not None and (self.decay == 1 or self.probe_every < 1 or self.max_flat < 1):
+            raise ValueError("decay_when_exact needs a flat stretch to end (decay < 1), probe_every >= 1 and "
+                             "max_flat >= 1")
 
 
 def answer_exact_rate(model: Any, tokenizer: Any, rows: list[dict], batch_size: int = 32) -> float:
@@ -301,8 +304,10 @@ def sft_train(model: Any, tokenizer: Any, rows: list[dict], settings: SFTSetting
         decay_steps = max(1, round(settings.decay * steps))
         config.lr_scheduler_kwargs = {"num_decay_steps": decay_steps}
         if settings.decay_when_exact is not None and probe_rows:
+            latest_decay = math.ceil(settings.max_flat * (math.ceil(steps) - decay_steps))
             schedule = _FlatThenDecay(math.ceil(settings.warmup * steps) if settings.warmup < 1 else
-                                      int(settings.warmup), math.ceil(steps) - decay_steps, decay_steps)
+                                      int(settings.warmup), latest_decay, decay_steps)
+            config.num_train_epochs = settings.epochs * (latest_decay + decay_steps) / steps  # room to go on
             callbacks.append(_decay_when_copying(schedule, tokenizer, probe_rows, settings))
     trainer = _sft_trainer_class()(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                                    callbacks=callbacks, peft_config=peft_config)
