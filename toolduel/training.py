@@ -18,6 +18,8 @@ on a laptop CPU, one GPU, or eight GPUs under ``accelerate launch``:
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.util
 import shutil
 from pathlib import Path
@@ -37,7 +39,20 @@ def process_state() -> Any:
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes > 1:
+        _end_processes_at_exit()
+    return state
+
+
+@functools.cache
+def _end_processes_at_exit() -> None:
+    """Destroy the process group when the interpreter exits: left to the interpreter's own
+    teardown, gloo's threads can abort a finished process ("terminate called without an active
+    exception"), which ``accelerate launch`` reports as a failed run."""
+    from accelerate import PartialState
+
+    atexit.register(lambda: PartialState().destroy_process_group())
 
 
 def is_main_process() -> bool:

@@ -60,7 +60,7 @@ class BuildBudget:
 
 
 BUDGETS: dict[str, BuildBudget] = {
-    # About 12 minutes on 2 CPU cores. 60k FC answers, because at 45k where copying switches on
+    # About 10 minutes on 2 CPU cores. 60k FC answers, because at 45k where copying switches on
     # moves with floating-point order: plain 0.41-0.83 across runs of one seed, against 0.88 and
     # 0.96 at 60k (docs/BENCHMARKS.md, fourth pass); a switch later still (0.405 at 60k for seed
     # 1 in the sixth pass) gets more flat steps from the decay probe.
