@@ -313,7 +313,7 @@ def test_the_decay_starts_when_the_probe_says_copying_works_and_training_ends_wi
     rate falls over steps 3-6 and training stops there. A probe that never passes keeps the
     rate flat for 1.5 times the planned 12 flat steps, going over the data again, then decays."""
     from toolduel.world import warm_start
-    from toolduel.world.warm_start import SFTSettings, answer_exact_rate, fc_probe_rows, sft_train
+    from toolduel.world.warm_start import SFTSettings, answer_batches, answer_exact_rate, fc_probe_rows, sft_train
 
     rows = [fc_example(s) for s in generate_samples(32, seed=3)]
     probe = fc_probe_rows(4, seed=9)
@@ -338,6 +338,6 @@ def test_the_decay_starts_when_the_probe_says_copying_works_and_training_ends_wi
         decay_from = expected_steps - 4
         assert rates[:decay_from] == [pytest.approx(1e-3)] * decay_from
         assert all(later < earlier for earlier, later in zip(rates[decay_from:], rates[decay_from + 1:]))
-    assert 0.0 <= answer_exact_rate(model, world_tokenizer, probe) <= 1.0
+    assert 0.0 <= answer_exact_rate(model, answer_batches(world_tokenizer, probe)) <= 1.0
     assert all(len(json.loads(r["tools"])) >= 2 and r["completion"][0]["content"].startswith("<tool_call>")
                for r in probe)  # one call among distractors

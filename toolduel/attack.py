@@ -29,18 +29,18 @@ def reward_settings(config: GameConfig) -> QueryRewardSettings:
                                band=(config.band_low, config.band_high))
 
 
-def fc_generation(config: GameConfig) -> GenerationConfig:
-    """How the FC model answers attacks: sampled when p_F is a mean over k > 1 answers."""
-    temperature = config.fc_temperature if config.fc_samples > 1 else 0.0
+def fc_generation(config: GameConfig, samples: int | None = None) -> GenerationConfig:
+    """How the FC model answers attacks: sampled when p_F is a mean over k > 1 answers (k:
+    ``samples``, else ``fc_samples``), greedily otherwise."""
+    temperature = config.fc_temperature if (samples or config.fc_samples) > 1 else 0.0
     return GenerationConfig(max_new_tokens=128, temperature=temperature, seed=config.seed)
 
 
 def harvest_scoring(config: GameConfig) -> tuple[int, GenerationConfig]:
     """How the FC model answers harvested queries (k and generation): once and greedily, as in
     evaluation, with ``harvest_greedy``; otherwise as in the attack."""
-    if config.harvest_greedy:
-        return 1, GenerationConfig(max_new_tokens=128, temperature=0.0, seed=config.seed)
-    return config.fc_samples, fc_generation(config)
+    k = 1 if config.harvest_greedy else config.fc_samples
+    return k, fc_generation(config, k)
 
 
 def step_stats(outcomes: list[AttackOutcome]) -> dict:

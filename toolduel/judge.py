@@ -209,8 +209,7 @@ class Judge:
 
     def __init__(self, model: ChatModel, cache_path: str | Path | None = None, prompt: JudgePrompt | None = None,
                  max_new_tokens: int = 256, budget: Budget | None = None, mode: str = "verify"):
-        if mode not in JUDGE_MODES:
-            raise ConfigError(f"judge_mode must be one of {', '.join(JUDGE_MODES)} (got {mode!r})")
+        _check_mode(mode)
         self.model = model
         self.mode = mode
         self.prompt = prompt or JudgePrompt.load()
@@ -282,6 +281,11 @@ class Judge:
 # --- settings --------------------------------------------------------------------------------
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in JUDGE_MODES:
+        raise ConfigError(f"judge_mode must be one of {', '.join(JUDGE_MODES)} (got {mode!r})")
+
+
 def check_judge_settings(config: Any) -> None:
     """Raise :class:`ConfigError` for judge settings that cannot work (the ``judge_*`` fields)."""
     model, endpoint = getattr(config, "judge_model", None), getattr(config, "judge_endpoint", None)
@@ -292,8 +296,7 @@ def check_judge_settings(config: Any) -> None:
     if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(getattr(config, "judge_api_key_env", "OPENAI_API_KEY"))):
         raise ConfigError("judge_api_key_env must be the upper-case NAME of an environment variable "
                           "(e.g. OPENAI_API_KEY), not the key itself")
-    if getattr(config, "judge_mode", "verify") not in JUDGE_MODES:
-        raise ConfigError(f"judge_mode must be one of {', '.join(JUDGE_MODES)} (got {config.judge_mode!r})")
+    _check_mode(getattr(config, "judge_mode", "verify"))
     if getattr(config, "judge_max_tokens", 1) < 1:
         raise ConfigError(f"judge_max_tokens must be at least 1 (got {config.judge_max_tokens})")
     if model and getattr(config, "judge_prompt", None):

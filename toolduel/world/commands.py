@@ -51,7 +51,7 @@ def sample_command(
 
 @world_app.command("build")
 def build_command(
-    budget: str = typer.Option("default", "--budget", help="default (about 12 minutes on 2 cores), large (a "
+    budget: str = typer.Option("default", "--budget", help="default (about 10 minutes on 2 cores), large (a "
                                                            "stronger query model, about 9 minutes more) or test "
                                                            "(seconds)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),

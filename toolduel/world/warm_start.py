@@ -194,31 +194,43 @@ class SFTSettings:
                              "max_flat >= 1")
 
 
-def answer_exact_rate(model: Any, tokenizer: Any, rows: list[dict], batch_size: int = 32) -> float:
-    """Share of single-turn FC ``rows`` whose every answer token is the model's top prediction
-    given the gold tokens before it: exactly the rows greedy decoding answers right."""
+def answer_batches(tokenizer: Any, rows: list[dict], batch_size: int = 32) -> list[tuple[Any, Any, Any]]:
+    """Single-turn FC ``rows`` tokenized and padded once, as (ids, attention mask, answer mask)
+    batches for :func:`answer_exact_rate`."""
     import torch
 
     encoded = [tokenizer.apply_chat_template(row["prompt"] + row["completion"], tools=json.loads(row["tools"]),
                                              return_dict=True, return_assistant_tokens_mask=True) for row in rows]
+    batches = []
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start:start + batch_size]
+        length = max(len(e["input_ids"]) for e in chunk)
+        ids = torch.full((len(chunk), length), tokenizer.pad_token_id)
+        attention = torch.zeros((len(chunk), length), dtype=torch.long)
+        scored = torch.zeros((len(chunk), length), dtype=torch.bool)
+        for i, e in enumerate(chunk):
+            size = len(e["input_ids"])
+            ids[i, :size], attention[i, :size] = torch.tensor(e["input_ids"]), 1
+            scored[i, :size] = torch.tensor(e["assistant_masks"], dtype=torch.bool)
+        batches.append((ids, attention, scored))
+    return batches
+
+
+def answer_exact_rate(model: Any, batches: list[tuple[Any, Any, Any]]) -> float:
+    """Share of the rows in ``batches`` (:func:`answer_batches`) whose every answer token is the
+    model's top prediction given the gold tokens before it: exactly the rows greedy decoding
+    answers right."""
+    import torch
+
     was_training, exact = model.training, 0
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start:start + batch_size]
-            length = max(len(e["input_ids"]) for e in chunk)
-            ids = torch.full((len(chunk), length), tokenizer.pad_token_id)
-            attention = torch.zeros((len(chunk), length), dtype=torch.long)
-            scored = torch.zeros((len(chunk), length), dtype=torch.bool)
-            for i, e in enumerate(chunk):
-                size = len(e["input_ids"])
-                ids[i, :size], attention[i, :size] = torch.tensor(e["input_ids"]), 1
-                scored[i, :size] = torch.tensor(e["assistant_masks"], dtype=torch.bool)
+        for ids, attention, scored in batches:
             logits = model(input_ids=ids.to(model.device), attention_mask=attention.to(model.device)).logits
             predicted = logits[:, :-1].argmax(-1).cpu()
             exact += ((predicted == ids[:, 1:]) | ~scored[:, 1:]).all(1).sum().item()
     model.train(was_training)
-    return exact / len(encoded)
+    return exact / sum(len(ids) for ids, _, _ in batches)
 
 
 class _FlatThenDecay:
@@ -329,11 +341,13 @@ def _decay_when_copying(schedule: _FlatThenDecay, tokenizer: Any, probe_rows: li
     when the decay has run its course."""
     from transformers import TrainerCallback
 
+    batches = answer_batches(tokenizer, probe_rows)  # the same rows at every reading
+
     class DecayWhenCopying(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             step = state.global_step
             if schedule.moved_at is None and step % settings.probe_every == 0 and step < schedule.decay_start:
-                rate = answer_exact_rate(model, tokenizer, probe_rows)
+                rate = answer_exact_rate(model, batches)
                 _log.info("step %d: %.3f of the probe rows answered exactly", step, rate)
                 if rate >= settings.decay_when_exact:
                     schedule.decay_now(step)
