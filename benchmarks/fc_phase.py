@@ -5,6 +5,7 @@ on held-out plain and two_call: how much one recipe varies from run to run (docs
 
     python benchmarks/fc_phase.py --answers 60000 --seed 1 --threads 1 --out runs/fc-phase
     python benchmarks/fc_phase.py --trl-head --planned-decay --out runs/fc-phase-trl   # TRL's own LM-head loss
+    python benchmarks/fc_phase.py --seed 1 --copy-warmup 6400 --out runs/fc-phase-echo   # echo queries first
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ import time
 from pathlib import Path
 
 
+def echo_rows(n: int, seed: int) -> list[dict]:
+    """``n`` rows whose answer repeats the user's plain query: copying without function calling."""
+    from toolduel.world.warm_start import fc_examples
+
+    queries = [next(m["content"] for m in row["messages"] if m["role"] == "user")
+               for row in fc_examples(n, seed=seed + 500, turns=1)]
+    return [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": q}]}
+            for q in queries]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--answers", type=int, default=None, help="FC answers (default: the default budget's)")
@@ -26,6 +37,8 @@ def main() -> None:
     parser.add_argument("--trl-head", action="store_true", help="TRL's loss path instead of labelled positions only")
     parser.add_argument("--decay-when-exact", type=float, default=None,
                         help="start the decay once this share of probe rows is answered exactly (default: the build's)")
+    parser.add_argument("--copy-warmup", type=int, default=0,
+                        help="first train on this many rows that repeat a plain query back (a copy task, batch 16)")
     parser.add_argument("--planned-decay", action="store_true", help="no probe: the decay starts where planned")
     parser.add_argument("--out", required=True, help="folder for the trained model")
     args = parser.parse_args()
@@ -54,6 +67,10 @@ def main() -> None:
     fc_rows, _, tokenizer = rows_and_tokenizer(budget)
     model = fresh_model(budget, tokenizer, "fc")
     start, steps = time.perf_counter(), []
+    if args.copy_warmup:
+        warm_start.sft_train(model, tokenizer, echo_rows(args.copy_warmup, args.seed), warm_start.SFTSettings(
+            examples=args.copy_warmup, batch_size=16, decay=0.2, adam_beta2=0.95, seed=args.seed), tempfile.mkdtemp())
+        print(f"copy warm-up: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     warm_start.sft_train(model, tokenizer, fc_rows, warm_start_settings(budget, "fc", len(fc_rows)),
                          tempfile.mkdtemp(), on_step=lambda step, _total: steps.append(step),
                          probe_rows=probe_rows(budget, "fc"))
