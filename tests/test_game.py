@@ -92,6 +92,18 @@ def test_resume_after_kill_9_neither_loses_nor_duplicates(tmp_path):
     assert [m["round"] for m in read_jsonl(out / "metrics.jsonl")] == [0, 1]
 
 
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
+    def interrupted(run, progress):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("toolduel.game.run_game", interrupted)
+    out = tmp_path / "run"
+    result = _run("--out", str(out), *TINY)
+    assert result.exit_code == 2
+    assert f"continue with --resume {out}" in " ".join(result.output.split())
+    assert (out / "config.yaml").exists()  # the run folder stays for --resume
+
+
 def test_resume_refuses_new_settings_and_fresh_runs_refuse_old_folders(tmp_path):
     (tmp_path / "state.json").write_text('{"completed": []}')
     result = _run("--out", str(tmp_path), *TINY)

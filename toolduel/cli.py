@@ -181,6 +181,8 @@ def run_command(
         run_game(run, progress=progress)
     except (ConfigError, DataError) as err:
         fail(f"{err} (everything finished so far stays in {run.dir}; continue with --resume {run.dir})")
+    except KeyboardInterrupt:
+        fail(f"interrupted; everything finished so far stays in {run.dir}; continue with --resume {run.dir}")
     console.print(f"done: {run.dir}")
 
 
