@@ -39,6 +39,9 @@ def main() -> None:
                         help="start the decay once this share of probe rows is answered exactly (default: the build's)")
     parser.add_argument("--copy-warmup", type=int, default=0,
                         help="first train on this many rows that repeat a plain query back (a copy task, batch 16)")
+    parser.add_argument("--layers", type=int, default=None, help="transformer layers (default: the budget's)")
+    parser.add_argument("--lr-decay", type=float, default=None,
+                        help="share of the planned steps the rate falls over (default: the budget's)")
     parser.add_argument("--planned-decay", action="store_true", help="no probe: the decay starts where planned")
     parser.add_argument("--out", required=True, help="folder for the trained model")
     args = parser.parse_args()
@@ -62,6 +65,8 @@ def main() -> None:
 
     default = BUDGETS["default"]
     budget = dataclasses.replace(default, fc_examples=args.answers or default.fc_examples, seed=args.seed,
+                                 num_layers=args.layers or default.num_layers,
+                                 lr_decay=args.lr_decay or default.lr_decay,
                                  fc_decay_when_exact=None if args.planned_decay else
                                  default.fc_decay_when_exact if args.decay_when_exact is None else args.decay_when_exact)
     fc_rows, _, tokenizer = rows_and_tokenizer(budget)

@@ -37,7 +37,7 @@ class BuildBudget:
     tokenizer_texts: int = 6000
     vocab_size: int = 1536
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 2  # copies as reliably as 4 layers at half the cost of a step (BENCHMARKS, eighth pass)
     num_heads: int = 8  # head size 16: more heads to form copying circuits, same parameters
     num_kv_heads: int = 4
     intermediate_size: int = 384
@@ -60,15 +60,15 @@ class BuildBudget:
 
 
 BUDGETS: dict[str, BuildBudget] = {
-    # About 10 minutes on 2 CPU cores. 60k FC answers, because at 45k where copying switches on
+    # About 7 minutes on 2 CPU cores. 60k FC answers, because at 45k where copying switches on
     # moves with floating-point order: plain 0.41-0.83 across runs of one seed, against 0.88 and
     # 0.96 at 60k (docs/BENCHMARKS.md, fourth pass); a switch later still (0.405 at 60k for seed
     # 1 in the sixth pass) gets more flat steps from the decay probe.
     "default": BuildBudget("default", fc_examples=60_000, query_examples=16_000),
-    # The default's FC model and four times the query examples: samples 0.87 valid (0.57 in the
-    # default) and 7 of 8 kinds; about 9 minutes more at the default's rate of 11.5 ms per query
-    # example on 2 cores (docs/BENCHMARKS.md, fifth pass).
-    "large": BuildBudget("large", fc_examples=60_000, query_examples=64_000),
+    # The earlier 4-layer default's FC model and four times the query examples: samples 0.87
+    # valid (0.57 then in the default) and 7 of 8 kinds; about 9 minutes more than that default
+    # at its rate of 11.5 ms per query example on 2 cores (docs/BENCHMARKS.md, fifth pass).
+    "large": BuildBudget("large", fc_examples=60_000, query_examples=64_000, num_layers=4),
     # seconds, for tests: the checkpoints load and generate, they do not learn much
     "test": BuildBudget("test", fc_examples=48, query_examples=32, tokenizer_texts=200, vocab_size=400,
                         hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,

@@ -51,8 +51,8 @@ def sample_command(
 
 @world_app.command("build")
 def build_command(
-    budget: str = typer.Option("default", "--budget", help="default (about 10 minutes on 2 cores), large (a "
-                                                           "stronger query model, about 9 minutes more) or test "
+    budget: str = typer.Option("default", "--budget", help="default (about 7 minutes on 2 cores), large (a "
+                                                           "stronger query model, about 20 minutes) or test "
                                                            "(seconds)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
