@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--copy-warmup", type=int, default=0,
                         help="first train on this many rows that repeat a plain query back (a copy task, batch 16)")
     parser.add_argument("--layers", type=int, default=None, help="transformer layers (default: the budget's)")
+    parser.add_argument("--intermediate", type=int, default=None, help="MLP width (default: the budget's)")
     parser.add_argument("--lr-decay", type=float, default=None,
                         help="share of the planned steps the rate falls over (default: the budget's)")
     parser.add_argument("--planned-decay", action="store_true", help="no probe: the decay starts where planned")
@@ -67,6 +68,7 @@ def main() -> None:
     budget = dataclasses.replace(default, fc_examples=args.answers or default.fc_examples, seed=args.seed,
                                  num_layers=args.layers or default.num_layers,
                                  lr_decay=args.lr_decay or default.lr_decay,
+                                 intermediate_size=args.intermediate or default.intermediate_size,
                                  fc_decay_when_exact=None if args.planned_decay else
                                  default.fc_decay_when_exact if args.decay_when_exact is None else args.decay_when_exact)
     fc_rows, _, tokenizer = rows_and_tokenizer(budget)
