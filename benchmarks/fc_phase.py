@@ -67,7 +67,7 @@ def main() -> None:
     default = BUDGETS["default"]
     budget = dataclasses.replace(default, fc_examples=args.answers or default.fc_examples, seed=args.seed,
                                  num_layers=args.layers or default.num_layers,
-                                 lr_decay=args.lr_decay or default.lr_decay,
+                                 lr_decay=default.lr_decay if args.lr_decay is None else args.lr_decay,
                                  intermediate_size=args.intermediate or default.intermediate_size,
                                  fc_decay_when_exact=None if args.planned_decay else
                                  default.fc_decay_when_exact if args.decay_when_exact is None else args.decay_when_exact)
