@@ -46,6 +46,11 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def kept_for_resume(run_dir: Path, what: str) -> str:
+    """How a stopped run or attack goes on: its folder keeps what it had ``what`` (finished, scored)."""
+    return f"everything {what} so far stays in {run_dir}; continue with --resume {run_dir}"
+
+
 def quiet_transformers() -> None:
     """Our own progress bars say where a run is; the libraries' bars and deprecation notices
     (about their own internals, nothing a user can act on) would bury them."""
@@ -180,9 +185,9 @@ def run_command(
     try:
         run_game(run, progress=progress)
     except (ConfigError, DataError) as err:
-        fail(f"{err} (everything finished so far stays in {run.dir}; continue with --resume {run.dir})")
+        fail(f"{err} ({kept_for_resume(run.dir, 'finished')})")
     except KeyboardInterrupt:
-        fail(f"interrupted; everything finished so far stays in {run.dir}; continue with --resume {run.dir}")
+        fail(f"interrupted; {kept_for_resume(run.dir, 'finished')}")
     console.print(f"done: {run.dir}")
 
 
@@ -222,9 +227,9 @@ def attack_command(
     try:
         summary = run_blackbox(run, progress=progress)
     except (ConfigError, DataError) as err:
-        fail(f"{err} (everything scored so far stays in {run.dir}; continue with --resume {run.dir})")
+        fail(f"{err} ({kept_for_resume(run.dir, 'scored')})")
     except KeyboardInterrupt:
-        fail(f"interrupted; everything scored so far stays in {run.dir}; continue with --resume {run.dir}")
+        fail(f"interrupted; {kept_for_resume(run.dir, 'scored')}")
     console.print(summary.message, soft_wrap=True, highlight=False, markup=False)
     if summary.stopped == "endpoint":
         raise typer.Exit(code=1)
