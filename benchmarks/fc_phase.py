@@ -21,7 +21,7 @@ from pathlib import Path
 
 def echo_rows(n: int, seed: int) -> list[dict]:
     """``n`` rows whose answer repeats the user's plain query: copying without function calling."""
-    from toolduel.world.warm_start import fc_examples
+    from toolduel.world.training_data import fc_examples
 
     queries = [next(m["content"] for m in row["messages"] if m["role"] == "user")
                for row in fc_examples(n, seed=seed + 500, turns=1)]
@@ -53,9 +53,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    logging.getLogger("toolduel.world.warm_start").setLevel(logging.INFO)  # the decay probe's readings
-    from toolduel.world import warm_start
-    from toolduel.world.build import BUDGETS, fresh_model, probe_rows, rows_and_tokenizer, warm_start_settings
+    logging.getLogger("toolduel.training.sft").setLevel(logging.INFO)  # the decay probe's readings
+    from toolduel.training import sft as warm_start
+    from toolduel.training.warm_start import BUDGETS, fresh_model, probe_rows, rows_and_tokenizer, warm_start_settings
 
     if args.trl_head:
         import trl

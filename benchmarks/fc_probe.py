@@ -54,10 +54,11 @@ def main() -> None:
     from transformers import (Qwen2Config, Qwen2ForCausalLM, get_constant_schedule_with_warmup,
                               get_cosine_schedule_with_warmup, get_wsd_schedule)
 
-    from toolduel.world.build import _quiet_libraries, tokenizer_corpus
+    from toolduel.training.warm_start import _quiet_libraries, tokenizer_corpus
     from toolduel.world.heldout import load_world_set
     from toolduel.world.tiny_models import train_tokenizer
-    from toolduel.world.warm_start import fc_examples, fc_target, query_examples
+    from toolduel.world.training_data import fc_examples, query_examples
+    from toolduel.prompts import fc_target
 
     torch.set_num_threads(args.threads)
     with _quiet_libraries():

@@ -92,9 +92,9 @@ def environment(device: str) -> dict:
 
 def train_world_tokenizer(texts: int, vocab_size: int, out_dir: Path) -> tuple[Any, dict]:
     """A BPE tokenizer trained on ``texts`` chat texts of the world (FC and query model rows)."""
-    from toolduel.world.build import tokenizer_corpus
+    from toolduel.training.warm_start import tokenizer_corpus
     from toolduel.world.tiny_models import train_tokenizer
-    from toolduel.world.warm_start import fc_examples, query_examples
+    from toolduel.world.training_data import fc_examples, query_examples
 
     started = time.perf_counter()
     # two thirds FC conversations (three answers each), one third query-model rows

@@ -35,7 +35,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
-    from toolduel.world.warm_start import SFTSettings, query_examples
+    from toolduel.training.sft import SFTSettings
+    from toolduel.world.training_data import query_examples
 
     sys.path.insert(0, str(Path(__file__).parent))
     from world_build import query_model_report, train_further

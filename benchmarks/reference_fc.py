@@ -38,7 +38,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from toolduel.world.phrasing import PHRASINGS
-    from toolduel.world.warm_start import SFTSettings, fc_examples
+    from toolduel.training.sft import SFTSettings
+    from toolduel.world.training_data import fc_examples
 
     sys.path.insert(0, str(Path(__file__).parent))
     from world_build import fc_accuracy, train_further

@@ -25,7 +25,7 @@ def train_further(init: str, rows: list[dict], settings, out: str, chat_template
     its tokenizer, whose chat template ``chat_template`` replaces) in ``out``; the training seconds."""
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
-    from toolduel.world.warm_start import sft_train
+    from toolduel.training.sft import sft_train
 
     tokenizer = AutoTokenizer.from_pretrained(init)
     model = Qwen2ForCausalLM.from_pretrained(init)
@@ -70,7 +70,7 @@ def fc_accuracy(fc_path: Path, limit: int, batch_size: int, sets: tuple[str, ...
 
 def _style_marks(style: str, query: str, seed) -> bool:
     """Whether ``query`` shows the marks of ``style`` (a rough detector, for coverage only)."""
-    from toolduel.world.catalog import functions_by_name
+    from toolduel.world.functions import functions_by_name
     from toolduel.world.phrasing import _CHATTY_OPEN
     from toolduel.world.surface import indirect_forms, surface_forms
 
@@ -108,7 +108,7 @@ def query_model_report(query_path: Path, seeds_per_style: int, batch_size: int, 
     from toolduel.validity import check_query
     from toolduel.world.heldout import load_world_set
     from toolduel.world.phrasing import PHRASINGS
-    from toolduel.world.warm_start import query_model_messages
+    from toolduel.prompts import query_model_messages
 
     model = TransformersChatModel.from_pretrained(query_path, device="cpu", batch_size=batch_size)
     seeds = load_world_set("plain", limit=seeds_per_style)
@@ -154,7 +154,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     os.environ["TOOLDUEL_CACHE"] = args.cache or tempfile.mkdtemp(prefix="toolduel-bench-")
-    from toolduel.world.build import ensure_world_models
+    from toolduel.training.warm_start import ensure_world_models
 
     start = time.perf_counter()
     models = ensure_world_models(args.budget, progress=True, force=not args.reuse)

@@ -38,7 +38,7 @@ def main(model_dir: str, out: str) -> None:
     from toolduel.checkpoints import load_causal_lm
     from toolduel.defend import defend
     from toolduel.game_config import GameConfig
-    from toolduel.training import process_state
+    from toolduel.training.processes import process_state
     from toolduel.world.generator import generate_samples
 
     state = process_state()

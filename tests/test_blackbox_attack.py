@@ -47,7 +47,7 @@ TINY = ["--model", "fake-fc", "--no-progress", "--world-budget", "test", "--atta
 def world_cache(tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "toolduel-cache"
     os.environ.setdefault("TOOLDUEL_CACHE", str(cache))  # the same cache as test_game's, when both run
-    from toolduel.world.build import ensure_world_models
+    from toolduel.training.warm_start import ensure_world_models
 
     ensure_world_models("test", progress=False)
     return os.environ["TOOLDUEL_CACHE"]

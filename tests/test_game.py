@@ -146,7 +146,7 @@ def test_report_to_a_missing_tracker_says_what_to_install(monkeypatch):
 
 def test_no_progress_reaches_the_world_build(monkeypatch):
     # `toolduel run --no-progress` on an empty cache builds the world without its progress bars
-    import toolduel.world.build as build
+    import toolduel.training.warm_start as build
     from toolduel import game
 
     asked = []

@@ -9,7 +9,7 @@ import yaml
 
 from toolduel.config import load_config
 from toolduel.game_config import GameConfig
-from toolduel.training import lora_config
+from toolduel.training.arguments import lora_config
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 ACCELERATE = sorted(CONFIGS.glob("accelerate-*.yaml"))

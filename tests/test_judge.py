@@ -264,7 +264,7 @@ def test_harvest_passes_queries_through_the_judge_named_in_the_config(fake_opena
 def test_the_duels_attack_reward_asks_the_judge_named_in_the_config(fake_openai_server, tmp_path_factory,
                                                                       monkeypatch):
     from toolduel.attack import run_attack
-    from toolduel.world.build import ensure_world_models
+    from toolduel.training.warm_start import ensure_world_models
 
     monkeypatch.setenv("TOOLDUEL_CACHE", str(tmp_path_factory.getbasetemp() / "toolduel-cache"))
     query_path = ensure_world_models("test", progress=False).query_path

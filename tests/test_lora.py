@@ -11,7 +11,7 @@ from distributed_worker import SilentFCModel
 from toolduel.checkpoints import ADAPTER_CONFIG, export_merged, is_adapter, load_causal_lm
 from toolduel.config import ConfigError
 from toolduel.game_config import GameConfig
-from toolduel.training import lora_config, trainable_model
+from toolduel.training.arguments import lora_config, trainable_model
 from toolduel.validity import ValidityVerdict
 from toolduel.world.generator import generate_samples
 

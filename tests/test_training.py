@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from toolduel.cli import app
 from toolduel.config import ConfigError
 from toolduel.game_config import GameConfig
-from toolduel.training import grpo_settings, per_device_batch, require_vllm, trainer_settings, vllm_settings
+from toolduel.training.arguments import grpo_settings, per_device_batch, require_vllm, trainer_settings, vllm_settings
 
 
 @pytest.fixture

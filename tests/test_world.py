@@ -14,7 +14,7 @@ import pytest
 
 from toolduel.schema import OPTIONAL, Sample
 from toolduel.validity import check_query
-from toolduel.world.catalog import all_functions, domains, world_tools
+from toolduel.world.functions import all_functions, domains, world_tools
 from toolduel.world.generator import KINDS, generate_samples, make_sample, rephrase, split_of
 from toolduel.world.heldout import WORLD_SETS, load_world_set
 from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS
@@ -69,7 +69,7 @@ def test_samples_do_not_depend_on_the_processs_hash_seed():
     """Python salts string hashes per process, so anything drawn in set order would differ
     from one process to the next (it did: distractors of two-domain samples)."""
     script = ("import hashlib, json; from toolduel.world.generator import generate_samples; "
-              "from toolduel.world.warm_start import fc_examples; "
+              "from toolduel.world.training_data import fc_examples; "
               "data = [s.to_dict() for s in generate_samples(400, seed=5)], fc_examples(300); "
               "print(hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(salt)},

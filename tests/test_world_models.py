@@ -11,7 +11,8 @@ from toolduel.parsing import parse_calls
 from toolduel.world.generator import generate_samples
 from toolduel.world.tiny_models import (ISOLATING_PRETOKENIZE_REGEX, QWEN2_PRETOKENIZE_REGEX, build_qwen2,
                                         train_tokenizer)
-from toolduel.world.warm_start import NO_CALL_REPLY, fc_example, fc_examples, query_examples, query_model_messages
+from toolduel.prompts import NO_CALL_REPLY, fc_example, query_model_messages
+from toolduel.world.training_data import fc_examples, query_examples
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather_forecast", "description": "Daily forecast",
@@ -32,7 +33,7 @@ def world_tokenizer():
 def test_build(tmp_path_factory):
     import os
 
-    from toolduel.world.build import ensure_world_models
+    from toolduel.training.warm_start import ensure_world_models
 
     old = os.environ.get("TOOLDUEL_CACHE")
     os.environ["TOOLDUEL_CACHE"] = str(tmp_path_factory.mktemp("cache"))
@@ -185,7 +186,7 @@ def test_test_budget_build_gives_loadable_hf_checkpoints(test_build):
 def test_warm_start_changed_every_parameter(test_build):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from toolduel.world.build import BUDGETS
+    from toolduel.training.warm_start import BUDGETS
 
     budget = BUDGETS["test"]
     fresh = build_qwen2(AutoTokenizer.from_pretrained(test_build.tokenizer_path), hidden_size=budget.hidden_size,
@@ -198,7 +199,7 @@ def test_warm_start_changed_every_parameter(test_build):
 
 
 def test_second_call_hits_the_cache(test_build, monkeypatch):
-    from toolduel.world import build
+    from toolduel.training import warm_start as build
 
     monkeypatch.setattr(build, "build_world_models", lambda *a, **k: pytest.fail("rebuilt a cached build"))
     again = build.ensure_world_models("test", progress=False)
@@ -210,7 +211,7 @@ def test_second_call_hits_the_cache(test_build, monkeypatch):
 def test_cache_key_follows_the_budget():
     import dataclasses
 
-    from toolduel.world.build import BUDGETS, cache_key
+    from toolduel.training.warm_start import BUDGETS, cache_key
 
     test = BUDGETS["test"]
     assert cache_key(test) == cache_key(dataclasses.replace(test))
@@ -235,7 +236,7 @@ def test_query_model_starts_from_the_trained_fc_model(test_build, monkeypatch):
     import transformers
     from transformers import AutoModelForCausalLM
 
-    from toolduel.world import build
+    from toolduel.training import warm_start as build
 
     loaded = []
     original = transformers.Qwen2ForCausalLM.from_pretrained.__func__
@@ -258,7 +259,7 @@ def test_labelled_positions_loss_matches_trl(world_tokenizer, tmp_path):
     import trl
     from datasets import Dataset
 
-    from toolduel.world.warm_start import _sft_trainer_class
+    from toolduel.training.sft import _sft_trainer_class
 
     model = build_qwen2(world_tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                         intermediate_size=64)
@@ -285,7 +286,7 @@ def test_sft_learning_rate_holds_then_decays(world_tokenizer, monkeypatch, tmp_p
     """``decay=0.5``: the first half of the steps at the full rate, the second half falling."""
     import trl
 
-    from toolduel.world.warm_start import SFTSettings, sft_train
+    from toolduel.training.sft import SFTSettings, sft_train
 
     rates: list[float] = []
 
@@ -312,8 +313,9 @@ def test_the_decay_starts_when_the_probe_says_copying_works_and_training_ends_wi
     """16 planned steps with 4 of decay; the probe passes at its first look (step 2), so the
     rate falls over steps 3-6 and training stops there. A probe that never passes keeps the
     rate flat for 1.5 times the planned 12 flat steps, going over the data again, then decays."""
-    from toolduel.world import warm_start
-    from toolduel.world.warm_start import SFTSettings, answer_batches, answer_exact_rate, fc_probe_rows, sft_train
+    from toolduel.training import sft as warm_start
+    from toolduel.training.sft import SFTSettings, answer_batches, answer_exact_rate, sft_train
+    from toolduel.world.training_data import fc_probe_rows
 
     rows = [fc_example(s) for s in generate_samples(32, seed=3)]
     probe = fc_probe_rows(4, seed=9)

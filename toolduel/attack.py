@@ -1,7 +1,7 @@
 """The query model's side of the duel: the attack (GRPO against a frozen FC model) and the harvest.
 
 The query model's prompt is its chat template applied to the seed's tools, gold calls and seed
-query (:func:`toolduel.world.warm_start.query_model_messages`), rendered to text once, so that
+query (:func:`toolduel.prompts.query_model_messages`), rendered to text once, so that
 TRL sees plain-text prompts and every row can carry its own tools.
 """
 
@@ -20,7 +20,7 @@ from toolduel.progress import progress_bar
 from toolduel.rewards import AttackOutcome, QueryReward, QueryRewardSettings, adversarial_sample, play
 from toolduel.run_files import append_jsonl, write_jsonl_atomic
 from toolduel.schema import Sample
-from toolduel.world.warm_start import query_model_messages
+from toolduel.prompts import query_model_messages
 
 
 def reward_settings(config: GameConfig) -> QueryRewardSettings:
@@ -85,7 +85,8 @@ def run_attack(config: GameConfig, seeds: list[Sample], fc_model: Any, query_pat
     from trl import GRPOConfig, GRPOTrainer
 
     from toolduel.checkpoints import load_tokenizer
-    from toolduel.training import gather_from_all, grpo_settings, per_device_batch, save_trained, trainable_model
+    from toolduel.training.processes import gather_from_all
+    from toolduel.training.arguments import grpo_settings, per_device_batch, save_trained, trainable_model
 
     tokenizer = load_tokenizer(query_path)
     if reward is None:

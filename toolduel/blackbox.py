@@ -286,7 +286,7 @@ def _save_dataset(records: list[dict], path: Path) -> None:
 def query_model_path(config: BlackBoxConfig, progress: bool = True) -> str:
     if config.query_model:
         return config.query_model
-    from toolduel.world.build import ensure_world_models
+    from toolduel.training.warm_start import ensure_world_models
 
     return str(ensure_world_models(config.world_budget, progress=progress).query_path)
 

@@ -3,6 +3,7 @@ and ``world`` for the embedded tool world."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,12 +19,9 @@ from toolduel.progress import console
 app = typer.Typer(help="Adversarial data augmentation for tool-calling models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
-try:  # the world registers its own commands; a broken world must not take `eval` down with it
-    from toolduel.world.commands import world_app
-except ImportError:  # pragma: no cover - only while the world module is absent
-    world_app = None
-if world_app is not None:
-    app.add_typer(world_app, name="world", help="The embedded synthetic tool world and its tiny models.")
+from toolduel.world.commands import world_app  # noqa: E402 - `world sample`; `world build` is below
+
+app.add_typer(world_app, name="world", help="The embedded synthetic tool world and its players' warm starts.")
 
 
 from toolduel.report import report_command  # noqa: E402 - light: matplotlib loads only when a report is built
@@ -75,7 +73,7 @@ def build_eval_model(config: EvalConfig):
                            "timeout": config.timeout})
     path = config.model
     if path is None:
-        from toolduel.world.build import ensure_world_models
+        from toolduel.training.warm_start import ensure_world_models
 
         path = str(ensure_world_models(progress=True).fc_path)
     if config.backend == "vllm":  # vLLM schedules its own batches; --batch-size only sets how often results are saved
@@ -233,6 +231,25 @@ def attack_command(
     console.print(summary.message, soft_wrap=True, highlight=False, markup=False)
     if summary.stopped == "endpoint":
         raise typer.Exit(code=1)
+
+
+@world_app.command("build")
+def world_build_command(
+    budget: str = typer.Option("default", "--budget", help="default (about 7 minutes on 2 cores), large (a "
+                                                           "stronger query model, about 20 minutes) or test "
+                                                           "(seconds)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Build (or find in the cache) the world's tokenizer, FC model and query model."""
+    from toolduel.training.warm_start import BUDGETS, ensure_world_models
+
+    if budget not in BUDGETS:
+        raise typer.BadParameter(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}", param_hint="--budget")
+    models = ensure_world_models(budget, progress=progress, force=force)
+    typer.echo(json.dumps({"fc_path": str(models.fc_path), "query_path": str(models.query_path),
+                           "tokenizer_path": str(models.tokenizer_path),
+                           "timings": models.info.get("timings", {})}, indent=2))
 
 
 def main() -> None:  # pragma: no cover

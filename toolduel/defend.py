@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from toolduel.game_config import GameConfig
 from toolduel.schema import Sample
-from toolduel.world.warm_start import SFTSettings, fc_example, sft_train
+from toolduel.training.sft import SFTSettings, sft_train
+from toolduel.prompts import fc_example
 
 
 def defence_samples(pool: list[dict], replay: list[Sample], seed: int) -> list[Sample]:
@@ -25,7 +26,7 @@ def defend_sft(config: GameConfig, fc_path: str | Path, samples: list[Sample], o
                on_step: Callable[[int, int], None] | None = None) -> Any:
     """SFT on ``(tools, query) -> gold calls`` with TRL's SFTTrainer; the result goes to ``save_to``."""
     from toolduel.checkpoints import load_tokenizer
-    from toolduel.training import load_for_training, per_device_batch, save_atomically, trainer_settings
+    from toolduel.training.arguments import load_for_training, per_device_batch, save_atomically, trainer_settings
 
     tokenizer = load_tokenizer(fc_path)
     model, peft_config = load_for_training(fc_path, config, "fc")
@@ -50,7 +51,7 @@ def defend_grpo(config: GameConfig, fc_path: str | Path, samples: list[Sample], 
 
     from toolduel.checkpoints import load_tokenizer
     from toolduel.rewards import get_fc_reward
-    from toolduel.training import grpo_settings, per_device_batch, save_trained, trainable_model
+    from toolduel.training.arguments import grpo_settings, per_device_batch, save_trained, trainable_model
 
     tokenizer = load_tokenizer(fc_path)
     rows = [{"prompt": tokenizer.apply_chat_template(s.messages, tools=[t.to_openai() for t in s.tools],

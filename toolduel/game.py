@@ -35,8 +35,8 @@ from toolduel.models.base import GenerationConfig
 from toolduel.progress import console, progress_bar
 from toolduel.rewards import play
 from toolduel.schema import Sample
-from toolduel.training import (between_phases, is_main_process, process_count, require_vllm, run_alone,
-                               share_from_main, wait_for_everyone)
+from toolduel.training.processes import (between_phases, is_main_process, process_count, run_alone, share_from_main, wait_for_everyone)
+from toolduel.training.arguments import require_vllm
 
 # --- the run folder and its state --------------------------------------------------------------
 
@@ -139,7 +139,7 @@ def replay_samples(config: GameConfig, n: int, stream: str) -> list[Sample]:
     if config.seeds == "world:train":
         from toolduel.world.generator import generate_samples
         from toolduel.world.phrasing import PLAIN
-        from toolduel.world.warm_start import FC_KIND_WEIGHTS
+        from toolduel.world.training_data import FC_KIND_WEIGHTS
 
         seed = random.Random(f"{config.seed}:{stream}").randrange(10**9)
         return generate_samples(n, seed=seed, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS, split="train",
@@ -318,7 +318,7 @@ def rebuild_metrics(run: Run) -> None:
 def world_models(budget: str, progress: bool = True):
     """The embedded world's models, built on first use (and cached). With several processes the
     build, which trains, runs in a child process of the main one (:func:`run_alone`)."""
-    from toolduel.world.build import ensure_world_models
+    from toolduel.training.warm_start import ensure_world_models
 
     if process_count() > 1:
         run_alone(["world", "build", "--budget", budget], what="building the world models")

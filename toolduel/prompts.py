@@ -1,18 +1,28 @@
-"""Prompts for the FC model (and, later, the query model).
+"""What the two players are shown and how they answer.
 
-A chat template that takes ``tools=`` renders the tools itself, in the format the model was
-trained on. For a template that does not, :func:`with_tools_in_system` puts them into the
-system message instead, with an instruction that asks for Hermes-style ``<tool_call>``
-blocks, the format :mod:`toolduel.parsing` reads.
+- Tools: a chat template that takes ``tools=`` renders them itself, in the format the model
+  was trained on. For a template that does not, :func:`with_tools_in_system` puts them into
+  the system message instead, with an instruction that asks for Hermes-style ``<tool_call>``
+  blocks, the format :mod:`toolduel.parsing` reads.
+- The FC model's answer (:func:`fc_target`): the gold calls in ``<tool_call>`` blocks, or
+  :data:`NO_CALL_REPLY` when no tool fits.
+- The query model's prompt (:func:`query_model_messages`): the gold calls, a seed query and
+  an optional style; it answers with one user request.
+- Training rows in TRL's conversational format (:func:`fc_example`, :func:`fc_conversation`),
+  the tools as JSON in a ``tools`` column.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from toolduel.schema import Tool
+from toolduel.parsing import format_calls
+from toolduel.schema import Call, Sample, Tool
 
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+NO_CALL_REPLY = "None of the available tools can help with that."
+QUERY_SYSTEM = "Write one user request that needs exactly the calls below, and nothing else."
 
 FC_TOOLS_INSTRUCTION = """\
 You can call the following tools. Each is described as a JSON object:
@@ -34,8 +44,8 @@ def render_tools_instruction(tools: list[Tool]) -> str:
     to call them. Empty when there are no tools."""
     if not tools:
         return ""
-    tools_json = "\n".join(json.dumps(tool.to_openai(), ensure_ascii=False) for tool in tools)
-    return FC_TOOLS_INSTRUCTION.format(tools_json=tools_json, open=TOOL_CALL_OPEN, close=TOOL_CALL_CLOSE)
+    listed = "\n".join(json.dumps(tool.to_openai(), ensure_ascii=False) for tool in tools)
+    return FC_TOOLS_INSTRUCTION.format(tools_json=listed, open=TOOL_CALL_OPEN, close=TOOL_CALL_CLOSE)
 
 
 def with_tools_in_system(conversation: list[dict], tools: list[Tool]) -> list[dict]:
@@ -51,3 +61,67 @@ def with_tools_in_system(conversation: list[dict], tools: list[Tool]) -> list[di
     else:
         messages.insert(0, {"role": "system", "content": instruction})
     return messages
+
+
+# --- the FC model's answers -----------------------------------------------------------------
+
+
+def _plain_number(value: Any) -> Any:
+    """12.0 -> 12: the checker accepts an int for a float, and the query says "12"."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain_number(v) for v in value]
+    return value
+
+
+def calls_text(calls: list[Call]) -> str:
+    return format_calls([Call(c.name, {k: _plain_number(v) for k, v in c.arguments.items()}) for c in calls])
+
+
+def fc_target(sample: Sample) -> str:
+    """What the FC model should answer: the gold calls, or a plain sentence when none fits."""
+    if not sample.gold:
+        return NO_CALL_REPLY
+    return calls_text([gold.canonical_call() for gold in sample.gold])
+
+
+def tools_json(tools: list[Tool]) -> str:
+    """A tool list as the JSON text of a training row's ``tools`` column."""
+    return json.dumps([tool.to_openai() for tool in tools])
+
+
+def fc_example(sample: Sample) -> dict:
+    """A TRL conversational prompt-completion row (``tools`` as JSON, which TRL decodes)."""
+    return {"prompt": list(sample.messages),
+            "completion": [{"role": "assistant", "content": fc_target(sample)}],
+            "tools": tools_json(sample.tools)}
+
+
+def fc_conversation(samples: list[Sample]) -> dict:
+    """One TRL conversational row: several (query, answer) turns over the first sample's tools.
+
+    The tool list is most of a prompt's tokens; sharing it across turns lets one training
+    sequence teach ``len(samples)`` answers for little more than the cost of one, which is
+    what makes a 30k-answer warm start fit in minutes on a CPU. The first turn is exactly
+    the single-turn prompt the model is evaluated on."""
+    messages = []
+    for sample in samples:
+        messages += [{"role": "user", "content": sample.query},
+                     {"role": "assistant", "content": fc_target(sample)}]
+    return {"messages": messages, "tools": tools_json(samples[0].tools)}
+
+
+# --- the query model's prompt --------------------------------------------------------------
+
+
+def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
+    """The query model's prompt for ``sample``: the gold calls, a seed query (default: the
+    sample's own) and an optional style; the sample's tools go through the chat template's
+    ``tools=``, as for the FC model."""
+    calls = [gold.canonical_call() for gold in sample.gold]
+    lines = ["Calls:", calls_text(calls) if calls else "(none: no offered tool fits the request)",
+             f"Seed: {seed_query if seed_query is not None else sample.query}"]
+    if style:
+        lines.append(f"Style: {style}")
+    return [{"role": "system", "content": QUERY_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]

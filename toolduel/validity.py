@@ -134,7 +134,7 @@ def is_grounded(value: Any, query: str, forms: Callable[[Any], list[str]] | None
 
 
 def _default_intent_words(name: str) -> Collection[str] | None:
-    from toolduel.world.catalog import intent_words
+    from toolduel.world.functions import intent_words
 
     return intent_words(name)
 

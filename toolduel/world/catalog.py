@@ -1,6 +1,5 @@
-"""The world's vocabulary: parameter and function specs, value pools, and the lookups the
-generator and the tests use. The functions themselves are listed in
-:mod:`toolduel.world.functions`.
+"""The world's vocabulary: parameter and function specs and value pools. The functions
+themselves, and the lookups over them, are in :mod:`toolduel.world.functions`.
 
 A spec carries its own phrasings: a function has plain intents ("Get the weather forecast")
 and paraphrase intents ("What will the weather do"), a parameter has plain phrases
@@ -13,9 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from toolduel.schema import Tool
@@ -205,69 +202,3 @@ def sample_value(pool: str, type_: str, rng: random.Random) -> Any:
         whole = rng.randint(low, high)
         return rng.choice((float(whole), whole + 0.5, round(whole + rng.randint(1, 99) / 100, 2)))
     return rng.choice(POOLS[pool])
-
-
-@lru_cache(maxsize=1)
-def all_functions() -> tuple[Function, ...]:
-    from toolduel.world.functions import FUNCTIONS
-
-    names = [f.name for f in FUNCTIONS]
-    if len(set(names)) != len(names):
-        raise ValueError("duplicate function names in the world catalog")
-    return FUNCTIONS
-
-
-@lru_cache(maxsize=1)
-def functions_by_name() -> dict[str, Function]:
-    return {f.name: f for f in all_functions()}
-
-
-def domains() -> dict[str, list[Function]]:
-    out: dict[str, list[Function]] = {}
-    for function in all_functions():
-        out.setdefault(function.domain, []).append(function)
-    return out
-
-
-def world_tools() -> list[Tool]:
-    """Every function of the world as a :class:`Tool`."""
-    return [f.tool() for f in all_functions()]
-
-
-# ----------------------------------------------------------------------------- intent words
-
-# A word in the phrasings of more functions than this says little about which one is meant
-# ("get", "show", "the"), so it does not count as naming a function.
-_COMMON_WORD_FUNCTIONS = 4
-_FUNCTION_WORDS = frozenset({"and", "also", "does", "for", "from", "how", "into", "out", "tell", "that", "the",
-                             "then", "this", "using", "what", "when", "will", "with"})
-
-
-# Pools whose values say what is being measured: "kilometers" asks for a length conversion.
-_MEASURE_POOLS = ("length_unit", "weight_unit", "volume_unit", "temp_scale")
-
-
-def _phrasing_words(function: Function) -> set[str]:
-    from toolduel.world.surface import surface_forms
-
-    texts = [*function.intents, *function.alt_intents,
-             *(phrase for p in function.params for phrase in (*p.phrases, *p.alt_phrases))]
-    words = {w for text in texts for w in re.findall(r"[a-z]+", text.replace("{v}", " ").lower())
-             if len(w) >= 3 and w not in _FUNCTION_WORDS}
-    units = [v for p in function.params if p.pool in _MEASURE_POOLS for v in POOL_ENUMS[p.pool]]
-    return words | {w for unit in units for form in (unit, *surface_forms(unit))
-                    for w in re.findall(r"[a-z]+", form.lower()) if len(w) >= 2}
-
-
-@lru_cache(maxsize=1)
-def _intent_word_table() -> dict[str, frozenset[str]]:
-    words = {f.name: _phrasing_words(f) for f in all_functions()}
-    spread = Counter(word for found in words.values() for word in found)
-    return {name: frozenset(w for w in found if spread[w] <= _COMMON_WORD_FUNCTIONS) for name, found in words.items()}
-
-
-def intent_words(name: str) -> frozenset[str] | None:
-    """The words of a world function's phrasings that few other functions use ("vacuum",
-    "forecast", "times"): a query asking for the function says at least one of them. None
-    for a name the world does not know."""
-    return _intent_word_table().get(name) or None

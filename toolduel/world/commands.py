@@ -1,4 +1,4 @@
-"""``toolduel world sample`` and ``toolduel world build`` (registered by :mod:`toolduel.cli`)."""
+"""``toolduel world sample`` (registered by :mod:`toolduel.cli`, which adds ``world build``)."""
 
 from __future__ import annotations
 
@@ -47,22 +47,3 @@ def sample_command(
         for sample in samples:
             handle.write(json.dumps(sample.to_dict(), ensure_ascii=False) + "\n")
     typer.echo(f"wrote {len(samples)} samples to {out}")
-
-
-@world_app.command("build")
-def build_command(
-    budget: str = typer.Option("default", "--budget", help="default (about 7 minutes on 2 cores), large (a "
-                                                           "stronger query model, about 20 minutes) or test "
-                                                           "(seconds)."),
-    force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-) -> None:
-    """Build (or find in the cache) the world's tokenizer, FC model and query model."""
-    from toolduel.world.build import BUDGETS, ensure_world_models
-
-    if budget not in BUDGETS:
-        raise typer.BadParameter(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}", param_hint="--budget")
-    models = ensure_world_models(budget, progress=progress, force=force)
-    typer.echo(json.dumps({"fc_path": str(models.fc_path), "query_path": str(models.query_path),
-                           "tokenizer_path": str(models.tokenizer_path),
-                           "timings": models.info.get("timings", {})}, indent=2))

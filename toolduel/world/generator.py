@@ -17,15 +17,8 @@ from typing import Any
 
 from toolduel.schema import Call, GoldCall, Sample
 from toolduel.world import phrasing as ph
-from toolduel.world.catalog import (
-    WORLD_VERSION,
-    Function,
-    Param,
-    all_functions,
-    domains,
-    functions_by_name,
-    sample_value,
-)
+from toolduel.world.catalog import WORLD_VERSION, Function, Param, sample_value
+from toolduel.world.functions import all_functions, domains, functions_by_name
 from toolduel.world.phrasing import PHRASINGS, PLAIN, WRAPPERS, Piece
 from toolduel.world.surface import indirect_forms, surface_forms
 

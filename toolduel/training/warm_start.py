@@ -175,7 +175,7 @@ _SEED_OFFSETS = {"fc": 0, "query": 1}  # each warm start draws its own initial w
 def rows_and_tokenizer(budget: BuildBudget) -> tuple[list[dict], list[dict], Any]:
     """The FC and query training rows of ``budget`` and the tokenizer trained on them."""
     from toolduel.world.tiny_models import train_tokenizer
-    from toolduel.world.warm_start import fc_examples, query_examples
+    from toolduel.world.training_data import fc_examples, query_examples
 
     fc_rows = fc_examples(budget.fc_examples, seed=budget.seed, turns=budget.fc_turns)
     query_rows = query_examples(budget.query_examples, seed=budget.seed)
@@ -195,7 +195,7 @@ def fresh_model(budget: BuildBudget, tokenizer: Any, role: str) -> Any:
 
 def warm_start_settings(budget: BuildBudget, role: str, examples: int) -> Any:
     """The SFT settings of ``role``'s warm start ("fc" or "query") on ``examples`` rows."""
-    from toolduel.world.warm_start import SFTSettings
+    from toolduel.training.sft import SFTSettings
 
     learning_rate, batch_size = {"fc": (budget.fc_learning_rate, budget.fc_batch_size),
                                  "query": (budget.query_learning_rate, budget.query_batch_size)}[role]
@@ -206,7 +206,7 @@ def warm_start_settings(budget: BuildBudget, role: str, examples: int) -> Any:
 
 def probe_rows(budget: BuildBudget, role: str) -> list[dict] | None:
     """The rows whose exact answers decide when ``role``'s decay starts, or None (as planned)."""
-    from toolduel.world.warm_start import fc_probe_rows
+    from toolduel.world.training_data import fc_probe_rows
 
     if role != "fc" or budget.fc_decay_when_exact is None:
         return None
@@ -220,7 +220,7 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
 
     from toolduel.progress import progress_bar
     from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
-    from toolduel.world.warm_start import sft_train
+    from toolduel.training.sft import sft_train
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

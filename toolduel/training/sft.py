@@ -1,14 +1,9 @@
-"""Warm starts: supervised fine-tuning of the tiny FC model and the tiny query model with
-TRL's SFTTrainer; the loss falls on the answers only.
+"""Supervised fine-tuning with TRL's SFTTrainer: the defence's SFT and the warm starts.
 
-- FC model: tools (through the chat template) and a ``plain`` user query -> the gold calls in
-  ``<tool_call>`` blocks (:func:`toolduel.parsing.format_calls`), or a short sentence when no
-  tool fits. Plain phrasing only: the gap to perturbed queries is what the game must find.
-  Training rows are conversations of a few such turns over one tool list
-  (:func:`fc_conversation`); :func:`fc_example` gives the single-turn row.
-- Query model: tools, the gold calls, a seed query and optionally a style -> a query asking
-  for the same calls in that style, over every phrasing kind (the stand-in for a real
-  model's knowledge of language). Without a style line it writes any style.
+The loss falls on the answers only. On a CPU, a trainer subclass sends only the labelled
+positions through the LM head (:func:`_sft_trainer_class`). A warm-start schedule can hold
+its learning rate flat until a probe shows the model answering exactly, then decay
+(:class:`SFTSettings`).
 """
 
 from __future__ import annotations
@@ -16,145 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from toolduel.parsing import format_calls
-from toolduel.schema import Call, GoldCall, Sample, Tool
-from toolduel.world.catalog import all_functions, functions_by_name
-from toolduel.world.generator import KINDS, generate_samples, render_query, rephrase, sample_arguments, split_of
-from toolduel.world.phrasing import PHRASINGS, PLAIN
-
 _log = logging.getLogger(__name__)
-NO_CALL_REPLY = "None of the available tools can help with that."
-QUERY_SYSTEM = "Write one user request that needs exactly the calls below, and nothing else."
-FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
-
-
-def _plain_number(value: Any) -> Any:
-    """12.0 -> 12: the checker accepts an int for a float, and the query says "12"."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_plain_number(v) for v in value]
-    return value
-
-
-def calls_text(calls: list[Call]) -> str:
-    return format_calls([Call(c.name, {k: _plain_number(v) for k, v in c.arguments.items()}) for c in calls])
-
-
-def fc_target(sample: Sample) -> str:
-    """What the FC model should answer: the gold calls, or a plain sentence when none fits."""
-    if not sample.gold:
-        return NO_CALL_REPLY
-    return calls_text([gold.canonical_call() for gold in sample.gold])
-
-
-def _tools_json(tools: list[Tool]) -> str:
-    return json.dumps([tool.to_openai() for tool in tools])
-
-
-def fc_example(sample: Sample) -> dict:
-    """A TRL conversational prompt-completion row (``tools`` as JSON, which TRL decodes)."""
-    return {"prompt": list(sample.messages),
-            "completion": [{"role": "assistant", "content": fc_target(sample)}],
-            "tools": _tools_json(sample.tools)}
-
-
-def fc_conversation(samples: list[Sample]) -> dict:
-    """One TRL conversational row: several (query, answer) turns over the first sample's tools.
-
-    The tool list is most of a prompt's tokens; sharing it across turns lets one training
-    sequence teach ``len(samples)`` answers for little more than the cost of one, which is
-    what makes a 30k-answer warm start fit in minutes on a CPU. The first turn is exactly
-    the single-turn prompt the model is evaluated on."""
-    messages = []
-    for sample in samples:
-        messages += [{"role": "user", "content": sample.query},
-                     {"role": "assistant", "content": fc_target(sample)}]
-    return {"messages": messages, "tools": _tools_json(samples[0].tools)}
-
-
-def _more_turns(first: Sample, turns: int, rng: random.Random,
-                phrasings: tuple[str, ...] = (PLAIN,)) -> list[Sample]:
-    """Further requests, each phrased in one of ``phrasings``, that ``first``'s tool list can
-    serve (or, one time in seven, cannot: a function of an unrelated domain is asked for)."""
-    offered = [functions_by_name()[t.name] for t in first.tools]
-    unrelated = [f for f in all_functions() if not any(f.domain == o.domain for o in offered)]
-    tools = {t.name: t for t in first.tools}
-    out: list[Sample] = []
-    while len(out) < turns:
-        roll = rng.random()
-        if roll < 1 / 7:
-            kind, picks = "no_call", [rng.choice(unrelated)]
-        elif roll < 0.8 or len(offered) < 2:
-            kind, picks = "one_call", [rng.choice(offered)]
-        else:
-            kind, picks = "two_call", rng.sample(offered, 2)
-        calls = [Call(f.name, sample_arguments(f, rng)) for f in picks]
-        phrasing = phrasings[0] if len(phrasings) == 1 else rng.choice(phrasings)  # plain draws stay as they were
-        query = render_query(calls, phrasing, rng)
-        if query is None or split_of(query) != "train":
-            continue
-        gold = [GoldCall.from_call(c, tools[c.name]) for c in calls] if kind != "no_call" else []
-        out.append(Sample(id=f"{first.id}-turn{len(out) + 1}", tools=first.tools,
-                          messages=[{"role": "user", "content": query}], gold=gold, category=kind))
-    return out
-
-
-def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...] = (PLAIN,),
-                kind_weights: tuple[float, float, float] = FC_KIND_WEIGHTS) -> list[dict]:
-    """Rows holding ``n`` answers, ``turns`` per conversation (the first turn from the
-    generator's kind mix, the others from :func:`_more_turns`). The warm start sees plain
-    queries only; a reference model (``benchmarks/reference_fc.py``) sees every phrasing."""
-    rng = random.Random(f"fc-warm:{seed}" if phrasings == (PLAIN,) else f"fc-warm:{seed}:{','.join(phrasings)}")
-    firsts = generate_samples(-(-n // turns), seed=seed, kinds=KINDS, phrasings=phrasings,
-                              kind_weights=kind_weights, id_prefix="fc-warm")
-    return [fc_conversation([first, *_more_turns(first, turns - 1, rng, phrasings)]) for first in firsts]
-
-
-def fc_probe_rows(n: int, seed: int) -> list[dict]:
-    """``n`` single-turn plain one-call rows for the decay probe (``SFTSettings.decay_when_exact``);
-    pass a seed the training data does not use."""
-    return [fc_example(s) for s in generate_samples(n, seed=seed, kinds=("one_call",), phrasings=(PLAIN,),
-                                                   id_prefix="fc-probe")]
-
-
-def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
-    """The query model's prompt for ``sample``: the gold calls, a seed query (default: the
-    sample's own) and an optional style; the sample's tools go through the chat template's
-    ``tools=``, as for the FC model."""
-    calls = [gold.canonical_call() for gold in sample.gold]
-    lines = ["Calls:", calls_text(calls) if calls else "(none: no offered tool fits the request)",
-             f"Seed: {seed_query if seed_query is not None else sample.query}"]
-    if style:
-        lines.append(f"Style: {style}")
-    return [{"role": "system", "content": QUERY_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
-
-
-def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[dict]:
-    """Rows pairing a plain seed with the same request phrased in a random kind. Targets are
-    kept in the ``train`` split so the query model never learns a held-out query by heart."""
-    rng = random.Random(f"query-warm:{seed}")
-    seeds = generate_samples(2 * n, seed=seed + 7919, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS,
-                             id_prefix="query-warm")
-    rows: list[dict] = []
-    for sample in seeds:
-        if len(rows) == n:
-            break
-        style = rng.choice(PHRASINGS)
-        target = next((q for q in (rephrase(sample, style, rng) for _ in range(4))
-                       if q is not None and split_of(q) == "train"), None)
-        if target is None:
-            continue
-        shown_style = style if rng.random() < styled_fraction else None
-        rows.append({"prompt": query_model_messages(sample, style=shown_style),
-                     "completion": [{"role": "assistant", "content": target}],
-                     "tools": _tools_json(sample.tools), "style": style})
-    return rows
 
 
 @dataclass

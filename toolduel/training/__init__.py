@@ -1,0 +1,1 @@
+"""Training: several processes, trainer arguments, SFT and GRPO."""

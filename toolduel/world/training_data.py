@@ -1,0 +1,91 @@
+"""Warm-start data of the world: training rows for the FC model and the query model.
+
+- FC model: tools and a ``plain`` user query -> the gold calls, or :data:`NO_CALL_REPLY` when
+  no tool fits (:func:`toolduel.prompts.fc_target`). Plain phrasing only: the gap to perturbed
+  queries is what the game must find. Rows are conversations of a few such turns over one
+  tool list (:func:`toolduel.prompts.fc_conversation`).
+- Query model: tools, the gold calls, a seed query and optionally a style -> a query asking
+  for the same calls in that style, over every phrasing kind. Without a style line it writes
+  any style.
+
+Targets are kept in the ``train`` split, so no model learns a held-out query by heart.
+"""
+
+from __future__ import annotations
+
+import random
+
+from toolduel.prompts import fc_conversation, fc_example, query_model_messages, tools_json
+from toolduel.schema import Call, GoldCall, Sample
+from toolduel.world.functions import all_functions, functions_by_name
+from toolduel.world.generator import KINDS, generate_samples, render_query, rephrase, sample_arguments, split_of
+from toolduel.world.phrasing import PHRASINGS, PLAIN
+
+FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
+
+
+def _more_turns(first: Sample, turns: int, rng: random.Random,
+                phrasings: tuple[str, ...] = (PLAIN,)) -> list[Sample]:
+    """Further requests, each phrased in one of ``phrasings``, that ``first``'s tool list can
+    serve (or, one time in seven, cannot: a function of an unrelated domain is asked for)."""
+    offered = [functions_by_name()[t.name] for t in first.tools]
+    unrelated = [f for f in all_functions() if not any(f.domain == o.domain for o in offered)]
+    tools = {t.name: t for t in first.tools}
+    out: list[Sample] = []
+    while len(out) < turns:
+        roll = rng.random()
+        if roll < 1 / 7:
+            kind, picks = "no_call", [rng.choice(unrelated)]
+        elif roll < 0.8 or len(offered) < 2:
+            kind, picks = "one_call", [rng.choice(offered)]
+        else:
+            kind, picks = "two_call", rng.sample(offered, 2)
+        calls = [Call(f.name, sample_arguments(f, rng)) for f in picks]
+        phrasing = phrasings[0] if len(phrasings) == 1 else rng.choice(phrasings)  # plain draws stay as they were
+        query = render_query(calls, phrasing, rng)
+        if query is None or split_of(query) != "train":
+            continue
+        gold = [GoldCall.from_call(c, tools[c.name]) for c in calls] if kind != "no_call" else []
+        out.append(Sample(id=f"{first.id}-turn{len(out) + 1}", tools=first.tools,
+                          messages=[{"role": "user", "content": query}], gold=gold, category=kind))
+    return out
+
+
+def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...] = (PLAIN,),
+                kind_weights: tuple[float, float, float] = FC_KIND_WEIGHTS) -> list[dict]:
+    """Rows holding ``n`` answers, ``turns`` per conversation (the first turn from the
+    generator's kind mix, the others from :func:`_more_turns`). The warm start sees plain
+    queries only; a reference model (``benchmarks/reference_fc.py``) sees every phrasing."""
+    rng = random.Random(f"fc-warm:{seed}" if phrasings == (PLAIN,) else f"fc-warm:{seed}:{','.join(phrasings)}")
+    firsts = generate_samples(-(-n // turns), seed=seed, kinds=KINDS, phrasings=phrasings,
+                              kind_weights=kind_weights, id_prefix="fc-warm")
+    return [fc_conversation([first, *_more_turns(first, turns - 1, rng, phrasings)]) for first in firsts]
+
+
+def fc_probe_rows(n: int, seed: int) -> list[dict]:
+    """``n`` single-turn plain one-call rows for the decay probe (``SFTSettings.decay_when_exact``);
+    pass a seed the training data does not use."""
+    return [fc_example(s) for s in generate_samples(n, seed=seed, kinds=("one_call",), phrasings=(PLAIN,),
+                                                   id_prefix="fc-probe")]
+
+
+def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[dict]:
+    """Rows pairing a plain seed with the same request phrased in a random kind. Targets are
+    kept in the ``train`` split so the query model never learns a held-out query by heart."""
+    rng = random.Random(f"query-warm:{seed}")
+    seeds = generate_samples(2 * n, seed=seed + 7919, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS,
+                             id_prefix="query-warm")
+    rows: list[dict] = []
+    for sample in seeds:
+        if len(rows) == n:
+            break
+        style = rng.choice(PHRASINGS)
+        target = next((q for q in (rephrase(sample, style, rng) for _ in range(4))
+                       if q is not None and split_of(q) == "train"), None)
+        if target is None:
+            continue
+        shown_style = style if rng.random() < styled_fraction else None
+        rows.append({"prompt": query_model_messages(sample, style=shown_style),
+                     "completion": [{"role": "assistant", "content": target}],
+                     "tools": tools_json(sample.tools), "style": style})
+    return rows
