@@ -51,14 +51,19 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     import torch
-    from transformers import (Qwen2Config, Qwen2ForCausalLM, get_constant_schedule_with_warmup,
-                              get_cosine_schedule_with_warmup, get_wsd_schedule)
+    from transformers import (
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_wsd_schedule,
+    )
 
+    from toolduel.prompts import fc_target
     from toolduel.training.warm_start import _quiet_libraries, tokenizer_corpus
     from toolduel.world.heldout import load_world_set
     from toolduel.world.tiny_models import train_tokenizer
     from toolduel.world.training_data import fc_examples, query_examples
-    from toolduel.prompts import fc_target
 
     torch.set_num_threads(args.threads)
     with _quiet_libraries():

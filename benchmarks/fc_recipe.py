@@ -47,10 +47,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from toolduel.training.warm_start import _quiet_libraries, tokenizer_corpus
-    from toolduel.world.tiny_models import (ISOLATING_PRETOKENIZE_REGEX, QWEN2_PRETOKENIZE_REGEX, build_qwen2,
-                                            train_tokenizer)
     from toolduel.training.sft import SFTSettings, sft_train
+    from toolduel.training.warm_start import _quiet_libraries, tokenizer_corpus
+    from toolduel.world.tiny_models import (
+        ISOLATING_PRETOKENIZE_REGEX,
+        QWEN2_PRETOKENIZE_REGEX,
+        build_qwen2,
+        train_tokenizer,
+    )
     from toolduel.world.training_data import fc_examples, query_examples
 
     split = ISOLATING_PRETOKENIZE_REGEX if args.split == "isolating" else QWEN2_PRETOKENIZE_REGEX

@@ -34,8 +34,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
     from toolduel.training.sft import SFTSettings
+    from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
     from toolduel.world.training_data import query_examples
 
     sys.path.insert(0, str(Path(__file__).parent))

@@ -37,8 +37,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from toolduel.world.phrasing import PHRASINGS
     from toolduel.training.sft import SFTSettings
+    from toolduel.world.phrasing import PHRASINGS
     from toolduel.world.training_data import fc_examples
 
     sys.path.insert(0, str(Path(__file__).parent))

@@ -105,10 +105,11 @@ def _style_marks(style: str, query: str, seed) -> bool:
 def query_model_report(query_path: Path, seeds_per_style: int, batch_size: int, temperature: float) -> dict:
     from toolduel.models.base import GenerationConfig
     from toolduel.models.hf import TransformersChatModel
-    from toolduel.validity import check_query
-    from toolduel.world.heldout import load_world_set
-    from toolduel.world.phrasing import PHRASINGS
     from toolduel.prompts import query_model_messages
+    from toolduel.referee.validity import check_query
+    from toolduel.world.heldout import load_world_set
+    from toolduel.world.lexicon import world_lexicon
+    from toolduel.world.phrasing import PHRASINGS
 
     model = TransformersChatModel.from_pretrained(query_path, device="cpu", batch_size=batch_size)
     seeds = load_world_set("plain", limit=seeds_per_style)
@@ -121,7 +122,7 @@ def query_model_report(query_path: Path, seeds_per_style: int, batch_size: int, 
         prompts = [query_model_messages(s, style=style) for s in group]
         outputs = model.generate(prompts, [s.tools for s in group],
                                  GenerationConfig(max_new_tokens=80, temperature=temperature, seed=0))
-        verdicts = [check_query(o.text, s) for s, o in zip(group, outputs)]
+        verdicts = [check_query(o.text, s, world_lexicon()) for s, o in zip(group, outputs)]
         valid = sum(v.valid for v in verdicts)
         entry = {"valid": round(valid / len(group), 3),
                  "changed": round(sum(o.text.strip() != s.query for s, o in zip(group, outputs)) / len(group), 3),

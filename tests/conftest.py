@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from fake_openai_server import FakeOpenAIServer
 
 # --- OpenAI-compatible endpoint -------------------------------------------------------------

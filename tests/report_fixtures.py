@@ -18,9 +18,10 @@ from toolduel.checker import check_sample
 from toolduel.evaluate import score_generation, summarize
 from toolduel.models.base import Generation
 from toolduel.parsing import format_calls, parse_calls
+from toolduel.referee.validity import check_query
 from toolduel.run_files import METRICS, POOL, append_jsonl, round_dir, write_json_atomic
 from toolduel.schema import Call, GoldCall, Sample, Tool
-from toolduel.validity import check_query
+from toolduel.world.lexicon import world_lexicon
 
 
 def _tool(name: str, description: str, **params: str) -> Tool:
@@ -182,7 +183,7 @@ def _pool_round(rng: random.Random, run_dir: Path, round_index: int, size: int) 
         if rng.random() < 0.5 - 0.1 * round_index:  # the query model learns to keep its queries valid
             bad = _invalid_query(rng, request, query)
             harvest.append({"round": round_index, "seed_id": pool[-1]["seed_id"], "query": bad, "valid": False,
-                            "reasons": check_query(bad, sample).reasons})
+                            "reasons": check_query(bad, sample, world_lexicon()).reasons})
         fixed = not succeeded or rng.random() < 0.7
         after_text = fc_output(sample, "ok" if fixed else kind)
         after.append({"id": record_id, "round": round_index, "raw_output": after_text,

@@ -17,10 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from fake_openai_server import FakeOpenAIServer, last_user_message
 from processes import kill_when
+from typer.testing import CliRunner
+
 from toolduel.blackbox import pick
 from toolduel.blackbox_config import BlackBoxConfig
 from toolduel.cli import app
@@ -29,6 +29,7 @@ from toolduel.ledger import BUDGET_SPENT, QueryLedger, RequestBudget, query_key
 from toolduel.models.base import Generation, GenerationConfig
 from toolduel.run_files import read_jsonl
 from toolduel.schema import GoldCall, Sample, Tool
+from toolduel.world.lexicon import world_lexicon
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 KEY_ENV = "TOOLDUEL_TEST_KEY"
@@ -312,7 +313,7 @@ class CountingFC:
 def test_the_ledger_scores_repeats_once_and_a_later_success_supersedes_a_failure(tmp_path):
     fc = CountingFC(fail={"please refresh the cache"})
     path = tmp_path / "queries.jsonl"
-    ledger = QueryLedger(path, fc, k=2, generation=GenerationConfig())
+    ledger = QueryLedger(path, fc, k=2, generation=GenerationConfig(), lexicon=world_lexicon())
     seed = SEEDS[0]
     queries = ["please refresh the cache", "refresh it now", "refresh it now", "hm"]
 
@@ -320,7 +321,7 @@ def test_the_ledger_scores_repeats_once_and_a_later_success_supersedes_a_failure
     assert [(o.valid, o.failed) for o in outcomes] == [(True, True), (True, False), (True, False), (False, False)]
     assert sorted(fc.asked) == ["please refresh the cache"] * 2 + ["refresh it now"] * 2  # the repeat: asked once
     fc.fail.clear()
-    again = QueryLedger(path, fc, k=2, generation=GenerationConfig())  # as after a resume
+    again = QueryLedger(path, fc, k=2, generation=GenerationConfig(), lexicon=world_lexicon())  # as after a resume
     again.score([seed] * 2, ["refresh it now", "please refresh the cache"], phase="attack", step=2)
     assert fc.asked.count("refresh it now") == 2 and fc.asked.count("please refresh the cache") == 4
     records = read_jsonl(path)

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolduel.checker import (INTERNAL_ERROR, KINDS, PARTIAL_CREDIT_CAP, Verdict, check, check_sample,
-                              error_kind, partial_credit, score)
+from toolduel.checker import (
+    INTERNAL_ERROR,
+    KINDS,
+    PARTIAL_CREDIT_CAP,
+    Verdict,
+    check,
+    check_sample,
+    error_kind,
+    partial_credit,
+    score,
+)
 from toolduel.checker_values import normalize_string
 from toolduel.schema import Call, GoldCall, Sample, Tool
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import kill_when
 from typer.testing import CliRunner
 
-from processes import kill_when
 from toolduel.cli import app
 from toolduel.config import ConfigError, load_config
 from toolduel.game_config import GameConfig

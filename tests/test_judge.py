@@ -7,18 +7,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_openai_server import FakeOpenAIServer
+
 from toolduel.attack import harvest
 from toolduel.config import ConfigError
 from toolduel.game_config import GameConfig
-from toolduel.judge import Judge, JudgePrompt, build_judge, parse_verdict
 from toolduel.ledger import RequestBudget
 from toolduel.models.base import Generation
 from toolduel.models.endpoint import EndpointChatModel
-from toolduel.rewards import QueryReward, play
+from toolduel.referee.judge import Judge, JudgePrompt, build_judge, parse_verdict
+from toolduel.referee.outcome import score_queries
+from toolduel.referee.rewards import QueryReward
 from toolduel.run_files import read_jsonl
 from toolduel.schema import Call, GoldCall, Sample, Tool
+from toolduel.world.lexicon import world_lexicon
 
 WEATHER = Tool("get_weather", "Current weather for a city.", {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
@@ -221,12 +223,12 @@ def test_judge_rejections_are_invalid_and_judge_failures_have_no_reward(fake_ope
     judge = endpoint_judge(fake_openai_server, None)
     queries = ["Paris weather please", "Paris and Berlin weather?", "Paris, Oslo weather?", "no city"]
 
-    outcomes = play(fc, [SEED] * 4, queries, judge=judge)
+    outcomes = score_queries(fc, [SEED] * 4, queries, judge=judge, lexicon=world_lexicon())
     assert [(o.valid, o.failed) for o in outcomes] == [(True, False), (False, False), (False, True), (False, False)]
     assert outcomes[1].reasons == ["judge: it also asks about Berlin"]
     assert outcomes[3].reasons[0].startswith("ungrounded")  # the rules ran first: the judge was not asked
     assert fc.prompts == ["Paris weather please"]  # the FC model only answers what the judge accepted
-    rewards = QueryReward(fc, k=1, judge=judge)(queries, sample=[json.dumps(SEED.to_dict())] * 4)
+    rewards = QueryReward(fc, k=1, judge=judge, lexicon=world_lexicon())(queries, sample=[json.dumps(SEED.to_dict())] * 4)
     assert rewards == [1.0, -1.0, None, -1.0]  # the judge's failure is no verdict: no reward, not a penalty
 
 

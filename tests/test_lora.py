@@ -5,14 +5,14 @@ import json
 
 import pytest
 import torch
+from distributed_worker import SilentFCModel
 from safetensors.torch import load_file
 
-from distributed_worker import SilentFCModel
 from toolduel.checkpoints import ADAPTER_CONFIG, export_merged, is_adapter, load_causal_lm
 from toolduel.config import ConfigError
 from toolduel.game_config import GameConfig
+from toolduel.referee.validity import ValidityVerdict
 from toolduel.training.arguments import lora_config, trainable_model
-from toolduel.validity import ValidityVerdict
 from toolduel.world.generator import generate_samples
 
 LORA = dict(fc_lora=True, query_lora=True, lora_rank=4, lora_alpha=8, lora_dropout=0.0)
@@ -78,12 +78,12 @@ def test_sft_defence_trains_only_the_adapter(sft_adapter, tiny_qwen2):
 
 
 def test_grpo_attack_trains_only_the_adapter_and_continues_it_next_round(tmp_path, base_dir, monkeypatch):
-    from toolduel import rewards
     from toolduel.attack import run_attack
+    from toolduel.referee import outcome
 
     # The tiny random query model writes no valid query; let validity follow the query's parity so
     # that rewards differ within a group (valid and unanswered: 1; invalid: -1) and GRPO learns.
-    monkeypatch.setattr(rewards, "check_query", lambda query, sample, surface_forms=None: ValidityVerdict(
+    monkeypatch.setattr(outcome, "check_query", lambda query, sample, lexicon=None: ValidityVerdict(
         valid=len(query) % 2 == 0, reasons=[] if len(query) % 2 == 0 else ["test: odd length"]))
     config = GameConfig(**LORA, attack_steps=1, attack_prompts_per_step=2, num_generations=4, max_query_tokens=8,
                         fc_samples=1, reward_form="attack", attack_learning_rate=5e-2)

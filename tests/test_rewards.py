@@ -4,11 +4,18 @@ import pickle
 import pytest
 
 from toolduel.models.base import Generation
-from toolduel.rewards import (
-    QueryReward, QueryRewardSettings, adversarial_sample, attack_value, fc_reward, get_fc_reward,
-    near_duplicates, play, query_rewards,
+from toolduel.referee.outcome import adversarial_sample, score_queries
+from toolduel.referee.rewards import (
+    QueryReward,
+    QueryRewardSettings,
+    attack_value,
+    fc_reward,
+    get_fc_reward,
+    near_duplicates,
+    query_rewards,
 )
 from toolduel.schema import Call, GoldCall, Sample, Tool
+from toolduel.world.lexicon import world_lexicon
 
 CONVERT = Tool("convert_length", parameters={"type": "object", "required": ["value", "unit"], "properties": {
     "value": {"type": "number"}, "unit": {"type": "string", "enum": ["km", "mi"]}}})
@@ -90,11 +97,11 @@ class ScriptedFC:
         return [Generation(WRONG_VALUE if "twelve" in c[-1]["content"] else RIGHT) for c in conversations]
 
 
-def test_play_gates_validity_and_scores_k_answers():
+def test_score_queries_gates_validity_and_scores_k_answers():
     fc = ScriptedFC()
     queries = ["Please convert twelve km", "Convert 12 km now", "Convert some distance",
                "convert_length(value=12, unit='km')"]
-    outcomes = play(fc, [SEED] * 4, queries, k=2)
+    outcomes = score_queries(fc, [SEED] * 4, queries, k=2, lexicon=world_lexicon())
     assert [o.valid for o in outcomes] == [True, True, False, False]
     assert outcomes[2].reasons[0].startswith("ungrounded")  # 12 was dropped
     assert any(r.startswith("leak") for r in outcomes[3].reasons)  # call syntax in the query
@@ -104,7 +111,7 @@ def test_play_gates_validity_and_scores_k_answers():
 
 
 def test_query_reward_is_a_trl_reward_function():
-    reward = QueryReward(ScriptedFC(), k=1)
+    reward = QueryReward(ScriptedFC(), k=1, lexicon=world_lexicon())
     values = reward(["Please convert twelve km", "Convert 12 km now", "nothing"], sample=[SEED_JSON] * 3)
     assert values == [1.0, 0.0, -1.0]  # fooled it, did not, invalid
     assert len(reward.history) == 1 and reward.history[0][0].fc_outputs == [WRONG_VALUE]

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from toolduel.referee.validity import Lexicon, ValidityVerdict, is_grounded, normalize
+from toolduel.referee.validity import check_query as rule_check
 from toolduel.schema import Call, GoldCall, Sample, Tool
-from toolduel.validity import ValidityVerdict, check_query, is_grounded, normalize
+from toolduel.world.lexicon import world_lexicon
+
+WORLD = world_lexicon()
+
+
+def check_query(query, sample, lexicon=WORLD, **options):
+    """The rule check with the world's lexicon (surface forms, intent words), as the programs run it."""
+    return rule_check(query, sample, lexicon, **options)
 
 ADD_TO_CART = Tool("add_to_cart", "Add a product to the cart", {
     "type": "object", "required": ["product", "quantity"],
@@ -132,14 +143,22 @@ def test_custom_surface_forms_extend_or_replace_the_table():
     gold = Sample(id="s", tools=[ADD_TO_CART], messages=[],
                   gold=[GoldCall("add_to_cart", {"product": ["yoga mat"], "quantity": [144]})])
     assert not check_query("add a gross of yoga mats", gold).valid
-    assert check_query("add a gross of yoga mats", gold, surface_forms={"144": ["a gross"]}).valid
+    assert check_query("add a gross of yoga mats", gold, WORLD.with_forms({"144": ["a gross"]})).valid
     assert check_query("add a gross of yoga mats", gold,
-                       surface_forms=lambda v: {144: ["a gross"]}.get(v, [str(v)])).valid
+                       dataclasses.replace(WORLD, surface_forms=lambda v: {144: ["a gross"]}.get(v, [str(v)]))).valid
+
+
+def test_without_a_lexicon_values_must_be_written_as_they_are_and_intent_is_unchecked():
+    assert check_query("Add a dozen yoga mats to my cart", CART).valid
+    assert check_query("Add a dozen yoga mats to my cart", CART, Lexicon()).reasons == [
+        "ungrounded: add_to_cart.quantity=12"]
+    assert check_query("Order 12 yoga mat now", CART, Lexicon()).valid  # "order" is no word of add_to_cart's
+    assert check_query("Order 12 yoga mat now", CART).error_type == "off_intent"
 
 
 def test_dates_and_arrays_are_grounded_through_their_forms():
-    assert is_grounded("2025-05-12", "book it for May 12th, 2025")
-    assert not is_grounded("2025-05-12", "book it for May 12th")  # the year is missing
+    assert is_grounded("2025-05-12", "book it for May 12th, 2025", WORLD.surface_forms)
+    assert not is_grounded("2025-05-12", "book it for May 12th", WORLD.surface_forms)  # the year is missing
     assert is_grounded(["Alice", "Bob"], "tell alice and bob")
     assert not is_grounded(["Alice", "Bob"], "tell alice")
     assert normalize("  Hello,\tWORLD_x ") == "hello, world x"
@@ -172,4 +191,4 @@ def test_units_name_a_conversion_and_unknown_functions_are_not_intent_checked():
     foreign = Tool("lookup_tide", "Tide times", {"type": "object", "properties": {"port": {"type": "string"}}})
     sample = sample_of(Call("lookup_tide", {"port": "Brest"}), tools=(foreign,))
     assert check_query("Brest, please", sample).valid  # not a world function: no words to require
-    assert not check_query("Brest, please", sample, intent_words=lambda name: {"tide"}).valid
+    assert not check_query("Brest, please", sample, dataclasses.replace(WORLD, intent_words=lambda name: {"tide"})).valid

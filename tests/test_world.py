@@ -12,13 +12,16 @@ from collections import Counter
 import jsonschema
 import pytest
 
+from toolduel.referee.validity import check_query
 from toolduel.schema import OPTIONAL, Sample
-from toolduel.validity import check_query
 from toolduel.world.functions import all_functions, domains, world_tools
 from toolduel.world.generator import KINDS, generate_samples, make_sample, rephrase, split_of
 from toolduel.world.heldout import WORLD_SETS, load_world_set
+from toolduel.world.lexicon import world_lexicon
 from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS
 from toolduel.world.surface import indirect_forms, number_words, surface_forms
+
+WORLD = world_lexicon()  # the rule check knows the world's surface forms and intent words
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,8 @@ def test_kinds_have_the_right_number_of_gold_calls(mixed_samples):
 
 
 def test_every_generated_query_passes_the_validity_check(mixed_samples):
-    failures = [(s.query, check_query(s.query, s).reasons) for s in mixed_samples if not check_query(s.query, s).valid]
+    failures = [(s.query, check_query(s.query, s, WORLD).reasons) for s in mixed_samples
+                if not check_query(s.query, s, WORLD).valid]
     assert failures == []
 
 
@@ -133,15 +137,15 @@ def test_perturbations_change_the_query_but_not_the_request():
         queries = {rephrase(sample, phrasing, rng) for _ in range(5)} - {None}
         assert queries and sample.query not in queries, phrasing
         for query in queries:
-            assert check_query(query, sample).valid, (phrasing, query)
+            assert check_query(query, sample, WORLD).valid, (phrasing, query)
 
 
 def test_the_worlds_rewrites_of_a_seed_stay_within_the_gates_growth_bound():
     # the gate's MAX_GROWTH is sized from these: no style of the world adds more to its seed
     rng = random.Random(1)
     seeds = generate_samples(300, seed=3, phrasings=("plain",))
-    failures = [(phrasing, query, check_query(query, seed).reasons) for seed in seeds for phrasing in PHRASINGS
-                for query in [rephrase(seed, phrasing, rng)] if query and not check_query(query, seed).valid]
+    failures = [(phrasing, query, check_query(query, seed, WORLD).reasons) for seed in seeds for phrasing in PHRASINGS
+                for query in [rephrase(seed, phrasing, rng)] if query and not check_query(query, seed, WORLD).valid]
     assert failures == []
 
 

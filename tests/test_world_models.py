@@ -8,10 +8,14 @@ import pytest
 import torch
 
 from toolduel.parsing import parse_calls
-from toolduel.world.generator import generate_samples
-from toolduel.world.tiny_models import (ISOLATING_PRETOKENIZE_REGEX, QWEN2_PRETOKENIZE_REGEX, build_qwen2,
-                                        train_tokenizer)
 from toolduel.prompts import NO_CALL_REPLY, fc_example, query_model_messages
+from toolduel.world.generator import generate_samples
+from toolduel.world.tiny_models import (
+    ISOLATING_PRETOKENIZE_REGEX,
+    QWEN2_PRETOKENIZE_REGEX,
+    build_qwen2,
+    train_tokenizer,
+)
 from toolduel.world.training_data import fc_examples, query_examples
 
 WEATHER_TOOL = {"type": "function", "function": {
@@ -156,8 +160,9 @@ def test_fc_rows_of_every_phrasing_for_a_reference_model_stay_in_the_train_split
 
 
 def test_query_rows_cover_every_style_and_stay_valid():
-    from toolduel.validity import check_query
+    from toolduel.referee.validity import check_query
     from toolduel.world.generator import split_of
+    from toolduel.world.lexicon import world_lexicon
     from toolduel.world.phrasing import PHRASINGS
 
     rows = query_examples(300, seed=0)
@@ -166,7 +171,7 @@ def test_query_rows_cover_every_style_and_stay_valid():
     sample = generate_samples(1, seed=5, kinds=("one_call",), phrasings=("plain",))[0]
     prompt = query_model_messages(sample, style="chatty")
     assert prompt[-1]["content"].endswith("Style: chatty") and sample.query in prompt[-1]["content"]
-    assert check_query(sample.query, sample).valid
+    assert check_query(sample.query, sample, world_lexicon()).valid
 
 
 def test_test_budget_build_gives_loadable_hf_checkpoints(test_build):

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolduel.game_config import GameConfig
-from toolduel.judge import build_judge
 from toolduel.models.base import GenerationConfig
 from toolduel.progress import progress_bar
-from toolduel.rewards import AttackOutcome, QueryReward, QueryRewardSettings, adversarial_sample, play
+from toolduel.prompts import query_model_messages
+from toolduel.referee.judge import build_judge
+from toolduel.referee.outcome import AttackOutcome, adversarial_sample, score_queries
+from toolduel.referee.rewards import QueryReward, QueryRewardSettings
 from toolduel.run_files import append_jsonl, write_jsonl_atomic
 from toolduel.schema import Sample
-from toolduel.prompts import query_model_messages
+from toolduel.world.lexicon import world_lexicon
 
 
 def reward_settings(config: GameConfig) -> QueryRewardSettings:
@@ -85,12 +87,12 @@ def run_attack(config: GameConfig, seeds: list[Sample], fc_model: Any, query_pat
     from trl import GRPOConfig, GRPOTrainer
 
     from toolduel.checkpoints import load_tokenizer
-    from toolduel.training.processes import gather_from_all
     from toolduel.training.arguments import grpo_settings, per_device_batch, save_trained, trainable_model
+    from toolduel.training.processes import gather_from_all
 
     tokenizer = load_tokenizer(query_path)
     if reward is None:
-        reward = QueryReward(fc_model, k=config.fc_samples, settings=reward_settings(config),
+        reward = QueryReward(fc_model, k=config.fc_samples, settings=reward_settings(config), lexicon=world_lexicon(),
                              generation=fc_generation(config),
                              judge=judge if judge is not None else build_judge(config))
     rows = [{"prompt": render_query_prompt(tokenizer, seed), "sample": json.dumps(seed.to_dict())} for seed in seeds]
@@ -180,8 +182,8 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
     harvest stats. Every query, valid or not, goes to ``harvest.jsonl``."""
     queries = sample_queries(config, seeds, query_model, config.seed + round_index)
     k, generation = harvest_scoring(config)
-    outcomes = play(fc_model, seeds, queries, k=k, generation=generation,
-                    judge=judge if judge is not None else build_judge(config))
+    outcomes = score_queries(fc_model, seeds, queries, k=k, generation=generation, lexicon=world_lexicon(),
+                             judge=judge if judge is not None else build_judge(config))
     harvest_records = [{"round": round_index, "seed_id": seed.id, "query": o.query, "valid": o.valid,
                         "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
                         "fc_success": o.fc_success} for seed, o in zip(seeds, outcomes)]

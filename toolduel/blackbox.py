@@ -38,16 +38,24 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolduel import run_files as files
-from toolduel.attack import fc_generation, pool_record, reward_settings, run_attack, sample_queries, step_stats
+from toolduel.attack import fc_generation, reward_settings, run_attack, sample_queries
 from toolduel.blackbox_config import BlackBoxConfig
 from toolduel.config import ConfigError, load_config, to_yaml
 from toolduel.data import DataError, load_samples
-from toolduel.judge import NOT_ASKED, build_judge
 from toolduel.ledger import (
-    BUDGET_SPENT, LEDGER_FILE, LedgerReward, QueryLedger, RequestBudget, latest_records, outcome_from_record,
+    BUDGET_SPENT,
+    LEDGER_FILE,
+    LedgerReward,
+    QueryLedger,
+    RequestBudget,
+    latest_records,
+    outcome_from_record,
 )
 from toolduel.progress import console, progress_bar
+from toolduel.referee.judge import NOT_ASKED, build_judge
+from toolduel.referee.outcome import pool_record, step_stats
 from toolduel.schema import Sample
+from toolduel.world.lexicon import world_lexicon
 
 ATTACK_LOG = "attack_log.jsonl"
 TRAINER = "trainer"
@@ -302,7 +310,8 @@ def run_blackbox(run: AttackRun, progress: bool = True, on_log: Callable[[str], 
                            save=lambda used: run.save(requests_sent=used))
     game = config.game_config()
     ledger = QueryLedger(run.dir / LEDGER_FILE, config.endpoint_model(), config.fc_samples, fc_generation(game),
-                         budget, judge=build_judge(config, budget=budget), failure_limit=config.failure_limit)
+                         budget, judge=build_judge(config, budget=budget), lexicon=world_lexicon(),
+                         failure_limit=config.failure_limit)
     stopped = _stop_reason(ledger, config.fc_samples)
     if stopped is None and not run.done("attack"):
         stopped = phase_attack(run, pool, ledger, query_model_path(config, progress), progress, on_log)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolduel.game_config import GameConfig
+from toolduel.prompts import fc_example
 from toolduel.schema import Sample
 from toolduel.training.sft import SFTSettings, sft_train
-from toolduel.prompts import fc_example
 
 
 def defence_samples(pool: list[dict], replay: list[Sample], seed: int) -> list[Sample]:
@@ -50,7 +50,7 @@ def defend_grpo(config: GameConfig, fc_path: str | Path, samples: list[Sample], 
     from trl import GRPOConfig, GRPOTrainer
 
     from toolduel.checkpoints import load_tokenizer
-    from toolduel.rewards import get_fc_reward
+    from toolduel.referee.rewards import get_fc_reward
     from toolduel.training.arguments import grpo_settings, per_device_batch, save_trained, trainable_model
 
     tokenizer = load_tokenizer(fc_path)

@@ -33,10 +33,18 @@ from toolduel.game_config import GameConfig
 from toolduel.models import close_model
 from toolduel.models.base import GenerationConfig
 from toolduel.progress import console, progress_bar
-from toolduel.rewards import play
+from toolduel.referee.outcome import score_queries
 from toolduel.schema import Sample
-from toolduel.training.processes import (between_phases, is_main_process, process_count, run_alone, share_from_main, wait_for_everyone)
 from toolduel.training.arguments import require_vllm
+from toolduel.training.processes import (
+    between_phases,
+    is_main_process,
+    process_count,
+    run_alone,
+    share_from_main,
+    wait_for_everyone,
+)
+from toolduel.world.lexicon import world_lexicon
 
 # --- the run folder and its state --------------------------------------------------------------
 
@@ -274,7 +282,8 @@ def phase_evaluate(run: Run, round_index: int, progress: bool) -> dict:
 
 
 def attack_after_defence(run: Run, round_index: int, fc_model: Any) -> dict:
-    from toolduel.attack import harvest_scoring, step_stats
+    from toolduel.attack import harvest_scoring
+    from toolduel.referee.outcome import step_stats
 
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     harvested = files.read_jsonl(out_dir / "harvest.jsonl")
@@ -282,8 +291,8 @@ def attack_after_defence(run: Run, round_index: int, fc_model: Any) -> dict:
     seeds = {s.id: s for s in seed_samples(config, config.harvest_seeds, f"harvest-{round_index}")}
     records = [r for r in harvested if r["seed_id"] in seeds]
     k, generation = harvest_scoring(config)  # scored as the harvest scored them
-    outcomes = play(fc_model, [seeds[r["seed_id"]] for r in records], [r["query"] for r in records],
-                    k=k, generation=generation)
+    outcomes = score_queries(fc_model, [seeds[r["seed_id"]] for r in records], [r["query"] for r in records],
+                             k=k, generation=generation, lexicon=world_lexicon())
     by_seed = {r["seed_id"]: o for r, o in zip(records, outcomes)}
     after = [{"id": p["id"], "round": round_index, "raw_output": by_seed[p["seed_id"]].fc_outputs[0],
               "verdict": by_seed[p["seed_id"]].verdicts[0]} for p in pool if by_seed[p["seed_id"]].valid]

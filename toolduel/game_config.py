@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 
 from toolduel.config import ConfigError, check_http_url, option
-from toolduel.judge import check_judge_settings
-from toolduel.rewards import REWARD_FORMS
+from toolduel.referee.judge import check_judge_settings
+from toolduel.referee.rewards import REWARD_FORMS
 
 
 @dataclass

@@ -33,9 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from toolduel.judge import NOT_ASKED
 from toolduel.models.base import ChatModel, GenerationConfig
-from toolduel.rewards import AttackOutcome, QueryReward, QueryRewardSettings, adversarial_sample, gate, score_answers
+from toolduel.referee.judge import NOT_ASKED
+from toolduel.referee.outcome import AttackOutcome, adversarial_sample, gate, score_answers
+from toolduel.referee.rewards import QueryReward, QueryRewardSettings
+from toolduel.referee.validity import Lexicon
 from toolduel.run_files import append_jsonl, iter_jsonl
 from toolduel.schema import Sample
 
@@ -97,12 +99,12 @@ class QueryLedger:
     (the FC model's or the judge's), ``outage`` holds the last error, and the caller stops."""
 
     def __init__(self, path: str | Path, fc_model: ChatModel, k: int, generation: GenerationConfig,
-                 budget: RequestBudget | None = None, judge: Any = None, surface_forms: Any = None,
+                 budget: RequestBudget | None = None, judge: Any = None, lexicon: Lexicon | None = None,
                  failure_limit: int = 32, workers: int | None = None):
         self.path = Path(path)
         self.fc_model, self.k, self.generation = fc_model, k, generation
         self.budget = budget or RequestBudget(None)
-        self.judge, self.surface_forms = judge, surface_forms
+        self.judge, self.lexicon = judge, lexicon
         self.failure_limit = failure_limit
         concurrency = getattr(fc_model, "max_concurrency", 1)
         self.workers = workers or max(1, concurrency // max(1, k))  # each worker has k requests in flight
@@ -130,7 +132,7 @@ class QueryLedger:
                 first.setdefault(key, index)
         # 1. validity: the rules, then the judge (cached per query and gold calls)
         gated = gate([seeds[i] for i in first.values()], [queries[i] for i in first.values()],
-                     self.surface_forms, self.judge)
+                     self.lexicon, self.judge)
         fresh = dict(zip(first, gated))
         # 2. the budget: whole queries of k requests each, counted before they are sent
         to_answer = [key for key, outcome in fresh.items() if outcome.valid and not outcome.failed]
@@ -188,9 +190,9 @@ class LedgerReward(QueryReward):
 
     def __init__(self, ledger: QueryLedger, settings: QueryRewardSettings):
         super().__init__(ledger.fc_model, k=ledger.k, settings=settings, generation=ledger.generation,
-                         surface_forms=ledger.surface_forms, judge=ledger.judge)
+                         lexicon=ledger.lexicon, judge=ledger.judge)
         self.ledger = ledger
 
-    def play(self, samples: list[Sample], queries: list[str], trainer_state: Any = None) -> list[AttackOutcome]:
+    def outcomes(self, samples: list[Sample], queries: list[str], trainer_state: Any = None) -> list[AttackOutcome]:
         step = None if trainer_state is None else trainer_state.global_step + 1  # the step being computed
         return self.ledger.score(samples, queries, phase="attack", step=step)

@@ -219,8 +219,8 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
     from transformers import Qwen2ForCausalLM
 
     from toolduel.progress import progress_bar
-    from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
     from toolduel.training.sft import sft_train
+    from toolduel.world.tiny_models import QUERY_CHAT_TEMPLATE
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

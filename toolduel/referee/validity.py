@@ -6,9 +6,10 @@ weakness of the FC model but a broken question. :func:`check_query` checks that
 - every gold value that must be given is grounded in the query: written as is (case and
   spacing aside), as the same number ("12", "12.0", "1,000"), or as one of its surface
   forms ("a dozen" and "twelve" for 12, "kilometers" for km, "May 12th, 2025" for
-  2025-05-12; the world's table by default);
-- the query names each gold function's intent: for a function of the embedded world, at
-  least one of the words that its phrasings use and few other functions do ("vacuum",
+  2025-05-12), which the :class:`Lexicon` given knows;
+- the query names each gold function's intent, when the lexicon knows its words: for a
+  function of the embedded world, at least one of the words that its phrasings use and few
+  other functions do ("vacuum",
   "forecast", "times"), typos forgiven; without it, a grounded query for another function
   ("Turn on the lights in the bedroom" for the vacuum's "bedroom") would pass;
 - no function name or call syntax leaks into the query;
@@ -28,6 +29,7 @@ argument that may be left out is not checked.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import unicodedata
@@ -37,9 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolduel.schema import OPTIONAL, Sample
-
-SurfaceForms = Callable[[Any], Sequence[str]] | Mapping[str, Sequence[str]]
-IntentWords = Callable[[str], Collection[str] | None]  # function name -> its words, None: unchecked
 
 MIN_CHARS = 4
 MAX_CHARS = 600
@@ -101,25 +100,44 @@ def _numbers_in(query: str) -> set[float]:
     return out
 
 
-def _default_surface_forms(value: Any) -> Sequence[str]:
-    from toolduel.world.surface import surface_forms
-
-    return surface_forms(value)
+def no_forms(value: Any) -> Sequence[str]:
+    return ()
 
 
-def _forms_getter(surface_forms: SurfaceForms | None) -> Callable[[Any], list[str]]:
-    if surface_forms is None or isinstance(surface_forms, Mapping):
-        extra = surface_forms or {}
-
-        def forms(value: Any) -> list[str]:
-            return [*_default_surface_forms(value), *extra.get(str(value), ())]
-        return forms
-    return lambda value: list(surface_forms(value))
+def no_intent_words(name: str) -> Collection[str] | None:
+    return None
 
 
-def is_grounded(value: Any, query: str, forms: Callable[[Any], list[str]] | None = None) -> bool:
-    """Whether ``query`` states ``value`` (every element, for a list; always, for a boolean)."""
-    forms = forms or _forms_getter(None)
+@dataclass(frozen=True)
+class ExtraForms:
+    """``base``'s forms of a value, then those ``extra`` lists under ``str(value)`` (picklable)."""
+
+    base: Callable[[Any], Sequence[str]]
+    extra: Mapping[str, Sequence[str]]
+
+    def __call__(self, value: Any) -> list[str]:
+        return [*self.base(value), *self.extra.get(str(value), ())]
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """What the rule check knows of the tools' language: the ways a value may be said
+    (``surface_forms(value)``: "a dozen" for 12, "kilometers" for km) and the words that name
+    a function's intent (``intent_words(name)``, None: not checked). The default knows neither,
+    so a value must be written as it is and intent goes unchecked; the programs pass the
+    embedded world's (:func:`toolduel.world.lexicon.world_lexicon`)."""
+
+    surface_forms: Callable[[Any], Sequence[str]] = no_forms
+    intent_words: Callable[[str], Collection[str] | None] = no_intent_words
+
+    def with_forms(self, extra: Mapping[str, Sequence[str]]) -> "Lexicon":
+        """This lexicon, with more forms for some values (keyed by ``str(value)``)."""
+        return dataclasses.replace(self, surface_forms=ExtraForms(self.surface_forms, extra))
+
+
+def is_grounded(value: Any, query: str, forms: Callable[[Any], Sequence[str]] = no_forms) -> bool:
+    """Whether ``query`` states ``value`` (every element, for a list; always, for a boolean),
+    as it is or in one of its ``forms``."""
     if isinstance(value, bool) or value is None:
         return True
     if isinstance(value, (list, tuple)):
@@ -131,12 +149,6 @@ def is_grounded(value: Any, query: str, forms: Callable[[Any], list[str]] | None
     normalized_query = normalize(query)
     candidates = [str(value), *forms(value)]
     return any(_contains(normalized_query, form) for form in candidates)
-
-
-def _default_intent_words(name: str) -> Collection[str] | None:
-    from toolduel.world.functions import intent_words
-
-    return intent_words(name)
 
 
 def names_intent(query: str, words: Collection[str]) -> bool:
@@ -185,15 +197,12 @@ def _leaks(query: str, sample: Sample) -> list[str]:
     return reasons
 
 
-def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None = None,
-                min_chars: int = MIN_CHARS, max_chars: int = MAX_CHARS,
-                intent_words: IntentWords | None = None, max_growth: int | None = MAX_GROWTH) -> ValidityVerdict:
+def check_query(query: str, sample: Sample, lexicon: Lexicon | None = None, min_chars: int = MIN_CHARS,
+                max_chars: int = MAX_CHARS, max_growth: int | None = MAX_GROWTH) -> ValidityVerdict:
     """Whether ``query`` still asks for ``sample``'s gold calls (see the module docstring).
 
-    ``surface_forms``: a function from a value to the strings that state it, or a mapping from
-    ``str(value)`` to extra forms added to the world's table; the world's table by default.
-    ``intent_words``: a function from a function name to the words that name its intent (None:
-    not checked); the world's table by default, which knows only world functions.
+    ``lexicon``: how values may be said and which words name a function (:class:`Lexicon`;
+    default: values as written, intent unchecked).
     ``max_growth``: how many characters the query may add to ``sample.query``, the seed it
     rewrites (None: unchecked)."""
     if not isinstance(query, str) or not query.strip():
@@ -210,16 +219,15 @@ def check_query(query: str, sample: Sample, surface_forms: SurfaceForms | None =
                        f"seed's (at most {max_growth} more)")
     reasons.extend(_leaks(query, sample))
     reasons.extend(_repeats(query, sample))
-    words_of = intent_words or _default_intent_words
+    lexicon = lexicon or Lexicon()
     for name in dict.fromkeys(gold.name for gold in sample.gold):
-        words = words_of(name)
+        words = lexicon.intent_words(name)
         if words and not names_intent(query, words):
             reasons.append(f"off_intent: nothing names {name} ({', '.join(sorted(words)[:5])}, ...)")
-    forms = _forms_getter(surface_forms)
     for gold in sample.gold:
         for param, answers in gold.arguments.items():
             if not answers or OPTIONAL in answers:
                 continue
-            if not any(is_grounded(answer, query, forms) for answer in answers):
+            if not any(is_grounded(answer, query, lexicon.surface_forms) for answer in answers):
                 reasons.append(f"ungrounded: {gold.name}.{param}={answers[0]!r}")
     return ValidityVerdict(not reasons, reasons)

@@ -1,6 +1,6 @@
 """The validity judge: a model asked whether a query asks for exactly the gold calls.
 
-The rule check (:mod:`toolduel.validity`) sees whether every gold value is written in the
+The rule check (:mod:`toolduel.referee.validity`) sees whether every gold value is written in the
 query; it cannot see that a query also asks for something else, is ambiguous, or gets a
 boolean wrong. A judge can: any model :func:`toolduel.models.load_model` builds (a local
 transformers checkpoint or an OpenAI-compatible endpoint) is shown the tools, the gold calls
@@ -44,7 +44,7 @@ from toolduel.checker import check_sample
 from toolduel.config import ConfigError, check_http_url
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
-from toolduel.rewards import adversarial_sample
+from toolduel.referee.outcome import adversarial_sample
 from toolduel.run_files import append_jsonl, iter_jsonl
 from toolduel.schema import Sample
 
@@ -88,7 +88,7 @@ class JudgePrompt:
     def load(cls, path: str | Path | None = None) -> "JudgePrompt":
         """The shipped prompt, or the file at ``path``: a ``## system`` and a ``## user`` section."""
         if path is None:
-            text = resources.files("toolduel").joinpath(PROMPT_FILE).read_text(encoding="utf-8")
+            text = resources.files("toolduel.referee").joinpath(PROMPT_FILE).read_text(encoding="utf-8")
             where = f"the shipped {PROMPT_FILE}"
         else:
             try:

@@ -1,4 +1,4 @@
-"""Rewards of the duel, in TRL's calling convention: ``reward(completions, **columns) -> list[float]``.
+"""Rewards of both players, in TRL's calling convention: ``reward(completions, **columns) -> list[float]``.
 
 - The FC reward is the checker's score, so the number the FC model trains on and the number
   the evaluation reports cannot drift apart (partial credit is an option for tiny models,
@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from toolduel.checker import check_sample, partial_credit, score
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
+from toolduel.referee.outcome import AttackOutcome, score_queries
+from toolduel.referee.validity import Lexicon
 from toolduel.schema import Sample
-from toolduel.validity import check_query
 
 REWARD_FORMS = ("attack", "learnability", "band")
 
@@ -136,98 +137,7 @@ def query_rewards(queries: list[str], valid: list[bool], fc_success: list[float 
     return rewards
 
 
-# --- query reward: against a live FC model ---------------------------------------------------
-
-
-@dataclass
-class AttackOutcome:
-    """What one query did: validity (with reasons), the FC model's answers and verdicts.
-
-    ``error`` says why the query could not be scored at all (every FC answer failed at the
-    endpoint, the judge could not be asked, the request budget was spent): such a query is
-    neither valid nor invalid, and its reward is None (TRL gives it no advantage)."""
-
-    query: str
-    valid: bool
-    reasons: list[str]
-    fc_outputs: list[str] = field(default_factory=list)
-    verdicts: list[dict] = field(default_factory=list)
-    fc_success: float | None = None
-    error: str | None = None
-    fc_errors: list[str] = field(default_factory=list)  # answers that never came (left out of p_F)
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-
-def adversarial_sample(seed: Sample, query: str) -> Sample:
-    """The seed sample with its last user message replaced by ``query``."""
-    messages = [dict(m) for m in seed.messages]
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
-    if last_user is None:
-        messages.append({"role": "user", "content": query})
-    else:
-        messages[last_user]["content"] = query
-    return Sample(id=seed.id, tools=seed.tools, messages=messages, gold=seed.gold,
-                  category=seed.category, meta=dict(seed.meta))
-
-
-def gate(seeds: list[Sample], queries: list[str], surface_forms: Any = None, judge: Any = None) -> list[AttackOutcome]:
-    """Validity of each query: the rule check, then, for those that pass, the judge (if any;
-    see :mod:`toolduel.judge`). A judge that could not be asked leaves the query failed."""
-    outcomes = []
-    for seed, query in zip(seeds, queries, strict=True):
-        validity = check_query(query, seed, surface_forms=surface_forms)
-        outcomes.append(AttackOutcome(query=query, valid=validity.valid, reasons=validity.reasons))
-    passed = [i for i, o in enumerate(outcomes) if o.valid]
-    if judge is not None and passed:
-        for index, verdict in zip(passed, judge.judge([queries[i] for i in passed], [seeds[i] for i in passed])):
-            if verdict.error is not None:
-                outcomes[index].valid, outcomes[index].error = False, verdict.error
-            elif not verdict.valid:
-                outcomes[index].valid, outcomes[index].reasons = False, list(verdict.reasons)
-    return outcomes
-
-
-def answer_text(generation: Any) -> str:
-    """What the FC model answered, as text: its text, then its structured ``tool_calls`` (an
-    endpoint's) as JSON."""
-    if not generation.tool_calls:
-        return generation.text
-    calls = json.dumps(generation.tool_calls, ensure_ascii=False)
-    return f"{generation.text}\n{calls}" if generation.text else calls
-
-
-def score_answers(outcome: AttackOutcome, sample: Sample, generations: list) -> AttackOutcome:
-    """Check the FC model's answers to one attacked sample; ``fc_success`` is their mean score.
-    Answers that never came are left out; when none came, the outcome fails with the first error."""
-    for generation in generations:
-        if generation.error is not None:
-            outcome.fc_errors.append(generation.error)
-            continue
-        verdict = check_sample(sample, parse_calls(generation.text, tool_calls=generation.tool_calls))
-        outcome.fc_outputs.append(answer_text(generation))
-        outcome.verdicts.append(verdict.to_dict())
-    if outcome.verdicts:
-        outcome.fc_success = sum(v["valid"] for v in outcome.verdicts) / len(outcome.verdicts)
-    else:
-        outcome.error = outcome.fc_errors[0] if outcome.fc_errors else "the FC model gave no answer"
-    return outcome
-
-
-def play(fc_model: ChatModel, seeds: list[Sample], queries: list[str], k: int = 1,
-         generation: GenerationConfig | None = None, surface_forms: Any = None,
-         judge: Any = None) -> list[AttackOutcome]:
-    """Check each query's validity, then let the FC model answer the valid ones ``k`` times."""
-    outcomes = gate(seeds, queries, surface_forms, judge)
-    valid_indices = [i for i, o in enumerate(outcomes) if o.valid]
-    attacked = [adversarial_sample(seeds[i], outcomes[i].query) for i in valid_indices]
-    repeated = [sample for sample in attacked for _ in range(k)]
-    generations = fc_model.generate([s.messages for s in repeated], [s.tools for s in repeated], generation)
-    for position, index in enumerate(valid_indices):
-        score_answers(outcomes[index], attacked[position], generations[position * k:(position + 1) * k])
-    return outcomes
+# --- query reward: against a live FC model (a TRL reward function) ------------------------
 
 
 class QueryReward:
@@ -238,23 +148,23 @@ class QueryReward:
     __name__ = "query_reward"
 
     def __init__(self, fc_model: ChatModel, k: int = 4, settings: QueryRewardSettings | None = None,
-                 generation: GenerationConfig | None = None, surface_forms: Any = None, judge: Any = None):
+                 generation: GenerationConfig | None = None, lexicon: Lexicon | None = None, judge: Any = None):
         self.fc_model = fc_model
         self.k = k
         self.settings = settings or QueryRewardSettings()
         self.generation = generation or GenerationConfig(max_new_tokens=96, temperature=1.0 if k > 1 else 0.0)
-        self.surface_forms = surface_forms
+        self.lexicon = lexicon
         self.judge = judge
         self.history: list[list[AttackOutcome]] = []
 
     def __call__(self, completions: list, sample: list, **kwargs: Any) -> list[float | None]:
         """Rewards in TRL's convention; None for a query that could not be scored (``failed``)."""
         queries = [completion_text(c).strip() for c in completions]
-        outcomes = self.play([as_sample(s) for s in sample], queries, kwargs.get("trainer_state"))
+        outcomes = self.outcomes([as_sample(s) for s in sample], queries, kwargs.get("trainer_state"))
         self.history.append(outcomes)
         rewards = query_rewards(queries, [o.valid for o in outcomes], [o.fc_success for o in outcomes], self.settings)
         return [None if outcome.failed else reward for outcome, reward in zip(outcomes, rewards)]
 
-    def play(self, samples: list[Sample], queries: list[str], trainer_state: Any = None) -> list[AttackOutcome]:
-        """The outcome of each query (a subclass may score through a ledger, see :mod:`toolduel.ledger`)."""
-        return play(self.fc_model, samples, queries, self.k, self.generation, self.surface_forms, self.judge)
+    def outcomes(self, samples: list[Sample], queries: list[str], trainer_state: Any = None) -> list[AttackOutcome]:
+        """The outcome of each query (the black-box attack scores through its ledger instead)."""
+        return score_queries(self.fc_model, samples, queries, self.k, self.generation, self.lexicon, self.judge)

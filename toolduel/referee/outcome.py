@@ -1,0 +1,142 @@
+"""The referee's account of a query: is it valid, what did the FC model answer, did it fail?
+
+:func:`score_queries` is the rollout referee of both programs: the validity gate
+(:func:`gate`: the rule check of :mod:`toolduel.referee.validity`, then the judge of
+:mod:`toolduel.referee.judge` for queries that pass), then ``k`` answers of the FC model to
+each valid query, checked against the gold calls (:func:`score_answers`). The result is one
+:class:`AttackOutcome` per query, which the rewards, the harvest, the evaluation of attacks
+and the black-box ledger all read. :func:`pool_record` turns a valid outcome into an
+adversarial pool record (layout: :mod:`toolduel.run_files`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolduel.checker import check_sample
+from toolduel.models.base import ChatModel, GenerationConfig
+from toolduel.parsing import parse_calls
+from toolduel.referee.validity import Lexicon, check_query
+from toolduel.schema import Sample
+
+
+@dataclass
+class AttackOutcome:
+    """What one query did: validity (with reasons), the FC model's answers and verdicts.
+
+    ``error`` says why the query could not be scored at all (every FC answer failed at the
+    endpoint, the judge could not be asked, the request budget was spent): such a query is
+    neither valid nor invalid, and its reward is None (TRL gives it no advantage)."""
+
+    query: str
+    valid: bool
+    reasons: list[str]
+    fc_outputs: list[str] = field(default_factory=list)
+    verdicts: list[dict] = field(default_factory=list)
+    fc_success: float | None = None
+    error: str | None = None
+    fc_errors: list[str] = field(default_factory=list)  # answers that never came (left out of p_F)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def adversarial_sample(seed: Sample, query: str) -> Sample:
+    """The seed sample with its last user message replaced by ``query``."""
+    messages = [dict(m) for m in seed.messages]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        messages.append({"role": "user", "content": query})
+    else:
+        messages[last_user]["content"] = query
+    return Sample(id=seed.id, tools=seed.tools, messages=messages, gold=seed.gold,
+                  category=seed.category, meta=dict(seed.meta))
+
+
+def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None,
+         judge: Any = None) -> list[AttackOutcome]:
+    """Validity of each query: the rule check (with ``lexicon``, see :class:`Lexicon`), then, for
+    those that pass, the judge (if any). A judge that could not be asked leaves the query failed."""
+    outcomes = []
+    for seed, query in zip(seeds, queries, strict=True):
+        validity = check_query(query, seed, lexicon)
+        outcomes.append(AttackOutcome(query=query, valid=validity.valid, reasons=validity.reasons))
+    passed = [i for i, o in enumerate(outcomes) if o.valid]
+    if judge is not None and passed:
+        for index, verdict in zip(passed, judge.judge([queries[i] for i in passed], [seeds[i] for i in passed])):
+            if verdict.error is not None:
+                outcomes[index].valid, outcomes[index].error = False, verdict.error
+            elif not verdict.valid:
+                outcomes[index].valid, outcomes[index].reasons = False, list(verdict.reasons)
+    return outcomes
+
+
+def answer_text(generation: Any) -> str:
+    """What the FC model answered, as text: its text, then its structured ``tool_calls`` (an
+    endpoint's) as JSON."""
+    if not generation.tool_calls:
+        return generation.text
+    calls = json.dumps(generation.tool_calls, ensure_ascii=False)
+    return f"{generation.text}\n{calls}" if generation.text else calls
+
+
+def score_answers(outcome: AttackOutcome, sample: Sample, generations: list) -> AttackOutcome:
+    """Check the FC model's answers to one attacked sample; ``fc_success`` is their mean score.
+    Answers that never came are left out; when none came, the outcome fails with the first error."""
+    for generation in generations:
+        if generation.error is not None:
+            outcome.fc_errors.append(generation.error)
+            continue
+        verdict = check_sample(sample, parse_calls(generation.text, tool_calls=generation.tool_calls))
+        outcome.fc_outputs.append(answer_text(generation))
+        outcome.verdicts.append(verdict.to_dict())
+    if outcome.verdicts:
+        outcome.fc_success = sum(v["valid"] for v in outcome.verdicts) / len(outcome.verdicts)
+    else:
+        outcome.error = outcome.fc_errors[0] if outcome.fc_errors else "the FC model gave no answer"
+    return outcome
+
+
+def score_queries(fc_model: ChatModel, seeds: list[Sample], queries: list[str], k: int = 1,
+                  generation: GenerationConfig | None = None, lexicon: Lexicon | None = None,
+                  judge: Any = None) -> list[AttackOutcome]:
+    """Check each query's validity, then let the FC model answer the valid ones ``k`` times."""
+    outcomes = gate(seeds, queries, lexicon, judge)
+    valid_indices = [i for i, o in enumerate(outcomes) if o.valid]
+    attacked = [adversarial_sample(seeds[i], outcomes[i].query) for i in valid_indices]
+    repeated = [sample for sample in attacked for _ in range(k)]
+    generations = fc_model.generate([s.messages for s in repeated], [s.tools for s in repeated], generation)
+    for position, index in enumerate(valid_indices):
+        score_answers(outcomes[index], attacked[position], generations[position * k:(position + 1) * k])
+    return outcomes
+
+
+def step_stats(outcomes: list[AttackOutcome]) -> dict:
+    """Validity rate and attack success rate (mean of validity * (1 - p_F)) of a batch of queries;
+    queries that could not be scored (``failed``: endpoint, judge or budget) are counted apart."""
+    scored = [o for o in outcomes if not o.failed]
+    n = len(scored) or 1
+    return {
+        "queries": len(outcomes),
+        "failed": len(outcomes) - len(scored),
+        "validity_rate": sum(o.valid for o in scored) / n,
+        "attack_success_rate": sum(1.0 - o.fc_success for o in scored if o.valid) / n,
+    }
+
+
+def pool_record(record_id: str, round_index: int, seed: Sample, outcome: AttackOutcome, query_checkpoint: str,
+                fc_checkpoint: str) -> dict:
+    """A valid query's adversarial pool record, with provenance (layout: :mod:`toolduel.run_files`)."""
+    failing = next((v for v in outcome.verdicts if not v["valid"]), None)
+    return {
+        "id": record_id, "round": round_index, "seed_id": seed.id,
+        "query_checkpoint": query_checkpoint, "fc_checkpoint": fc_checkpoint,
+        "query": outcome.query, "seed_query": seed.query, "phrasing": None,
+        "sample": adversarial_sample(seed, outcome.query).to_dict(),
+        "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_success": outcome.fc_success,
+        "attack_success": outcome.fc_success < 1.0,
+        "error_type": failing["error_type"] if failing else None, "kind": failing["kind"] if failing else None,
+    }
