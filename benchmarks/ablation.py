@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from toolduel.config import ConfigError, flag_overrides, load_config
-from toolduel.game import Run, run_game
-from toolduel.game_config import GameConfig
+from toolduel.duel.config import GameConfig
+from toolduel.duel.loop import run_game, start_run
 from toolduel.run_files import read_jsonl
 
 ARMS = ("none", "untargeted", "adversarial")
@@ -82,7 +82,7 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for arm in arms:
             config = arm_config(arm, seed, work_dir / f"{arm}-seed{seed}", args.budget, args.replay, base)
-            run_dir = run_game(Run.start(config), progress=False)
+            run_dir = run_game(start_run(config), progress=False)
             before, after = read_jsonl(run_dir / "metrics.jsonl")
             results[arm]["perturbed"].append(after["accuracy"]["hard"])
             results[arm]["plain"].append(after["accuracy"]["plain"])

@@ -20,7 +20,12 @@ from toolduel.checker import check, check_sample, is_call_list
 from toolduel.data.bfcl import load_bfcl
 from toolduel.schema import Call
 from toolduel.testing.bfcl_mutations import mutated_outputs
-from toolduel.testing.bfcl_reference import Entry, load_entries, load_official_ast_checker, official_verdict
+from toolduel.testing.bfcl_reference import (
+    Entry,
+    load_entries,
+    load_official_ast_checker,
+    official_verdict,
+)
 
 
 def build_cases(outputs_per_entry: int, seed: int = 0) -> list[tuple[Entry, object]]:

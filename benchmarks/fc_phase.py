@@ -55,7 +55,13 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("toolduel.training.sft").setLevel(logging.INFO)  # the decay probe's readings
     from toolduel.training import sft as warm_start
-    from toolduel.training.warm_start import BUDGETS, fresh_model, probe_rows, rows_and_tokenizer, warm_start_settings
+    from toolduel.training.warm_start import (
+        BUDGETS,
+        fresh_model,
+        probe_rows,
+        rows_and_tokenizer,
+        warm_start_settings,
+    )
 
     if args.trl_head:
         import trl

@@ -2,7 +2,7 @@
 
     python benchmarks/fc_probe.py --answers 45000 --beta2 0.95 --schedule wsd --seed 0 --out runs/probe.jsonl
 
-It trains a fresh tiny Qwen2 on the same plain FC conversations as ``toolduel.world.build``
+It trains a fresh tiny Qwen2 on the same plain FC conversations as ``toolduel.training.warm_start``
 (``fc_examples``, loss on the assistant turns), but with a plain PyTorch loop, so that the
 knobs SFTTrainer does not expose (RoPE base, initial scale, key-value heads, schedule) are
 one flag each, and it measures a learning curve instead of one end point: every

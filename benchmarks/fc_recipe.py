@@ -5,7 +5,7 @@ world's ``default`` budget (docs/BENCHMARKS.md, "FC recipe experiments").
 
 It builds the world tokenizer (with the chosen pre-tokenizer split), a fresh tiny Qwen2, trains
 it on plain FC conversations with the same ``fc_examples`` + ``sft_train`` that
-``toolduel.world.build`` uses, and reports greedy exact-call accuracy (toolduel.checker) on
+``toolduel.training.warm_start`` uses, and reports greedy exact-call accuracy (toolduel.checker) on
 held-out sets, the training time and the tokens per conversation.
 """
 
@@ -20,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from world_build import fc_accuracy  # a sibling script: run as python benchmarks/fc_recipe.py
+from world_build import (
+    fc_accuracy,  # a sibling script: run as python benchmarks/fc_recipe.py
+)
 
 SETS = ("plain", "two_call", "no_call", "paraphrase", "indirect_values")
 

@@ -14,7 +14,7 @@ Nothing is downloaded:
    random weights, and saved to a temporary folder (``--workdir`` to keep it).
 3. Generation is timed: FC answers to held-out world prompts, sampled, with the transformers
    backend, then with vLLM when it is installed (``load_model_for_generation``).
-4. One round of the real game is played (``toolduel.game.run_game``) with that folder as both
+4. One round of the real game is played (``toolduel.duel.loop.run_game``) with that folder as both
    players: evaluate (round 0), attack (GRPO), harvest, defend (SFT), evaluate. Each GRPO and SFT
    step is timed through the phases' progress callbacks.
 
@@ -218,10 +218,10 @@ class StepClock:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         """Patched into the modules that draw the attack and defence bars, for the ``with`` block."""
-        import toolduel.attack
-        import toolduel.game
+        import toolduel.duel.defend
+        import toolduel.training.grpo
 
-        modules = (toolduel.attack, toolduel.game)
+        modules = (toolduel.training.grpo, toolduel.duel.defend)
         missing = [m.__name__ for m in modules if not hasattr(m, "progress_bar")]
         if missing:
             raise RuntimeError(f"{', '.join(missing)} no longer import progress_bar; update StepClock in "
@@ -255,18 +255,18 @@ def game_settings(sizes: dict, model_dir: Path, run_dir: Path, dtype: str, seed:
 
 
 def play_one_round(settings: dict, progress: bool) -> dict:
-    """``toolduel.game.run_game`` for one round; phase seconds from the run's state, step times
+    """``toolduel.duel.loop.run_game`` for one round; phase seconds from the run's state, step times
     from the StepClock."""
     from toolduel.config import load_config
-    from toolduel.game import Run, run_game
-    from toolduel.game_config import GameConfig
+    from toolduel.duel.config import GameConfig
+    from toolduel.duel.loop import run_game, start_run
     from toolduel.run_files import read_jsonl, round_dir
 
     config = load_config(GameConfig, overrides=settings)
     clock = StepClock()
     started = time.perf_counter()
     with clock.installed():
-        run_dir = run_game(Run.start(config), progress=progress)
+        run_dir = run_game(start_run(config), progress=progress)
     seconds = time.perf_counter() - started
     state = json.loads((run_dir / "state.json").read_text())
     metrics = read_jsonl(run_dir / "metrics.jsonl")[-1]

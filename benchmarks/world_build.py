@@ -4,7 +4,7 @@
 
 Reports (and writes as JSON): the build time; the FC warm start's exact-call accuracy
 (toolduel.checker) on every held-out set; the query model's rule-validity rate
-(toolduel.validity) over sampled queries, per requested style, and whether each style's
+(toolduel.referee.validity) over sampled queries, per requested style, and whether each style's
 samples show that style's marks (kind coverage).
 """
 

@@ -34,10 +34,10 @@ def checksum(model) -> str:  # noqa: ANN001
 
 
 def main(model_dir: str, out: str) -> None:
-    from toolduel.attack import run_attack
     from toolduel.checkpoints import load_causal_lm
-    from toolduel.defend import defend
-    from toolduel.game_config import GameConfig
+    from toolduel.duel.attack import run_attack
+    from toolduel.duel.config import GameConfig
+    from toolduel.duel.defend import defend
     from toolduel.training.processes import process_state
     from toolduel.world.generator import generate_samples
 

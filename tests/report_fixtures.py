@@ -14,10 +14,11 @@ import json
 import random
 from pathlib import Path
 
+from toolduel.calls_text import format_calls
 from toolduel.checker import check_sample
 from toolduel.evaluate import score_generation, summarize
 from toolduel.models.base import Generation
-from toolduel.parsing import format_calls, parse_calls
+from toolduel.parsing import parse_calls
 from toolduel.referee.validity import check_query
 from toolduel.run_files import METRICS, POOL, append_jsonl, round_dir, write_json_atomic
 from toolduel.schema import Call, GoldCall, Sample, Tool

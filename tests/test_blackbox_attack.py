@@ -21,13 +21,12 @@ from fake_openai_server import FakeOpenAIServer, last_user_message
 from processes import kill_when
 from typer.testing import CliRunner
 
-from toolduel.blackbox import pick
-from toolduel.blackbox_config import BlackBoxConfig
+from toolduel.blackbox.config import BlackBoxConfig
+from toolduel.blackbox.ledger import BUDGET_SPENT, QueryLedger, RequestBudget, query_key
 from toolduel.cli import app
 from toolduel.config import ConfigError, load_config
-from toolduel.ledger import BUDGET_SPENT, QueryLedger, RequestBudget, query_key
 from toolduel.models.base import Generation, GenerationConfig
-from toolduel.run_files import read_jsonl
+from toolduel.run_files import read_jsonl, seeded_draw
 from toolduel.schema import GoldCall, Sample, Tool
 from toolduel.world.lexicon import world_lexicon
 
@@ -115,7 +114,7 @@ def assert_each_query_scored_once_or_failed(records: list[dict]) -> None:
 
 
 def test_faults_leave_every_query_scored_once_or_failed_with_its_reason(seeds_file, tmp_path, monkeypatch):
-    attacked = [s.tools[0].name for s in pick(SEEDS, 4, "attack", 0)]
+    attacked = [s.tools[0].name for s in seeded_draw(SEEDS, 4, "attack", 0)]
     broken, bad_shape = attacked[0], next(name for name in attacked if name != attacked[0])
     transient = ["500", "429:0.01", "sleep:3", "truncated", "disconnect", "503"]  # retried until they pass
 
@@ -210,6 +209,22 @@ def test_the_request_budget_stops_the_run_cleanly_and_can_be_raised(seeds_file, 
         assert server.request_count == state["requests_sent"] == sum(r["requests"] for r in records)
         assert_each_query_scored_once_or_failed(records)
     assert "max_requests: 1000" in (out / "config.yaml").read_text()
+
+
+def test_the_attack_takes_the_trainer_settings_of_the_duel(seeds_file, tmp_path):
+    """--query-lora, --dtype and --gradient-accumulation-steps reach the query model's trainer, as in `toolduel run`."""
+    import torch
+
+    out = tmp_path / "attack"
+    with FakeOpenAIServer(responder=fc_responder) as server:
+        result = attack(out, server, seeds_file, "--query-lora", "true", "--lora-rank", "4", "--dtype", "bfloat16",
+                        "--gradient-accumulation-steps", "2", "--harvest-seeds", "0")
+    assert result.exit_code == 0, result.output
+    adapter = json.loads((out / "query_model" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and not (out / "query_model" / "model.safetensors").exists()  # an adapter, not a model
+    checkpoint = max((out / "trainer").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    arguments = torch.load(checkpoint / "training_args.bin", weights_only=False)
+    assert (arguments.bf16, arguments.gradient_accumulation_steps, arguments.per_device_train_batch_size) == (True, 2, 2)
 
 
 def test_a_killed_attack_resumes_without_losing_or_repeating_a_query(seeds_file, tmp_path):
@@ -344,7 +359,7 @@ def test_the_budget_pays_for_whole_queries_only():
 def test_the_shipped_attack_config_loads():
     config = load_config(BlackBoxConfig, CONFIGS / "attack-endpoint.yaml")
     assert config.endpoint == "http://127.0.0.1:8000/v1" and config.api_key_env == "OPENAI_API_KEY"
-    assert config.game_config().attack_steps == config.attack_steps == 20
+    assert config.attack_steps == 20
     first_line = (CONFIGS / "attack-endpoint.yaml").read_text().splitlines()[0]
     assert first_line.startswith("# ") and "toolduel attack --config configs/attack-endpoint.yaml" in first_line
 

@@ -20,7 +20,10 @@ from bfcl_official import official_ast_checker  # noqa: E402
 from toolduel.checker import INTERNAL_ERROR, KINDS, check, error_kind  # noqa: E402
 from toolduel.testing.bfcl_mutations import mutated_outputs  # noqa: E402
 from toolduel.testing.bfcl_reference import (  # noqa: E402
-    AST_CATEGORIES, NO_GOLD_CATEGORIES, load_entries, official_verdict,
+    AST_CATEGORIES,
+    NO_GOLD_CATEGORIES,
+    load_entries,
+    official_verdict,
 )
 
 OUTPUTS_PER_ENTRY = 60  # 3 right answers + 57 mutations; about 140,000 cases, ~15 s on one core

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from toolduel.config import ConfigError, EvalConfig, load_config, to_yaml
+from toolduel.config import ConfigError, load_config, to_yaml
+from toolduel.settings import EvalConfig
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("eval-*.yaml"))
 
@@ -47,7 +48,7 @@ def test_every_shipped_config_loads(path):
 def test_exponent_without_a_dot_is_a_number_for_float_settings(tmp_path):
     # YAML 1.1 reads 3e-4 as a string; a float setting takes it as the number, from a file or a flag
     from toolduel.config import flag_overrides
-    from toolduel.game_config import GameConfig
+    from toolduel.duel.config import GameConfig
 
     path = tmp_path / "run.yaml"
     path.write_text("defend_learning_rate: 3e-4\n")

@@ -3,7 +3,12 @@ import json
 import pytest
 
 from toolduel.data import DataError, load_samples
-from toolduel.data.bfcl import BFCL_AST_CATEGORIES, bfcl_data_dir, load_bfcl, resolve_categories
+from toolduel.data.bfcl import (
+    BFCL_AST_CATEGORIES,
+    bfcl_data_dir,
+    load_bfcl,
+    resolve_categories,
+)
 from toolduel.schema import OPTIONAL
 
 

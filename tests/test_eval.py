@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from toolduel.cli import app
-from toolduel.evaluate import RESULTS_FILE, SUMMARY_FILE, read_results, summarize
+from toolduel.evaluate import read_results, summarize
+from toolduel.run_files import RESULTS, SUMMARY
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city.",
                                             "parameters": {"type": "object", "required": ["city"],
@@ -49,7 +50,7 @@ def test_eval_against_endpoint_scores_every_sample(fake_openai_server, samples_f
     result = _run("--data", str(samples_file), "--endpoint", fake_openai_server.base_url, "--model", "fake",
                   "--out", str(out))
     assert result.exit_code == 0, result.output
-    records = {r["id"]: r for r in read_results(out / RESULTS_FILE)}
+    records = {r["id"]: r for r in read_results(out / RESULTS)}
     assert set(records) == {"right", "wrong-value", "wrong-function", "no-call", "did-not-call"}
     verdicts = {i: (r["valid"], r["verdict"]["kind"]) for i, r in records.items()}
     assert verdicts == {
@@ -61,7 +62,7 @@ def test_eval_against_endpoint_scores_every_sample(fake_openai_server, samples_f
     }
     assert records["right"]["parsed_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
     assert records["right"]["prompt"] == [{"role": "user", "content": "get_weather city=Paris"}]
-    summary = json.loads((out / SUMMARY_FILE).read_text())
+    summary = json.loads((out / SUMMARY).read_text())
     assert (summary["n"], summary["correct"], summary["accuracy"]) == (5, 2, 0.4)
     assert summary["error_kinds"] == {"wrong_value": 1, "wrong_function": 1, "did_not_call": 1}
     assert sum(summary["error_types"].values()) == 3
@@ -75,10 +76,10 @@ def test_failed_requests_are_recorded_then_resumed(fake_openai_server, samples_f
     result = _run("--data", str(samples_file), "--endpoint", fake_openai_server.base_url, "--model", "fake",
                   "--out", str(out), "--max-concurrency", "2")
     assert result.exit_code == 0, result.output
-    records = read_results(out / RESULTS_FILE)
+    records = read_results(out / RESULTS)
     failed = [r for r in records if r.get("generation_error")]
     assert [r["id"] for r in failed] == ["did-not-call"] and "500" in failed[0]["generation_error"]
-    summary = json.loads((out / SUMMARY_FILE).read_text())
+    summary = json.loads((out / SUMMARY).read_text())
     assert (summary["n"], summary["failed_requests"]) == (4, 1)  # left out of accuracy, not lost
 
     fake_openai_server.faults = None
@@ -87,14 +88,14 @@ def test_failed_requests_are_recorded_then_resumed(fake_openai_server, samples_f
                   "--endpoint", fake_openai_server.base_url, "--model", "fake")
     assert result.exit_code == 0, result.output
     assert fake_openai_server.request_count == 1  # only the failed sample is asked again
-    records = read_results(out / RESULTS_FILE)
+    records = read_results(out / RESULTS)
     assert sorted(r["id"] for r in records) == sorted(["right", "wrong-value", "wrong-function", "no-call",
                                                        "did-not-call"])
-    assert json.loads((out / SUMMARY_FILE).read_text())["failed_requests"] == 0
+    assert json.loads((out / SUMMARY).read_text())["failed_requests"] == 0
 
 
 def test_torn_last_line_is_dropped_on_resume(tmp_path):
-    path = tmp_path / RESULTS_FILE
+    path = tmp_path / RESULTS
     path.write_text(json.dumps({"id": "a"}) + "\n" + '{"id": "b", "raw_out')  # killed mid-write
     assert read_results(path) == [{"id": "a"}]
 
@@ -107,11 +108,11 @@ def test_eval_with_a_tiny_local_model(tiny_qwen2, tiny_tokenizer, samples_file, 
     result = _run("--data", str(samples_file), "--model", str(model_dir), "--out", str(out),
                   "--max-new-tokens", "8", "--batch-size", "2", "--limit", "3")
     assert result.exit_code == 0, result.output
-    records = read_results(out / RESULTS_FILE)
+    records = read_results(out / RESULTS)
     assert [r["id"] for r in records] == ["right", "wrong-value", "wrong-function"]
     assert all(isinstance(r["raw_output"], str) and r["verdict"] is not None for r in records)
     # the summary is exactly what the records say
-    assert json.loads((out / SUMMARY_FILE).read_text())["per_category"] == summarize(records)["per_category"]
+    assert json.loads((out / SUMMARY).read_text())["per_category"] == summarize(records)["per_category"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -136,4 +137,4 @@ def test_bad_record_is_named_or_skipped(fake_openai_server, samples_file, tmp_pa
     result = _run("--data", str(samples_file), "--endpoint", fake_openai_server.base_url, "--model", "fake",
                   "--out", str(tmp_path / "b"), "--skip-bad")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "b" / SUMMARY_FILE).read_text())["skipped_records"] == 1
+    assert json.loads((tmp_path / "b" / SUMMARY).read_text())["skipped_records"] == 1

@@ -7,8 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from toolduel.config import ConfigError
-from toolduel.fc_server import served_fc_model, served_name
-from toolduel.game_config import GameConfig
+from toolduel.duel.config import GameConfig
+from toolduel.duel.players import fc_server
+from toolduel.models.served import served_fc_model, served_name
 
 
 class LoraRoutes(BaseHTTPRequestHandler):
@@ -59,26 +60,26 @@ def test_each_rounds_adapter_is_loaded_once_under_its_own_name(tmp_path, lora_se
     config = GameConfig(fc_lora=True, fc_server=url, fc_server_model="qwen-fc", fc_server_api_key_env="FC_SERVER_KEY")
     run_dir = tmp_path / "runs" / "duel-7"
     adapter = _adapter(run_dir / "rounds" / "round_1" / "fc_model")
-    model = served_fc_model(config, adapter, run_dir)
+    model = served_fc_model(fc_server(config), adapter, run_dir)
     assert model.model == served_name(run_dir, adapter) == "toolduel-duel-7-rounds-round_1-fc_model"
     assert handler.loaded == {model.model: str(adapter.resolve())}
-    served_fc_model(config, adapter, run_dir)  # a resumed run asks again: "already loaded" is fine
+    served_fc_model(fc_server(config), adapter, run_dir)  # a resumed run asks again: "already loaded" is fine
     assert len(handler.seen) == 2 and all(auth == "Bearer sk-test-123" for _, _, auth in handler.seen)
     round_0 = run_dir / "rounds" / "round_0" / "fc_model"
     round_0.mkdir(parents=True)  # a full checkpoint: the model the server was started with
-    assert served_fc_model(config, round_0, run_dir).model == "qwen-fc" and len(handler.seen) == 2
+    assert served_fc_model(fc_server(config), round_0, run_dir).model == "qwen-fc" and len(handler.seen) == 2
 
 
 def test_a_server_without_runtime_lora_loading_says_how_to_start_it(tmp_path, fake_openai_server):
     config = GameConfig(fc_lora=True, fc_server=fake_openai_server.base_url, fc_server_model="m")
     with pytest.raises(ConfigError, match="VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora"):
-        served_fc_model(config, _adapter(tmp_path / "run" / "fc_model"), tmp_path / "run")
+        served_fc_model(fc_server(config), _adapter(tmp_path / "run" / "fc_model"), tmp_path / "run")
 
 
 def test_an_unreachable_server_is_named(tmp_path):
     config = GameConfig(fc_lora=True, fc_server="http://127.0.0.1:9/v1", fc_server_model="m")
     with pytest.raises(ConfigError, match="cannot be reached"):
-        served_fc_model(config, _adapter(tmp_path / "run" / "fc_model"), tmp_path / "run")
+        served_fc_model(fc_server(config), _adapter(tmp_path / "run" / "fc_model"), tmp_path / "run")
 
 
 def test_fc_server_needs_a_lora_fc_model():

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from toolduel.cli import app
 from toolduel.config import ConfigError, load_config
-from toolduel.game_config import GameConfig
+from toolduel.duel.config import GameConfig
 from toolduel.run_files import read_jsonl
 
 TINY = ["--rounds", "1", "--world-budget", "test", "--attack-steps", "1", "--attack-prompts-per-step", "2",
@@ -96,7 +96,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     def interrupted(run, progress):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("toolduel.game.run_game", interrupted)
+    monkeypatch.setattr("toolduel.duel.loop.run_game", interrupted)
     out = tmp_path / "run"
     result = _run("--out", str(out), *TINY)
     assert result.exit_code == 2
@@ -147,16 +147,16 @@ def test_report_to_a_missing_tracker_says_what_to_install(monkeypatch):
 def test_no_progress_reaches_the_world_build(monkeypatch):
     # `toolduel run --no-progress` on an empty cache builds the world without its progress bars
     import toolduel.training.warm_start as build
-    from toolduel import game
+    from toolduel.duel import players
 
     asked = []
     monkeypatch.setattr(build, "ensure_world_models", lambda budget, progress=True: asked.append(progress) or "m")
-    assert game.world_models("test", progress=False) == "m" and asked == [False]
+    assert players.world_models("test", progress=False) == "m" and asked == [False]
 
 
 def test_the_harvest_scores_greedily_when_asked(tmp_path):
     """An FC model right when greedy and wrong when sampled fooled nobody in a greedy harvest."""
-    from toolduel.attack import harvest
+    from toolduel.duel.harvest import harvest
     from toolduel.models.base import Generation
     from toolduel.schema import Call, GoldCall, Sample, Tool
 

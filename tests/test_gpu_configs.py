@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from toolduel.config import load_config
-from toolduel.game_config import GameConfig
+from toolduel.duel.config import GameConfig
 from toolduel.training.arguments import lora_config
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -32,7 +32,7 @@ def test_one_gpu_config_trains_both_players_with_lora_in_bf16():
     assert (config.query_lora, config.fc_lora, config.dtype, config.gradient_checkpointing) == \
         (True, True, "bfloat16", True)
     assert config.fc_model == config.query_model == "Qwen/Qwen2.5-1.5B-Instruct"
-    assert lora_config(config, "fc").target_modules == "all-linear"
+    assert lora_config(config, config.fc_lora).target_modules == "all-linear"
     assert (config.attack_prompts_per_step * config.num_generations) % config.gradient_accumulation_steps == 0
     assert config.defend_batch_size % config.gradient_accumulation_steps == 0
 

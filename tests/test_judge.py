@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fake_openai_server import FakeOpenAIServer
 
-from toolduel.attack import harvest
+from toolduel.blackbox.ledger import RequestBudget
 from toolduel.config import ConfigError
-from toolduel.game_config import GameConfig
-from toolduel.ledger import RequestBudget
+from toolduel.duel.config import GameConfig
+from toolduel.duel.harvest import harvest
 from toolduel.models.base import Generation
 from toolduel.models.endpoint import EndpointChatModel
 from toolduel.referee.judge import Judge, JudgePrompt, build_judge, parse_verdict
@@ -265,7 +265,7 @@ def test_harvest_passes_queries_through_the_judge_named_in_the_config(fake_opena
 
 def test_the_duels_attack_reward_asks_the_judge_named_in_the_config(fake_openai_server, tmp_path_factory,
                                                                       monkeypatch):
-    from toolduel.attack import run_attack
+    from toolduel.duel.attack import run_attack
     from toolduel.training.warm_start import ensure_world_models
 
     monkeypatch.setenv("TOOLDUEL_CACHE", str(tmp_path_factory.getbasetemp() / "toolduel-cache"))

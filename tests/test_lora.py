@@ -8,9 +8,14 @@ import torch
 from distributed_worker import SilentFCModel
 from safetensors.torch import load_file
 
-from toolduel.checkpoints import ADAPTER_CONFIG, export_merged, is_adapter, load_causal_lm
+from toolduel.checkpoints import (
+    ADAPTER_CONFIG,
+    export_merged,
+    is_adapter,
+    load_causal_lm,
+)
 from toolduel.config import ConfigError
-from toolduel.game_config import GameConfig
+from toolduel.duel.config import GameConfig
 from toolduel.referee.validity import ValidityVerdict
 from toolduel.training.arguments import lora_config, trainable_model
 from toolduel.world.generator import generate_samples
@@ -29,7 +34,7 @@ def base_dir(tmp_path_factory, tiny_qwen2, tiny_tokenizer):
 @pytest.fixture(scope="module")
 def sft_adapter(tmp_path_factory, base_dir):
     """One LoRA SFT defence on four world samples: (the trained PeftModel, its saved folder)."""
-    from toolduel.defend import defend
+    from toolduel.duel.defend import defend
 
     out = tmp_path_factory.mktemp("sft")
     config = GameConfig(**LORA, defend_batch_size=4, defend_epochs=2.0, defend_learning_rate=5e-2)
@@ -44,11 +49,10 @@ def _logits(model, tokens=(5, 17, 42, 99, 7, 3)):
 
 
 def test_lora_settings_become_a_peft_config():
-    config = lora_config(GameConfig(fc_lora=True, lora_rank=8, lora_alpha=16, lora_target_modules="q_proj, v_proj"),
-                         "fc")
+    config = lora_config(GameConfig(lora_rank=8, lora_alpha=16, lora_target_modules="q_proj, v_proj"), True)
     assert (config.r, config.lora_alpha, set(config.target_modules)) == (8, 16, {"q_proj", "v_proj"})
-    assert lora_config(GameConfig(fc_lora=True), "query") is None  # the query model trains in full
-    assert lora_config(GameConfig(query_lora=True), "query").target_modules == "all-linear"
+    assert lora_config(GameConfig(fc_lora=True), False) is None  # a player without LoRA trains in full
+    assert lora_config(GameConfig(query_lora=True), True).target_modules == "all-linear"
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -78,7 +82,7 @@ def test_sft_defence_trains_only_the_adapter(sft_adapter, tiny_qwen2):
 
 
 def test_grpo_attack_trains_only_the_adapter_and_continues_it_next_round(tmp_path, base_dir, monkeypatch):
-    from toolduel.attack import run_attack
+    from toolduel.duel.attack import run_attack
     from toolduel.referee import outcome
 
     # The tiny random query model writes no valid query; let validity follow the query's parity so
@@ -107,7 +111,7 @@ def test_grpo_attack_trains_only_the_adapter_and_continues_it_next_round(tmp_pat
 
 
 def test_an_adapter_folder_loads_through_every_loader(sft_adapter, base_dir):
-    from toolduel.game import load_chat_model
+    from toolduel.duel.players import load_chat_model
     from toolduel.models.hf import TransformersChatModel
 
     peft_model, folder = sft_adapter
@@ -118,13 +122,13 @@ def test_an_adapter_folder_loads_through_every_loader(sft_adapter, base_dir):
     assert chat.generate([[{"role": "user", "content": "Book a table in Oslo"}]], [[]])[0].meta["completion_tokens"]
     assert torch.allclose(_logits(load_chat_model(folder, GameConfig()).model), expected, atol=1e-5)
     # For a trainer: LoRA on continues the adapter (base frozen); LoRA off trains the merged model in full.
-    model, new_config = trainable_model(folder, GameConfig(fc_lora=True), "fc")
+    model, new_config = trainable_model(folder, GameConfig(), lora=True)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert new_config is None and trainable and all("lora_" in name for name in trainable)
-    model, new_config = trainable_model(folder, GameConfig(), "fc")
+    model, new_config = trainable_model(folder, GameConfig(), lora=False)
     assert new_config is None and not any("lora_" in name for name, _ in model.named_parameters())
     assert torch.allclose(_logits(model), expected, atol=1e-5)
-    path, new_config = trainable_model(base_dir, GameConfig(fc_lora=True), "fc")
+    path, new_config = trainable_model(base_dir, GameConfig(), lora=True)
     assert path == str(base_dir.resolve()) and new_config.r == 16  # a full model: a fresh adapter
 
 
@@ -154,7 +158,7 @@ def test_an_adapter_whose_base_is_gone_names_the_setting_to_fix(sft_adapter, tmp
 def test_grpo_defence_with_lora_saves_an_adapter(tmp_path, base_dir):
     from peft import PeftModel
 
-    from toolduel.defend import defend
+    from toolduel.duel.defend import defend
 
     config = GameConfig(**LORA, defend="grpo", defend_epochs=1.0)
     samples = generate_samples(8, seed=3, kinds=("one_call",), id_prefix="grpo")

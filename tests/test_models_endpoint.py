@@ -12,7 +12,11 @@ from fake_openai_server import FakeOpenAIServer, last_user_message
 
 from toolduel.models import load_model
 from toolduel.models.base import ChatModel, GenerationConfig
-from toolduel.models.endpoint import EndpointChatModel, parse_chat_completion, parse_retry_after
+from toolduel.models.endpoint import (
+    EndpointChatModel,
+    parse_chat_completion,
+    parse_retry_after,
+)
 from toolduel.schema import Tool
 
 WEATHER = Tool("get_weather", "Current weather for a city.", {

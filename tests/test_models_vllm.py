@@ -16,13 +16,21 @@ import pytest
 from typer.testing import CliRunner
 
 from toolduel.cli import app
-from toolduel.config import ConfigError, EvalConfig
-from toolduel.evaluate import RESULTS_FILE, read_results
-from toolduel.models import VLLM_MISSING, close_model, load_model, load_model_for_generation, vllm_available
+from toolduel.config import ConfigError
+from toolduel.evaluate import read_results
+from toolduel.models import (
+    VLLM_MISSING,
+    close_model,
+    load_model,
+    load_model_for_generation,
+    vllm_available,
+)
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.models.hf import TransformersChatModel
 from toolduel.models.vllm import VLLMChatModel, lora_rank_limit
+from toolduel.run_files import RESULTS
 from toolduel.schema import Tool
+from toolduel.settings import EvalConfig
 
 WEATHER = Tool("get_weather", "Current weather for a city.", {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
@@ -356,7 +364,7 @@ def test_eval_with_the_vllm_backend_scores_what_the_engine_answers(fake_vllm, ch
                                       "--seed", "4", "--out", str(tmp_path / "eval"), "--no-progress"])
 
     assert result.exit_code == 0, result.output
-    records = read_results(tmp_path / "eval" / RESULTS_FILE)
+    records = read_results(tmp_path / "eval" / RESULTS)
     assert [(r["id"], r["valid"]) for r in records] == [("Paris", True), ("Oslo", False)]
     assert records[1]["error_type"] is not None and records[0]["raw_output"] == CALL
     assert len(fake_vllm) == 1 and fake_vllm[0].kwargs["seed"] == 4

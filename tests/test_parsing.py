@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolduel.parsing import MAX_DEPTH, MAX_TEXT_CHARS, ParseResult, format_calls, parse_calls, parse_openai_tool_calls
+from toolduel.calls_text import format_calls
+from toolduel.parsing import (
+    MAX_DEPTH,
+    MAX_TEXT_CHARS,
+    ParseResult,
+    parse_calls,
+    parse_openai_tool_calls,
+)
 from toolduel.schema import Call
 
 ERROR_KINDS = {"invalid_json", "unbalanced_tag", "invalid_python", "bad_call_shape", "too_large", "bad_input"}

@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 from report_fixtures import HARD_KINDS, HELDOUT_SETS, write_eval_folder, write_run
 
-from toolduel.report import build_report, compare_traits, load_folder, measure, query_traits, report_command
+from toolduel.report import (
+    build_report,
+    compare_traits,
+    load_folder,
+    measure,
+    query_traits,
+    report_command,
+)
 from toolduel.report import figures as draw
 from toolduel.report.build import FIGURES, ReportError
 

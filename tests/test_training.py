@@ -7,8 +7,14 @@ from typer.testing import CliRunner
 
 from toolduel.cli import app
 from toolduel.config import ConfigError
-from toolduel.game_config import GameConfig
-from toolduel.training.arguments import grpo_settings, per_device_batch, require_vllm, trainer_settings, vllm_settings
+from toolduel.duel.config import GameConfig
+from toolduel.training.arguments import (
+    grpo_settings,
+    per_device_batch,
+    require_vllm,
+    trainer_settings,
+    vllm_settings,
+)
 
 
 @pytest.fixture
@@ -33,10 +39,11 @@ def test_a_step_batch_is_split_over_accumulation_steps():
 
 
 def test_trainer_settings_follow_dtype_and_memory_settings():
-    settings = trainer_settings(GameConfig(dtype="bfloat16", gradient_checkpointing=True, gradient_accumulation_steps=2))
+    settings = trainer_settings(GameConfig(dtype="bfloat16", gradient_checkpointing=True, gradient_accumulation_steps=2),
+                                seed=0)
     assert (settings["bf16"], settings["activation_checkpointing"], settings["gradient_accumulation_steps"]) == \
         (True, True, 2)
-    default = grpo_settings(GameConfig(), "query")
+    default = grpo_settings(GameConfig(), seed=0, server_port=8000)
     assert (default["bf16"], default["activation_checkpointing"]) == (False, False)  # the tiny CPU default
     assert default["model_init_kwargs"] == {"dtype": "float32"} and "use_vllm" not in default
 
@@ -46,10 +53,10 @@ def test_vllm_server_mode_points_each_trainer_at_its_own_server(fake_vllm, tmp_p
 
     config = GameConfig(use_vllm=True, vllm_mode="server", vllm_server_host="10.0.0.2", vllm_server_port=8100,
                         defend_vllm_server_port=8101)
-    query = grpo_settings(config, "query")
+    query = grpo_settings(config, config.seed, config.vllm_server_port)
     assert {key: query[key] for key in ("use_vllm", "vllm_mode", "vllm_server_host", "vllm_server_port")} == \
         {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "10.0.0.2", "vllm_server_port": 8100}
-    assert grpo_settings(config, "fc")["vllm_server_port"] == 8101
+    assert grpo_settings(config, config.seed, config.defend_vllm_server_port)["vllm_server_port"] == 8101
     args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2, **query)
     assert (args.use_vllm, args.vllm_mode, args.vllm_server_host, args.vllm_server_port) == \
         (True, "server", "10.0.0.2", 8100)  # TRL takes every setting as given

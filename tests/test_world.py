@@ -15,7 +15,13 @@ import pytest
 from toolduel.referee.validity import check_query
 from toolduel.schema import OPTIONAL, Sample
 from toolduel.world.functions import all_functions, domains, world_tools
-from toolduel.world.generator import KINDS, generate_samples, make_sample, rephrase, split_of
+from toolduel.world.generator import (
+    KINDS,
+    generate_samples,
+    make_sample,
+    rephrase,
+    split_of,
+)
 from toolduel.world.heldout import WORLD_SETS, load_world_set
 from toolduel.world.lexicon import world_lexicon
 from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS

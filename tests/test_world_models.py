@@ -319,7 +319,12 @@ def test_the_decay_starts_when_the_probe_says_copying_works_and_training_ends_wi
     rate falls over steps 3-6 and training stops there. A probe that never passes keeps the
     rate flat for 1.5 times the planned 12 flat steps, going over the data again, then decays."""
     from toolduel.training import sft as warm_start
-    from toolduel.training.sft import SFTSettings, answer_batches, answer_exact_rate, sft_train
+    from toolduel.training.sft import (
+        SFTSettings,
+        answer_batches,
+        answer_exact_rate,
+        sft_train,
+    )
     from toolduel.world.training_data import fc_probe_rows
 
     rows = [fc_example(s) for s in generate_samples(32, seed=3)]

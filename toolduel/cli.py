@@ -1,20 +1,36 @@
 """The ``toolduel`` command: ``eval``, ``run`` (the duel), ``attack`` (against an endpoint), ``report``,
-and ``world`` for the embedded tool world."""
+and ``world`` for the embedded tool world.
+
+``eval``, ``run`` and ``attack`` take every setting of their config as a flag (``--attack-steps
+10``), grouped in ``--help`` by settings group; ``--config FILE`` reads them from YAML first.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from toolduel.blackbox_config import BlackBoxConfig
-from toolduel.config import ConfigError, EvalConfig, flag_overrides, load_config, to_yaml
+from toolduel.blackbox.config import BlackBoxConfig
+from toolduel.config import (
+    ConfigError,
+    fields_in_order,
+    flag_value,
+    load_config,
+    to_yaml,
+)
 from toolduel.data import DataError, load_samples
+from toolduel.duel.config import GameConfig
 from toolduel.progress import console
+from toolduel.settings import EvalConfig
 
 app = typer.Typer(help="Adversarial data augmentation for tool-calling models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -34,9 +50,54 @@ def toolduel() -> None:
     """Adversarial data augmentation for tool-calling models."""
 
 
-def _help(name: str, config_class: type = EvalConfig) -> str:
-    """The help text of a config field, for the flag that sets it."""
-    return config_class.__dataclass_fields__[name].metadata["help"]
+def settings_flags(config_class: type, **command_options: Any) -> Callable:
+    """A decorator giving a command one flag per setting of ``config_class`` (each shown in
+    ``--help`` under its settings group's panel, with its default) besides ``command_options``
+    (name: ``typer.Option``). The command receives ``(ctx, settings, **command_options)``, where
+    ``settings`` holds the flags given, their values read as YAML (``true``, ``3e-4``, ``null``)."""
+    fields = fields_in_order(config_class)
+
+    def panel(name: str) -> str:
+        owner = next(c for c in config_class.__mro__ if name in vars(c).get("__annotations__", {}))
+        return owner.PANEL
+
+    def flag(field: dataclasses.Field) -> inspect.Parameter:
+        text = escape(f"{field.metadata['help']} (default: {field.default})")  # keeps [vllm] and the like
+        if field.metadata.get("switch"):
+            option = typer.Option(None, f"--{field.name.replace('_', '-')}", help=text, rich_help_panel=panel(field.name))
+            return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[bool])
+        option = typer.Option(None, f"--{field.name.replace('_', '-')}", help=text, metavar="VALUE",
+                              rich_help_panel=panel(field.name))
+        return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[str])
+
+    def decorate(body: Callable) -> Callable:
+        parameters = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+        parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+                       for name, (annotation, option) in command_options.items()]
+        parameters += [flag(field) for field in fields]
+
+        def command(ctx: typer.Context, **values: Any) -> None:
+            given = {f.name: values.pop(f.name) for f in fields}
+            for name, value in given.items():
+                if isinstance(value, str) and value.startswith("--"):  # `--attack-steps --no-progress`
+                    fail(f"option --{name.replace('_', '-')} needs a value (got the option {value})")
+            settings = {name: value if isinstance(value, bool) else flag_value(value)
+                        for name, value in given.items() if value is not None}
+            if ctx.args:
+                fail(f"unknown option {ctx.args[0]!r}; see --help for the settings")
+            body(ctx, settings, **values)
+
+        command.__signature__ = inspect.Signature(parameters)
+        command.__doc__ = body.__doc__
+        command.__name__ = body.__name__
+        return command
+
+    return decorate
+
+
+CONFIG_OPTION = (Optional[Path], typer.Option(None, "--config", help="YAML file of these settings; flags override it"))
+PROGRESS_OPTION = (bool, typer.Option(True, help="show progress bars"))
+ANY_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}  # an unknown option is our one-line error
 
 
 def fail(message: str) -> None:
@@ -99,34 +160,15 @@ def print_summary(summary: dict, title: str) -> None:
         console.print(errors)
 
 
-@app.command("eval")
-def eval_command(
-    data: Optional[str] = typer.Option(None, help=_help("data")),
-    model: Optional[str] = typer.Option(None, help=_help("model")),
-    endpoint: Optional[str] = typer.Option(None, help=_help("endpoint")),
-    api_key_env: Optional[str] = typer.Option(None, help=_help("api_key_env")),
-    backend: Optional[str] = typer.Option(None, help=_help("backend")),
-    out: Optional[str] = typer.Option(None, help=_help("out")),
-    limit: Optional[int] = typer.Option(None, help=_help("limit")),
-    batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
-    max_new_tokens: Optional[int] = typer.Option(None, help=_help("max_new_tokens")),
-    temperature: Optional[float] = typer.Option(None, help=_help("temperature")),
-    seed: Optional[int] = typer.Option(None, help=_help("seed")),
-    max_concurrency: Optional[int] = typer.Option(None, help=_help("max_concurrency")),
-    timeout: Optional[float] = typer.Option(None, help=_help("timeout")),
-    skip_bad: Optional[bool] = typer.Option(None, "--skip-bad", help=_help("skip_bad")),
-    bfcl_root: Optional[str] = typer.Option(None, help=_help("bfcl_root")),
-    resume: Optional[bool] = typer.Option(None, "--resume", help=_help("resume")),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of these settings; flags override it"),
-    progress: bool = typer.Option(True, help="show progress bars"),
-) -> None:
+@app.command("eval", context_settings=ANY_OPTIONS)
+@settings_flags(EvalConfig, config=CONFIG_OPTION, progress=PROGRESS_OPTION)
+def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], progress: bool) -> None:
     """Evaluate a model (local, hub id, or OpenAI-compatible endpoint) on BFCL, world or JSONL data."""
     from toolduel.evaluate import evaluate
     from toolduel.models.base import GenerationConfig
 
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "progress", "evaluate", "GenerationConfig")}
     try:
-        settings = load_config(EvalConfig, config, overrides)
+        settings = load_config(EvalConfig, config, settings)
         report = load_samples(settings.data, limit=settings.limit, skip_bad=settings.skip_bad,
                               bfcl_root=settings.bfcl_root)
     except (ConfigError, DataError) as err:
@@ -153,29 +195,22 @@ def eval_command(
     console.print(f"results: {out_dir / 'results.jsonl'}  summary: {out_dir / 'summary.json'}")
 
 
-@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def run_command(
-    ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of game settings; flags override it"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
-    out: Optional[str] = typer.Option(None, help="run folder (default: runs/<timestamp>)"),
-    rounds: Optional[int] = typer.Option(None, help="alternating rounds"),
-    progress: bool = typer.Option(True, help="show progress bars"),
-) -> None:
-    """Play the duel: attack, harvest, defend, evaluate, for a few rounds (embedded default: no arguments).
-
-    Any setting of the game config can be given as a flag, e.g. --attack-steps 10 --reward-form attack."""
-    from toolduel.game import Run, run_game
-    from toolduel.game_config import GameConfig
+@app.command("run", context_settings=ANY_OPTIONS)
+@settings_flags(GameConfig, config=CONFIG_OPTION,
+                resume=(Optional[Path], typer.Option(None, "--resume", help="continue the run in this folder")),
+                progress=PROGRESS_OPTION)
+def run_command(ctx: typer.Context, settings: dict, config: Optional[Path], resume: Optional[Path],
+                progress: bool) -> None:
+    """Play the duel: attack, harvest, defend, evaluate, for a few rounds (embedded default: no arguments)."""
+    from toolduel.duel.loop import resume_run, run_game, start_run
 
     try:
-        overrides = flag_overrides(ctx.args, GameConfig) | {"out": out, "rounds": rounds}
         if resume is not None:
-            if config is not None or any(v is not None for v in overrides.values()):
+            if config is not None or settings:
                 fail("--resume takes the settings saved in the run folder; give no other settings")
-            run = Run.resume(resume)
+            run = resume_run(resume)
         else:
-            run = Run.start(load_config(GameConfig, config, overrides))
+            run = start_run(load_config(GameConfig, config, settings))
     except (ConfigError, DataError) as err:
         fail(str(err))
     console.print(f"run folder: {run.dir}")
@@ -189,35 +224,25 @@ def run_command(
     console.print(f"done: {run.dir}")
 
 
-@app.command("attack", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def attack_command(
-    ctx: typer.Context,
-    endpoint: Optional[str] = typer.Option(None, help=_help("endpoint", BlackBoxConfig)),
-    model: Optional[str] = typer.Option(None, help=_help("model", BlackBoxConfig)),
-    seeds: Optional[str] = typer.Option(None, help=_help("seeds", BlackBoxConfig)),
-    out: Optional[str] = typer.Option(None, help=_help("out", BlackBoxConfig)),
-    max_requests: Optional[int] = typer.Option(None, help=_help("max_requests", BlackBoxConfig)),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of attack settings; flags override it"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the attack in this folder (with "
-                                                                  "--max-requests: a new request budget)"),
-    progress: bool = typer.Option(True, help="show progress bars"),
-) -> None:
+@app.command("attack", context_settings=ANY_OPTIONS)
+@settings_flags(BlackBoxConfig, config=CONFIG_OPTION,
+                resume=(Optional[Path], typer.Option(None, "--resume", help="continue the attack in this folder "
+                                                                            "(with --max-requests: a new budget)")),
+                progress=PROGRESS_OPTION)
+def attack_command(ctx: typer.Context, settings: dict, config: Optional[Path], resume: Optional[Path],
+                   progress: bool) -> None:
     """Train a query model against an FC model behind an OpenAI-compatible endpoint (only the query
-    model learns); writes the adversarial set found and the weakness report.
-
-    Any setting of the attack config can be given as a flag, e.g. --attack-steps 10 --fc-samples 1."""
-    from toolduel.blackbox import AttackRun, run_blackbox
+    model learns); writes the adversarial set found and the weakness report."""
+    from toolduel.blackbox.run import resume_attack, run_blackbox, start_attack
 
     try:
-        overrides = flag_overrides(ctx.args, BlackBoxConfig) | {"endpoint": endpoint, "model": model, "seeds": seeds,
-                                                              "out": out, "max_requests": max_requests}
         if resume is not None:
-            if config is not None or any(v is not None for k, v in overrides.items() if k != "max_requests"):
+            if config is not None or set(settings) - {"max_requests"}:
                 fail("--resume takes the settings saved in the attack folder; only --max-requests may be given "
                      "(to raise the request budget)")
-            run = AttackRun.resume(resume, max_requests=max_requests)
+            run = resume_attack(resume, max_requests=settings.get("max_requests"))
         else:
-            run = AttackRun.start(load_config(BlackBoxConfig, config, overrides))
+            run = start_attack(load_config(BlackBoxConfig, config, settings))
     except (ConfigError, DataError) as err:
         fail(str(err))
     console.print(f"attack folder: {run.dir}")

@@ -1,13 +1,14 @@
 """Typed configs: dataclasses loaded from YAML, overridden by command-line flags, validated on load.
 
-Every field carries a ``help`` text (shown by ``--help`` and in error messages); a
-``__post_init__`` raises :class:`ConfigError` saying how to fix a bad setting.
+Every field carries a ``help`` text (shown by ``--help`` and in error messages); a check
+raises :class:`ConfigError` saying how to fix a bad setting. The settings themselves are in
+:mod:`toolduel.settings` (the groups and ``toolduel eval``'s) and in each program's config.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,8 +21,10 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names it and says how to fix it."""
 
 
-def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors dataclass field metadata naming
-    return field(default=default, metadata={"help": help})
+def option(default: Any, help: str, switch: bool = False) -> Any:  # noqa: A002 - mirrors field metadata naming
+    """A setting with its help text; a ``switch`` is given on the command line without a value
+    (``--skip-bad``), any other setting with one (``--query-lora true``)."""
+    return field(default=default, metadata={"help": help, "switch": switch})
 
 
 def check_http_url(name: str, value: str) -> None:
@@ -50,13 +53,13 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
     if unknown:
         where = f" in {path}" if path else ""
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{where}; valid: {', '.join(sorted(fields))}")
-    for name, value in values.items():
-        if isinstance(value, str) and "float" in str(fields[name].type):
-            values[name] = _number(name, value)
+    values = {name: typed(name, value, str(fields[name].type)) for name, value in values.items()}
     try:
         return cls(**values)
-    except TypeError as err:
-        raise ConfigError(str(err)) from None
+    except (TypeError, ValueError, OverflowError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
 
 
 def flag_overrides(args: list[str], config_class: type) -> dict:
@@ -72,67 +75,57 @@ def flag_overrides(args: list[str], config_class: type) -> dict:
                               + ", ".join("--" + n.replace("_", "-") for n in fields))
         if index + 1 >= len(args):
             raise ConfigError(f"option {flag} needs a value")
-        values[name] = yaml.safe_load(args[index + 1])  # "10" -> 10, "false" -> False, "null" -> None
+        values[name] = flag_value(args[index + 1])
         index += 2
     return values
 
 
-def _number(name: str, value: str) -> float:
-    """A float setting given as text: YAML reads ``3e-4`` (no dot) as a string."""
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number (got {value!r})") from None
+def flag_value(text: str) -> Any:
+    """A setting's value as written after its flag, read as YAML: "10" -> 10, "false" -> False,
+    "null" -> None (a float setting given as "3e-4" is made a number by :func:`load_config`)."""
+    return yaml.safe_load(text)
+
+
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
+
+
+def typed(name: str, value: Any, type_text: str) -> Any:
+    """``value`` as the setting ``name`` of type ``type_text`` (a dataclass annotation such as
+    ``int | None``) takes it, or a :class:`ConfigError` naming the setting and what it takes.
+
+    A float setting takes a whole number, and text that reads as a number (YAML reads ``3e-4``,
+    without a dot, as text); a text setting takes a number as its text (``--out 2024``)."""
+    kinds = [kind.strip() for kind in type_text.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+    elif "bool" in kinds and isinstance(value, bool):
+        return value
+    elif isinstance(value, bool):
+        pass  # true/false is no number and no text
+    elif "int" in kinds and isinstance(value, int):
+        return value
+    elif "float" in kinds and isinstance(value, (int, float, str)):
+        try:
+            return float(value)
+        except (ValueError, OverflowError):
+            pass
+    elif "str" in kinds and isinstance(value, (str, int, float)):
+        return str(value)
+    wanted = " or ".join(_TYPE_WORDS.get(kind, "nothing (null)" if kind == "None" else kind) for kind in kinds)
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ConfigError(f"{name} must be {wanted} (got {shown})")
 
 
 def to_yaml(config: Any) -> str:
-    """The config as YAML, for the run folder (no secrets live in configs: keys are env var names)."""
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+    """The config as YAML, for the run folder (no secrets live in configs: keys are env var names):
+    the program's own settings first, then each settings group it is made of."""
+    values = dataclasses.asdict(config)
+    return yaml.safe_dump({field.name: values[field.name] for field in fields_in_order(type(config))}, sort_keys=False)
 
 
-@dataclass
-class EvalConfig:
-    data: str = option("world:plain,hard,two_call,no_call",
-                       "bfcl:<categories> (bfcl:all for every python AST category), world:<sets>, or a JSONL path")
-    model: str | None = option(None, "local path or hub id of a causal LM; with `endpoint`, the served model name; "
-                                     "none: the embedded world FC model")
-    endpoint: str | None = option(None, "base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str = option("OPENAI_API_KEY", "name of the environment variable holding the endpoint's API key")
-    backend: str = option("transformers", "how a local model generates: transformers, or vllm "
-                                          "(pip install \"toolduel[vllm]\"; Linux with a CUDA GPU)")
-    out: str | None = option(None, "output folder (default: runs/eval-<timestamp>)")
-    limit: int | None = option(None, "at most this many samples per category or set (a JSONL file: in all)")
-    batch_size: int = option(16, "prompts per generation batch")
-    max_new_tokens: int = option(256, "longest answer generated")
-    temperature: float = option(0.0, "0 for greedy decoding")
-    seed: int = option(0, "sampling seed")
-    max_concurrency: int = option(8, "endpoint requests in flight at once")
-    timeout: float = option(60.0, "seconds before an endpoint request is retried")
-    skip_bad: bool = option(False, "skip malformed JSONL records (they are counted) instead of stopping")
-    bfcl_root: str | None = option(None, "folder of BFCL_v*_<category>.json files (default: the bfcl-eval package)")
-    resume: bool = option(False, "continue an evaluation in `out`, keeping the samples already scored")
-
-    def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be at least 1 (got {self.limit}); leave it out for no limit")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1 (got {self.batch_size})")
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be 0 (greedy) or more (got {self.temperature})")
-        if self.max_concurrency < 1:
-            raise ConfigError(f"max_concurrency must be at least 1 (got {self.max_concurrency})")
-        if self.timeout <= 0:
-            raise ConfigError(f"timeout must be a positive number of seconds (got {self.timeout})")
-        if self.endpoint is not None and not self.model:
-            raise ConfigError("an endpoint needs `model`: the model name the server serves")
-        if self.endpoint is not None:
-            check_http_url("endpoint", self.endpoint)
-        if self.backend not in ("transformers", "vllm"):
-            raise ConfigError(f"backend must be transformers or vllm (got {self.backend!r})")
-        if self.endpoint is not None and self.backend != "transformers":
-            raise ConfigError("backend applies to a local model; an endpoint generates on its own server "
-                              "(drop --backend, or drop --endpoint to load the model here)")
-        if self.resume and not self.out:
-            raise ConfigError("resume needs `out`: the folder of the evaluation to continue")
+def fields_in_order(config_class: type) -> list[dataclasses.Field]:
+    """A config's settings: its own first, then those of each settings group it is made of."""
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    return [fields[name] for cls in config_class.__mro__ for name in vars(cls).get("__annotations__", {})
+            if name in fields]

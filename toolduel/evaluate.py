@@ -16,11 +16,8 @@ from toolduel.checker import check_sample
 from toolduel.models.base import ChatModel, Generation, GenerationConfig
 from toolduel.parsing import parse_calls
 from toolduel.progress import progress_bar
-from toolduel.run_files import read_jsonl, write_json_atomic
+from toolduel.run_files import RESULTS, SUMMARY, read_jsonl, write_json_atomic
 from toolduel.schema import Sample
-
-RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.json"
 
 
 def score_generation(sample: Sample, generation: Generation) -> dict:
@@ -95,7 +92,7 @@ def evaluate(model: ChatModel, samples: list[Sample], out_dir: str | Path,
     """Evaluate ``model`` on ``samples``; write results and summary under ``out_dir``; return the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_path = out_dir / RESULTS_FILE
+    results_path = out_dir / RESULTS
     done = [r for r in read_results(results_path) if not r.get("generation_error")] if resume else []
     done_ids = {r["id"] for r in done}
     todo = [s for s in samples if s.id not in done_ids]
@@ -112,5 +109,5 @@ def evaluate(model: ChatModel, samples: list[Sample], out_dir: str | Path,
                 results.flush()
                 advance(len(batch))
     summary = summarize(read_results(results_path)) | {"model": getattr(model, "name", "model"), **(meta or {})}
-    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    write_json_atomic(out_dir / SUMMARY, summary)
     return summary

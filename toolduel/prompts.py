@@ -7,7 +7,7 @@
 - The FC model's answer (:func:`fc_target`): the gold calls in ``<tool_call>`` blocks, or
   :data:`NO_CALL_REPLY` when no tool fits.
 - The query model's prompt (:func:`query_model_messages`): the gold calls, a seed query and
-  an optional style; it answers with one user request.
+  an optional style; it answers with one user request (:func:`sample_queries`).
 - Training rows in TRL's conversational format (:func:`fc_example`, :func:`fc_conversation`),
   the tools as JSON in a ``tools`` column.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from toolduel.parsing import format_calls
+from toolduel.calls_text import format_calls
 from toolduel.schema import Call, Sample, Tool
 
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -125,3 +125,9 @@ def query_model_messages(sample: Sample, seed_query: str | None = None, style: s
     if style:
         lines.append(f"Style: {style}")
     return [{"role": "system", "content": QUERY_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def sample_queries(query_model: Any, seeds: list[Sample], generation: Any) -> list[str]:
+    """One query per seed from ``query_model`` (a :class:`~toolduel.models.base.ChatModel`)."""
+    answers = query_model.generate([query_model_messages(s) for s in seeds], [s.tools for s in seeds], generation)
+    return [a.text.strip() for a in answers]

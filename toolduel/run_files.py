@@ -1,4 +1,6 @@
-"""The run folder: where every phase of the duel writes, and how it is read back.
+"""The run folder: where every phase of both programs writes, and how it is read back.
+
+Every file name of a run folder is written here only. A duel (``toolduel run``):
 
     RUN_DIR/
       config.yaml                     the settings the run used (no secrets: keys stay in env vars)
@@ -33,14 +35,33 @@ A harvest record holds ``round``, ``seed_id``, ``query``, ``valid`` and ``reason
 validity gate rejected it; empty when valid).
 
 An after-defence record holds ``id`` (the pool record's), ``round``, ``raw_output``, ``verdict``.
+
+A black-box attack (``toolduel attack``) keeps ``config.yaml``, ``state.json``, ``pool.jsonl``,
+``pool_dataset/``, ``metrics.jsonl`` (one line), ``judge_cache.jsonl`` and ``report/`` as above,
+with its one round's ``attack_log.jsonl``, ``harvest_stats.json``, ``trainer/`` (the latest
+training checkpoint) and ``query_model/`` at the top, and ``queries.jsonl``, the ledger of every
+query scored (:mod:`toolduel.blackbox.ledger`). An evaluation (``toolduel eval``) writes
+``config.yaml``, ``results.jsonl`` and ``summary.json``.
+
+:class:`RunFolder` is the state both programs keep in ``state.json`` (phases done, and what else
+they need to resume); :func:`seeded_draw` draws samples the same way on every resume.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, TypeVar
+
+from toolduel.config import ConfigError
+
+T = TypeVar("T")
 
 CONFIG = "config.yaml"
 STATE = "state.json"
@@ -49,10 +70,38 @@ POOL = "pool.jsonl"
 POOL_DATASET = "pool_dataset"
 FINAL_FC_MODEL = "final_fc_model"
 REPORT = "report"
+JUDGE_CACHE = "judge_cache.jsonl"
+QUERIES = "queries.jsonl"  # the black-box attack's ledger
+ROUNDS = "rounds"
+# in a round's folder (and, for the black-box attack's one round, at the top)
+QUERY_MODEL = "query_model"
+FC_MODEL = "fc_model"
+TRAINER = "trainer"
+ATTACK_LOG = "attack_log.jsonl"
+HARVEST = "harvest.jsonl"
+HARVEST_STATS = "harvest_stats.json"
+AFTER_DEFENCE = "after_defence.jsonl"
+ROUND_METRICS = "metrics.json"
+EVAL = "eval"
+# an evaluation's folder
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
 
 
 def round_dir(run_dir: str | Path, round_index: int) -> Path:
-    return Path(run_dir) / "rounds" / f"round_{round_index}"
+    return Path(run_dir) / ROUNDS / f"round_{round_index}"
+
+
+def round_of(path: Path) -> int | None:
+    """The round of a ``rounds/round_<t>`` folder, None for any other name (``round_1.bak``)."""
+    match = re.fullmatch(r"round_(\d+)", path.name)
+    return int(match.group(1)) if match else None
+
+
+def round_files(run_dir: str | Path, name: str) -> list[Path]:
+    """``rounds/round_<t>/<name>`` of every round that has one, in round order."""
+    found = [(round_of(path.parent), path) for path in Path(run_dir).glob(f"{ROUNDS}/round_*/{name}")]
+    return [path for index, path in sorted((i, p) for i, p in found if i is not None)]
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -94,29 +143,120 @@ class CorruptFileError(ValueError):
     """A run file that cannot be read; the message names the file and line."""
 
 
-def iter_jsonl(path: str | Path, strict: bool = False) -> Iterator[dict]:
-    """Records of a JSON-lines file. A torn last line (a crash mid-write) is dropped; a bad line
-    elsewhere raises :class:`CorruptFileError` naming it when ``strict``, else is skipped."""
+def iter_jsonl(path: str | Path, strict: bool = False, required: Sequence[str] = (),
+               on_problem: Callable[[str], None] | None = None) -> Iterator[dict]:
+    """The JSON objects of a JSON-lines file that hold the ``required`` keys.
+
+    A torn last line (a crash mid-write) is dropped. Any other bad line (not JSON, not an
+    object, a key missing) raises :class:`CorruptFileError` naming the file and line when
+    ``strict``; else it is skipped, and ``on_problem`` (if given) hears ``"line N: what"``, as
+    it does of a torn last line."""
     path = Path(path)
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        lines = handle.readlines()
-    for number, line in enumerate(lines, start=1):
+    text = path.read_text(encoding="utf-8", errors="replace")
+    pieces = text.split("\n")  # not splitlines(): JSON strings may hold U+2028 and other line breaks
+    last = len(pieces) - (0 if pieces[-1] else 1)
+    for number, line in enumerate(pieces[:last], start=1):
         if not line.strip():
             continue
+        problem = None
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if number == len(lines) and not line.endswith("\n"):
-                return  # the line being written when the process died
-            if strict:
-                raise CorruptFileError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            continue
-        if not isinstance(record, dict):
-            if strict:
-                raise CorruptFileError(f"{path}:{number}: expected a JSON object")
-            continue
-        yield record
+        except (json.JSONDecodeError, RecursionError) as err:
+            if number == last and not text.endswith("\n"):  # the line being written when the process died
+                if on_problem is not None:
+                    on_problem(f"line {number} is cut off (the run stopped mid-write?); left out")
+                return
+            record, problem = None, f"not valid JSON ({getattr(err, 'msg', 'nested too deeply')})"
+        if problem is None and not isinstance(record, dict):
+            problem = f"expected a JSON object, got {type(record).__name__}"
+        if problem is None:
+            missing = [key for key in required if key not in record]
+            problem = f"lacks {', '.join(missing)}" if missing else None
+        if problem is None:
+            yield record
+        elif strict:
+            raise CorruptFileError(f"{path}:{number}: {problem}")
+        elif on_problem is not None:
+            on_problem(f"line {number}: {problem}; left out")
 
 
 def read_jsonl(path: str | Path, strict: bool = False) -> list[dict]:
     return list(iter_jsonl(path, strict=strict)) if Path(path).exists() else []
+
+
+def write_pool_dataset(records: list[dict], path: Path) -> None:
+    """Pool records as a Hugging Face dataset (``datasets.load_from_disk``), nested values as JSON
+    text; no folder when there are no records."""
+    from datasets import Dataset
+
+    shutil.rmtree(path, ignore_errors=True)
+    if records:
+        flat = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in records]
+        Dataset.from_list(flat).save_to_disk(str(path))
+
+
+def seeded_draw(items: Sequence[T], n: int, stream: str, seed: int) -> list[T]:
+    """``n`` items drawn with replacement for one purpose (``stream``), the same on every resume."""
+    rng = random.Random(f"{seed}:{stream}")
+    return [items[rng.randrange(len(items))] for _ in range(n)]
+
+
+class RunFolder:
+    """A run folder, its config and its state (``state.json``): the phases done, how long each
+    took, and whatever else a program keeps to resume (checkpoint paths, requests sent).
+
+    Every process of a run holds the state in memory; only a ``writer`` (the main process)
+    writes it."""
+
+    def __init__(self, folder: str | Path, config: Any, defaults: dict | None = None, writer: bool = True):
+        self.dir, self.config, self.writer = Path(folder), config, writer
+        self.state = (defaults or {}) | (self.read_state() or {})
+        self.state.setdefault("completed", [])
+        self.state.setdefault("seconds", {})
+        self._last_mark = time.time()  # a phase's duration: from the previous mark (or the start) to its own
+
+    def read_state(self) -> dict | None:
+        path = self.dir / STATE
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    @staticmethod
+    def create(folder: Path, config_text: str, what: str) -> None:
+        """Make ``folder`` and write its config; refuse a folder that already holds a ``what``."""
+        if (folder / CONFIG).exists() or (folder / STATE).exists():
+            raise ConfigError(f"{folder} already holds {what}; continue it with --resume {folder}")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / CONFIG, config_text)
+
+    def done(self, phase: str) -> bool:
+        return phase in self.state["completed"]
+
+    def save(self, **changes: Any) -> None:
+        self.state.update(changes)
+        if self.writer:
+            write_json_atomic(self.dir / STATE, self.state)
+
+    def seconds_since_mark(self) -> float:
+        return round(time.time() - self._last_mark, 1)
+
+    def mark(self, phase: str, **paths: Path) -> None:
+        """``phase`` is done (with how long it took); ``paths`` (files in the folder) are kept by name."""
+        self.state["seconds"][phase] = self.seconds_since_mark()
+        self._last_mark = time.time()
+        self.save(completed=[*self.state["completed"], phase],
+                  **{key: str(Path(path).relative_to(self.dir)) for key, path in paths.items()})
+
+    def path(self, key: str) -> Path:
+        return self.dir / self.state[key]
+
+    def wait_for(self, phase: str, poll_seconds: float = 1.0) -> None:
+        """Wait (a process that does not write) until the writer marks ``phase`` done.
+
+        Polling the state file, not a collective barrier: a phase can take longer than a
+        process group's timeout. If the main process dies, the launcher stops this one."""
+        while True:
+            state = self.read_state()
+            if state is not None and phase in state["completed"]:
+                self.state = state
+                self._last_mark = time.time()
+                return
+            time.sleep(poll_seconds)

@@ -4,6 +4,8 @@ A spec names where samples come from:
 
 - ``bfcl:simple_python,multiple`` or ``bfcl:all`` (every python AST category of BFCL);
 - ``world:plain,hard`` (held-out sets of the embedded tool world);
+- ``world:train`` (fresh plain requests of the world's training split, as seeds and replay
+  of the duel: :func:`seed_samples`, :func:`replay_samples`);
 - a path to a JSONL file (OpenAI chat, xLAM or toolduel records).
 
 ``limit`` caps each named category or set (a JSONL file: the whole file).
@@ -11,16 +13,24 @@ A spec names where samples come from:
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from toolduel.data.bfcl import BFCL_AST_CATEGORIES, DataError, load_bfcl
 from toolduel.data.jsonl import LoadReport, load_jsonl
+from toolduel.run_files import seeded_draw
+from toolduel.schema import Sample
 
-__all__ = ["BFCL_AST_CATEGORIES", "DataError", "LoadReport", "load_samples"]
+__all__ = ["BFCL_AST_CATEGORIES", "WORLD_TRAIN", "DataError", "LoadReport", "load_samples", "named_sets",
+           "replay_samples", "seed_pool", "seed_samples"]
+
+WORLD_TRAIN = "world:train"
 
 
 def _load_world(names: str, limit: int | None) -> list:
-    from toolduel.world.heldout import load_world_set  # the world is only imported when asked for
+    from toolduel.world.heldout import (
+        load_world_set,  # the world is only imported when asked for
+    )
 
     samples = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
@@ -47,3 +57,49 @@ def load_samples(spec: str, limit: int | None = None, skip_bad: bool = False,
     if path.is_file():
         return load_jsonl(path, limit=limit, skip_bad=skip_bad)
     raise DataError(f"data spec {spec!r} is neither bfcl:<categories>, world:<sets> nor an existing JSONL file")
+
+
+def named_sets(spec: str | None, limit: int | None = None) -> dict[str, list[Sample]]:
+    """Held-out sets by name: each world set or BFCL category on its own (``bfcl:<category>``),
+    a JSONL file as one set named after the file."""
+    if not spec:
+        return {}
+    prefix, _, names = spec.partition(":")
+    if prefix in ("world", "bfcl") and names:
+        return {name if prefix == "world" else f"bfcl:{name}": load_samples(f"{prefix}:{name}", limit=limit).samples
+                for name in [n.strip() for n in names.split(",") if n.strip()]}
+    return {Path(spec).stem: load_samples(spec, limit=limit).samples}
+
+
+def seed_pool(spec: str, limit: int | None = None, skip_bad: bool = False,
+              bfcl_root: str | Path | None = None) -> tuple[list[Sample], list[str]]:
+    """The samples of ``spec`` that have gold calls (a query model rewrites a request for known
+    calls), and the malformed records skipped."""
+    report = load_samples(spec, limit=limit, skip_bad=skip_bad, bfcl_root=bfcl_root)
+    pool = [sample for sample in report.samples if sample.gold]
+    if not pool:
+        raise DataError(f"{spec} holds no sample with gold calls for the query model to rewrite")
+    return pool, list(report.skipped)
+
+
+def seed_samples(spec: str, n: int, stream: str, seed: int) -> list[Sample]:
+    """``n`` seeds for one purpose (``stream``), the same on every resume: fresh plain requests
+    for ``world:train``, else drawn with replacement from the spec's samples with gold calls."""
+    if spec == WORLD_TRAIN:
+        from toolduel.world.training_data import seed_requests
+
+        return seed_requests(n, seed=random.Random(f"{seed}:{stream}").randrange(10**9), id_prefix=f"seed-{stream}")
+    return seeded_draw(seed_pool(spec)[0], n, stream, seed)
+
+
+def replay_samples(spec: str, n: int, stream: str, seed: int) -> list[Sample]:
+    """``n`` samples of every kind (no-call included) replayed in the defence, the same on every
+    resume: fresh plain requests for ``world:train``, else drawn from the spec's samples."""
+    if n == 0:
+        return []
+    if spec == WORLD_TRAIN:
+        from toolduel.world.training_data import replay_requests
+
+        return replay_requests(n, seed=random.Random(f"{seed}:{stream}").randrange(10**9),
+                               id_prefix=f"replay-{stream}")
+    return seeded_draw(load_samples(spec).samples, n, stream, seed)

@@ -45,12 +45,11 @@ from toolduel.config import ConfigError, check_http_url
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
 from toolduel.referee.outcome import adversarial_sample
-from toolduel.run_files import append_jsonl, iter_jsonl
+from toolduel.run_files import JUDGE_CACHE, append_jsonl, iter_jsonl
 from toolduel.schema import Sample
 
 JUDGE_MODES = ("verify", "solve")
 PROMPT_FILE = "judge_prompt.md"
-CACHE_FILE = "judge_cache.jsonl"
 NOT_ASKED = "judge not asked: the request budget is spent"
 MAX_ANSWER_CHARS = 20_000  # bounds the parser's work on a runaway answer
 MAX_JSON_STARTS = 64
@@ -323,7 +322,7 @@ def build_judge(config: Any, budget: Budget | None = None, model: ChatModel | No
                                 "batch_size": getattr(config, "batch_size", 8)})
     cache = getattr(config, "judge_cache", None)
     out = getattr(config, "out", None)
-    cache_path = Path(cache) if cache else Path(out) / CACHE_FILE if out else None
+    cache_path = Path(cache) if cache else Path(out) / JUDGE_CACHE if out else None
     return Judge(model, cache_path, JudgePrompt.load(getattr(config, "judge_prompt", None)),
                  max_new_tokens=getattr(config, "judge_max_tokens", 256),
                  budget=budget if getattr(config, "judge_endpoint", None) else None,

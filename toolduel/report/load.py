@@ -8,17 +8,27 @@ is left out, and the report renders the rest. The layout is :mod:`toolduel.run_f
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolduel.evaluate import RESULTS_FILE, SUMMARY_FILE, summarize
-from toolduel.run_files import CONFIG, METRICS, POOL, STATE
+from toolduel.evaluate import summarize
+from toolduel.run_files import (
+    AFTER_DEFENCE,
+    CONFIG,
+    EVAL,
+    HARVEST,
+    METRICS,
+    POOL,
+    QUERIES,
+    RESULTS,
+    ROUNDS,
+    STATE,
+    SUMMARY,
+    iter_jsonl,
+    round_of,
+)
 
 MAX_PROBLEMS_PER_FILE = 3  # then one line counting the rest
-HARVEST = "harvest.jsonl"
-AFTER_DEFENCE = "after_defence.jsonl"
-QUERIES = "queries.jsonl"  # a black-box attack's ledger (toolduel attack): its one round, without round folders
 
 
 @dataclass
@@ -83,31 +93,12 @@ def _name(path: Path, folder: Path) -> str:
 def read_records(path: Path, folder: Path, problems: list[str], required: tuple[str, ...] = ()) -> list[dict]:
     """The JSON objects of a JSON-lines file that hold the ``required`` keys; every other line
     (bad JSON, not an object, a key missing, a last line cut off by a crash) is one problem."""
-    text = _read_text(path, folder, problems)
-    if text is None:
+    file_problems = _FileProblems(_name(path, folder), problems)
+    try:
+        records = list(iter_jsonl(path, required=required, on_problem=file_problems.add))
+    except OSError as error:
+        problems.append(f"{_name(path, folder)}: cannot be read ({error.strerror or error})")
         return []
-    pieces = text.split("\n")  # not splitlines(): JSON strings may hold U+2028 and other line breaks
-    lines = [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
-    file_problems, records = _FileProblems(_name(path, folder), problems), []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines) and not line.endswith("\n"):
-                file_problems.add(f"line {number} is cut off (the run stopped mid-write?); left out")
-            else:
-                file_problems.add(f"line {number}: not valid JSON ({error.msg}); left out")
-            continue
-        if not isinstance(record, dict):
-            file_problems.add(f"line {number}: expected a JSON object, got {type(record).__name__}; left out")
-            continue
-        missing = [key for key in required if key not in record]
-        if missing:
-            file_problems.add(f"line {number}: lacks {', '.join(missing)}; left out")
-            continue
-        records.append(record)
     file_problems.close()
     return records
 
@@ -162,7 +153,7 @@ def _clean_metrics(records: list[dict], problems: list[str]) -> list[dict]:
 def load_eval_set(folder: Path, root: Path, problems: list[str]) -> EvalSet:
     """results.jsonl + summary.json; a missing or broken summary is recomputed from the results."""
     evaluation = EvalSet()
-    results_path, summary_path = folder / RESULTS_FILE, folder / SUMMARY_FILE
+    results_path, summary_path = folder / RESULTS, folder / SUMMARY
     if results_path.exists():
         evaluation.results = read_records(results_path, root, problems, required=("id", "category"))
     else:
@@ -175,7 +166,7 @@ def load_eval_set(folder: Path, root: Path, problems: list[str]) -> EvalSet:
     if evaluation.summary is None and evaluation.results:
         try:
             evaluation.summary = summarize(evaluation.results)
-            summary_problems = [f"{line}; recomputed from {RESULTS_FILE}" for line in summary_problems]
+            summary_problems = [f"{line}; recomputed from {RESULTS}" for line in summary_problems]
         except (KeyError, TypeError, AttributeError) as error:
             summary_problems.append(f"{_name(results_path, root)}: cannot be summarised "
                                     f"({type(error).__name__}: {error})")
@@ -195,10 +186,10 @@ def _set_name(folder_name: str, evaluation: EvalSet, metrics: list[dict]) -> str
 
 def _round_folders(folder: Path) -> dict[int, Path]:
     found = {}
-    for path in (folder / "rounds").glob("round_*"):
-        match = re.fullmatch(r"round_(\d+)", path.name)
-        if match and path.is_dir():
-            found[int(match.group(1))] = path
+    for path in (folder / ROUNDS).glob("round_*"):
+        index = round_of(path)
+        if index is not None and path.is_dir():
+            found[index] = path
     return dict(sorted(found.items()))
 
 
@@ -219,7 +210,7 @@ def _load_rounds(data: RunData) -> None:
             elif round_index > 0:
                 problems.append(f"{_name(path / name, folder)}: missing")
         evals = {}
-        for set_folder in sorted(p for p in (path / "eval").glob("*") if p.is_dir()):
+        for set_folder in sorted(p for p in (path / EVAL).glob("*") if p.is_dir()):
             evaluation = load_eval_set(set_folder, folder, problems)
             evals[_set_name(set_folder.name, evaluation, data.metrics)] = evaluation
         if evals:
@@ -235,8 +226,8 @@ def load_folder(folder: str | Path) -> RunData:
         return data
     if (folder / CONFIG).exists():
         data.config_text = _read_text(folder / CONFIG, folder, data.problems)
-    is_eval = (folder / RESULTS_FILE).exists() or (folder / SUMMARY_FILE).exists()
-    if is_eval and not any((folder / name).exists() for name in (METRICS, POOL, "rounds")):
+    is_eval = (folder / RESULTS).exists() or (folder / SUMMARY).exists()
+    if is_eval and not any((folder / name).exists() for name in (METRICS, POOL, ROUNDS)):
         data.kind = "eval"
         data.evals = {0: {folder.name: load_eval_set(folder, folder, data.problems)}}
         return data
@@ -257,7 +248,7 @@ def load_folder(folder: str | Path) -> RunData:
         data.harvest[1] = [r | {"round": 1} for r in {r["key"]: r for r in records}.values() if r["status"] == "scored"]
     _load_rounds(data)
     if not data.rounds:
-        data.problems.append(f"{folder}: holds neither {METRICS}, {POOL}, rounds/ nor {RESULTS_FILE}; "
+        data.problems.append(f"{folder}: holds neither {METRICS}, {POOL}, rounds/ nor {RESULTS}; "
                              "is it a run or eval folder?")
     return data
 

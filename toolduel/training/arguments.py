@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolduel.config import ConfigError
-from toolduel.game_config import GameConfig
+from toolduel.settings import TrainerSettings
 from toolduel.training.processes import is_main_process, process_count
 
 # --- batch shape, precision, memory ------------------------------------------------------------
 
 
-def per_device_batch(total: int, config: GameConfig, setting: str) -> int:
+def per_device_batch(total: int, trainer: TrainerSettings, setting: str) -> int:
     """``total`` examples per optimizer step, as a per-device batch for this many processes and
     ``gradient_accumulation_steps``."""
-    processes, accumulation = process_count(), config.gradient_accumulation_steps
+    processes, accumulation = process_count(), trainer.gradient_accumulation_steps
     if total % (processes * accumulation):
         raise ConfigError(f"{setting} = {total} per step must split evenly over {processes} process(es) x "
                           f"{accumulation} gradient accumulation step(s); change {setting}, the number of "
@@ -38,56 +38,51 @@ def per_device_batch(total: int, config: GameConfig, setting: str) -> int:
     return total // (processes * accumulation)
 
 
-def trainer_settings(config: GameConfig) -> dict:
-    """TrainingArguments every trainer of the duel shares."""
+def trainer_settings(trainer: TrainerSettings, seed: int) -> dict:
+    """TrainingArguments every trainer shares."""
     import torch
 
     return {
         "use_cpu": not torch.cuda.is_available(),
-        "bf16": config.dtype == "bfloat16",
-        "activation_checkpointing": config.gradient_checkpointing,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "bf16": trainer.dtype == "bfloat16",
+        "activation_checkpointing": trainer.gradient_checkpointing,
+        "gradient_accumulation_steps": trainer.gradient_accumulation_steps,
         "ddp_find_unused_parameters": False,  # every parameter of a causal LM takes part in its loss
-        "report_to": config.report_to,
-        "seed": config.seed,
+        "report_to": trainer.report_to,
+        "seed": seed,
         "save_strategy": "no",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
     }
 
 
-def grpo_settings(config: GameConfig, role: str, model: Any = None) -> dict:
-    """The GRPOConfig arguments of :func:`trainer_settings`, the vLLM rollout settings of ``role``
-    (query or fc), and the dtype TRL loads ``model`` in when it is a path (see :func:`trainable_model`)."""
-    port = config.vllm_server_port if role == "query" else config.defend_vllm_server_port
-    loading = {"model_init_kwargs": {"dtype": config.dtype}} if model is None or isinstance(model, str) else {}
-    return trainer_settings(config) | loading | vllm_settings(config, port)
+def grpo_settings(trainer: TrainerSettings, seed: int, server_port: int, model: Any = None) -> dict:
+    """The GRPOConfig arguments of :func:`trainer_settings`, the vLLM rollout settings (``server_port``:
+    the player's `trl vllm-serve` in server mode), and the dtype TRL loads ``model`` in when it is a
+    path (see :func:`trainable_model`)."""
+    loading = {"model_init_kwargs": {"dtype": trainer.dtype}} if model is None or isinstance(model, str) else {}
+    return trainer_settings(trainer, seed) | loading | vllm_settings(trainer, server_port)
 
 
 # --- LoRA --------------------------------------------------------------------------------------
 
 
-def uses_lora(config: GameConfig, role: str) -> bool:
-    if role not in ("query", "fc"):
-        raise ValueError(f"role must be query or fc, got {role!r}")
-    return config.query_lora if role == "query" else config.fc_lora
-
-
-def lora_config(config: GameConfig, role: str) -> Any:
-    """A PEFT ``LoraConfig`` for ``role`` (query or fc) when its LoRA setting is on, else None."""
-    if not uses_lora(config, role):
+def lora_config(trainer: TrainerSettings, lora: bool) -> Any:
+    """A PEFT ``LoraConfig`` of the trainer's LoRA shape for a player that trains with ``lora``
+    (its ``query_lora`` or ``fc_lora`` setting), else None."""
+    if not lora:
         return None
     from peft import LoraConfig
 
-    modules = config.lora_target_modules.strip()
+    modules = trainer.lora_target_modules.strip()
     targets: str | list[str] = modules if modules == "all-linear" else [m.strip() for m in modules.split(",")]
-    return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    return LoraConfig(r=trainer.lora_rank, lora_alpha=trainer.lora_alpha, lora_dropout=trainer.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")
 
 
-def trainable_model(path: str | Path, config: GameConfig, role: str) -> tuple[Any, Any]:
+def trainable_model(path: str | Path, trainer: TrainerSettings, lora: bool) -> tuple[Any, Any]:
     """``(model, peft_config)`` for a trainer: a checkpoint folder of a full model goes to the
-    trainer as it is, with a new LoRA config when ``role`` trains with LoRA; an adapter folder
+    trainer as it is, with a new LoRA config when the player trains with ``lora``; an adapter folder
     (an earlier round's LoRA) is loaded onto its base and trained further, so each player keeps
     one adapter over the whole run. A full model is returned as its path (the trainer loads it
     with ``model_init_kwargs``); an adapter as a loaded model."""
@@ -95,45 +90,42 @@ def trainable_model(path: str | Path, config: GameConfig, role: str) -> tuple[An
 
     path = str(Path(path).resolve()) if Path(path).exists() else str(path)
     if not is_adapter(path):
-        return path, lora_config(config, role)
-    if uses_lora(config, role):
-        return load_causal_lm(path, trainable=True, dtype=config.dtype), None
-    return load_causal_lm(path, merge=True, dtype=config.dtype), None  # LoRA off: train the merged model in full
+        return path, lora_config(trainer, lora)
+    if lora:
+        return load_causal_lm(path, trainable=True, dtype=trainer.dtype), None
+    return load_causal_lm(path, merge=True, dtype=trainer.dtype), None  # LoRA off: train the merged model in full
 
 
-def load_for_training(path: str | Path, config: GameConfig, role: str) -> tuple[Any, Any]:
+def load_for_training(path: str | Path, trainer: TrainerSettings, lora: bool) -> tuple[Any, Any]:
     """Like :func:`trainable_model`, but always a loaded model (for trainers that take no path)."""
     from toolduel.checkpoints import load_causal_lm
 
-    model, peft_config = trainable_model(path, config, role)
+    model, peft_config = trainable_model(path, trainer, lora)
     if isinstance(model, str):
-        model = load_causal_lm(model, dtype=config.dtype)
+        model = load_causal_lm(model, dtype=trainer.dtype)
     return model, peft_config
 
 
 # --- vLLM rollouts -----------------------------------------------------------------------------
 
 
-def require_vllm(config: GameConfig) -> None:
+def require_vllm(trainer: TrainerSettings) -> None:
     """A clear message, before any work is done, when ``use_vllm`` is set and vLLM is missing."""
-    if config.generation_backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ConfigError("generation_backend is vllm but vllm is not installed: pip install 'toolduel[vllm]' "
-                          "(a CUDA machine), or generate with transformers")
-    if config.use_vllm and importlib.util.find_spec("vllm") is None:
+    if trainer.use_vllm and importlib.util.find_spec("vllm") is None:
         raise ConfigError("use_vllm is set but vllm is not installed: pip install 'toolduel[vllm]' "
                           "(a CUDA machine), or leave use_vllm off to generate with transformers")
 
 
-def vllm_settings(config: GameConfig, server_port: int) -> dict:
+def vllm_settings(trainer: TrainerSettings, server_port: int) -> dict:
     """GRPOConfig arguments for TRL's vLLM rollouts (nothing when ``use_vllm`` is off)."""
-    if not config.use_vllm:
+    if not trainer.use_vllm:
         return {}
-    require_vllm(config)
-    settings: dict[str, Any] = {"use_vllm": True, "vllm_mode": config.vllm_mode}
-    if config.vllm_mode == "server":
-        settings |= {"vllm_server_host": config.vllm_server_host, "vllm_server_port": server_port}
+    require_vllm(trainer)
+    settings: dict[str, Any] = {"use_vllm": True, "vllm_mode": trainer.vllm_mode}
+    if trainer.vllm_mode == "server":
+        settings |= {"vllm_server_host": trainer.vllm_server_host, "vllm_server_port": server_port}
     else:
-        settings |= {"vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization}
+        settings |= {"vllm_gpu_memory_utilization": trainer.vllm_gpu_memory_utilization}
     return settings
 
 

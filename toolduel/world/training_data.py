@@ -15,10 +15,22 @@ from __future__ import annotations
 
 import random
 
-from toolduel.prompts import fc_conversation, fc_example, query_model_messages, tools_json
+from toolduel.prompts import (
+    fc_conversation,
+    fc_example,
+    query_model_messages,
+    tools_json,
+)
 from toolduel.schema import Call, GoldCall, Sample
 from toolduel.world.functions import all_functions, functions_by_name
-from toolduel.world.generator import KINDS, generate_samples, render_query, rephrase, sample_arguments, split_of
+from toolduel.world.generator import (
+    KINDS,
+    generate_samples,
+    render_query,
+    rephrase,
+    sample_arguments,
+    split_of,
+)
 from toolduel.world.phrasing import PHRASINGS, PLAIN
 
 FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
@@ -89,3 +101,17 @@ def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[
                      "completion": [{"role": "assistant", "content": target}],
                      "tools": tools_json(sample.tools), "style": style})
     return rows
+
+
+def seed_requests(n: int, seed: int, id_prefix: str) -> list[Sample]:
+    """Plain train-split requests for the query model to rewrite: one call or two. A no-call seed
+    rewritten by the query model may well ask for a tool, which the rule check cannot tell, so
+    no-call skills are kept by replay instead."""
+    return generate_samples(n, seed=seed, kinds=("one_call", "two_call"), phrasings=(PLAIN,), kind_weights=(0.8, 0.2),
+                            split="train", id_prefix=id_prefix)
+
+
+def replay_requests(n: int, seed: int, id_prefix: str) -> list[Sample]:
+    """Plain train-split samples of every kind (one call, two calls, no call), replayed in defence."""
+    return generate_samples(n, seed=seed, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS, split="train",
+                            id_prefix=id_prefix)

@@ -1,8 +1,9 @@
 """The black-box attack (``toolduel attack``): a query model learns to break an FC model that it
 can only reach through an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server, a hosted API).
 
-Only the query model is trained: the duel's GRPO attack (:func:`toolduel.attack.run_attack`)
-with a reward that scores every query through the ledger (:mod:`toolduel.ledger`), which
+Only the query model is trained, by the same GRPO attack as the duel's
+(:func:`toolduel.training.grpo.train_query_model`), with a reward that scores every query
+through the ledger (:mod:`toolduel.blackbox.ledger`), which
 sends each distinct query to the endpoint once, within the request budget, and writes its
 record the moment its answers arrive. Then the trained query model rewrites fresh seeds (the
 harvest), and the adversarial set and the weakness report are written.
@@ -10,7 +11,7 @@ harvest), and the adversarial set and the weakness report are written.
     OUT/
       config.yaml        the settings (the API key's variable name, never the key)
       state.json         phases done, requests sent, why the run last stopped
-      queries.jsonl      every query: scored once, or failed with its reason (see toolduel.ledger)
+      queries.jsonl      every query: scored once, or failed with its reason (see toolduel.blackbox.ledger)
       judge_cache.jsonl  the judge's verdicts, with a judge
       attack_log.jsonl   per GRPO step: queries, failed, validity rate, attack success rate
       trainer/           the latest training checkpoint, which --resume continues
@@ -27,10 +28,8 @@ budget can be raised on resume) or when ``failure_limit`` queries in a row got n
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -38,28 +37,27 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolduel import run_files as files
-from toolduel.attack import fc_generation, reward_settings, run_attack, sample_queries
-from toolduel.blackbox_config import BlackBoxConfig
-from toolduel.config import ConfigError, load_config, to_yaml
-from toolduel.data import DataError, load_samples
-from toolduel.ledger import (
+from toolduel.blackbox.config import BlackBoxConfig
+from toolduel.blackbox.ledger import (
     BUDGET_SPENT,
-    LEDGER_FILE,
     LedgerReward,
     QueryLedger,
     RequestBudget,
     latest_records,
     outcome_from_record,
 )
+from toolduel.config import ConfigError, load_config, to_yaml
+from toolduel.data import seed_pool
 from toolduel.progress import console, progress_bar
+from toolduel.prompts import sample_queries
 from toolduel.referee.judge import NOT_ASKED, build_judge
 from toolduel.referee.outcome import pool_record, step_stats
+from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
+from toolduel.training.grpo import train_query_model
 from toolduel.world.lexicon import world_lexicon
 
-ATTACK_LOG = "attack_log.jsonl"
-TRAINER = "trainer"
-QUERY_MODEL = "query_model"
+ATTACK_STATE = {"requests_sent": 0, "stopped": None}  # besides the phases done
 
 
 @dataclass
@@ -69,69 +67,32 @@ class AttackSummary:
     message: str
 
 
-class AttackRun:
-    """An attack folder: its config and its state (``state.json``)."""
-
-    def __init__(self, out_dir: Path, config: BlackBoxConfig):
-        self.dir, self.config = out_dir, config
-        state_path = out_dir / files.STATE
-        self.state = json.loads(state_path.read_text()) if state_path.exists() else {}
-        self.state.setdefault("completed", [])
-        self.state.setdefault("requests_sent", 0)
-        self.state.setdefault("stopped", None)
-
-    @classmethod
-    def start(cls, config: BlackBoxConfig) -> "AttackRun":
-        out_dir = Path(config.out or f"runs/attack-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (out_dir / files.CONFIG).exists():
-            raise ConfigError(f"{out_dir} already holds an attack; continue it with --resume {out_dir}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        config = dataclasses.replace(config, out=str(out_dir))
-        files.write_text_atomic(out_dir / files.CONFIG, to_yaml(config))
-        return cls(out_dir, config)
-
-    @classmethod
-    def resume(cls, out_dir: str | Path, max_requests: int | None = None) -> "AttackRun":
-        """The attack in ``out_dir``; ``max_requests`` raises (or sets) its request budget."""
-        out_dir = Path(out_dir)
-        if not (out_dir / files.CONFIG).exists():
-            raise ConfigError(f"{out_dir} holds no attack to resume ({files.CONFIG} is missing)")
-        config = load_config(BlackBoxConfig, out_dir / files.CONFIG)
-        if max_requests is not None:
-            config = dataclasses.replace(config, max_requests=max_requests)
-            files.write_text_atomic(out_dir / files.CONFIG, to_yaml(config))
-        return cls(out_dir, config)
-
-    def done(self, phase: str) -> bool:
-        return phase in self.state["completed"]
-
-    def save(self, **changes: Any) -> None:
-        self.state.update(changes)
-        files.write_json_atomic(self.dir / files.STATE, self.state)
-
-    def mark(self, phase: str) -> None:
-        self.save(completed=[*self.state["completed"], phase])
+def start_attack(config: BlackBoxConfig) -> RunFolder:
+    folder = Path(config.out or f"runs/attack-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = dataclasses.replace(config, out=str(folder))
+    RunFolder.create(folder, to_yaml(config), "an attack")
+    return RunFolder(folder, config, defaults=ATTACK_STATE)
 
 
-# --- seeds ---------------------------------------------------------------------------------------
+def resume_attack(folder: str | Path, max_requests: int | None = None) -> RunFolder:
+    """The attack in ``folder``; ``max_requests`` raises (or sets) its request budget."""
+    folder = Path(folder)
+    if not (folder / files.CONFIG).exists():
+        raise ConfigError(f"{folder} holds no attack to resume ({files.CONFIG} is missing)")
+    config = load_config(BlackBoxConfig, folder / files.CONFIG)
+    if max_requests is not None:
+        config = dataclasses.replace(config, max_requests=max_requests)
+        files.write_text_atomic(folder / files.CONFIG, to_yaml(config))
+    return RunFolder(folder, config, defaults=ATTACK_STATE)
 
 
-def seed_pool(config: BlackBoxConfig) -> list[Sample]:
-    """The seed samples with gold calls (a query model rewrites a request for known calls)."""
-    report = load_samples(config.seeds, limit=config.seeds_limit, skip_bad=config.skip_bad,
-                          bfcl_root=config.bfcl_root)
-    for skipped in report.skipped:
-        console.print(f"[yellow]skipped[/yellow] {skipped}", highlight=False)
-    pool = [sample for sample in report.samples if sample.gold]
-    if not pool:
-        raise DataError(f"{config.seeds} holds no sample with gold calls for the query model to rewrite")
-    return pool
-
-
-def pick(pool: list[Sample], n: int, stream: str, seed: int) -> list[Sample]:
-    """``n`` seeds drawn for one purpose, the same on every resume."""
-    rng = random.Random(f"{seed}:{stream}")
-    return [pool[rng.randrange(len(pool))] for _ in range(n)]
+def attack_seeds(config: BlackBoxConfig) -> list[Sample]:
+    """The seed samples with gold calls; malformed records skipped (``skip_bad``) are named."""
+    seeds, skipped = seed_pool(config.seeds, limit=config.seeds_limit, skip_bad=config.skip_bad,
+                               bfcl_root=config.bfcl_root)
+    for line in skipped:
+        console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
+    return seeds
 
 
 # --- the phases ----------------------------------------------------------------------------------
@@ -180,24 +141,26 @@ class _DropUnscorableWarning(logging.Filter):
         return not record.getMessage().startswith("All reward functions returned None")
 
 
-def phase_attack(run: AttackRun, pool: list[Sample], ledger: QueryLedger, query_path: str, progress: bool,
-                 on_log: Callable[[str], None]) -> str | None:
-    config, game = run.config, run.config.game_config()
-    seeds = pick(pool, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed)
-    checkpoint = last_checkpoint(run.dir / TRAINER)
+def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, query_path: str, progress: bool,
+                    on_log: Callable[[str], None]) -> str | None:
+    """GRPO on the query model, every query scored through the ledger; a stop reason, or None
+    when every step is done. A resumed attack continues the newest trainer checkpoint."""
+    config = run.config
+    chosen = seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed)
+    checkpoint = last_checkpoint(run.dir / files.TRAINER)
     if checkpoint is not None:  # steps logged after the checkpoint are played again: drop their lines
         step = int(checkpoint.name.split("-")[-1])
-        kept = [r for r in files.read_jsonl(run.dir / ATTACK_LOG) if r.get("step", 0) <= step]
-        files.write_jsonl_atomic(run.dir / ATTACK_LOG, kept)
+        kept = [r for r in files.read_jsonl(run.dir / files.ATTACK_LOG) if r.get("step", 0) <= step]
+        files.write_jsonl_atomic(run.dir / files.ATTACK_LOG, kept)
         on_log(f"attack: continuing from the checkpoint of step {step}")
     control = _attack_control(ledger, config.save_steps, config.fc_samples)
     trl_logger = logging.getLogger("trl.trainer.grpo_trainer")
     quiet = _DropUnscorableWarning()
     trl_logger.addFilter(quiet)
     try:
-        run_attack(game, seeds, ledger.fc_model, query_path, run.dir, progress=progress, on_log=on_log,
-                   reward=LedgerReward(ledger, reward_settings(game)), judge=ledger.judge,
-                   resume_from_checkpoint=str(checkpoint) if checkpoint else None, callbacks=[control])
+        train_query_model(query_path, chosen, LedgerReward(ledger, config.reward_settings()), run.dir, attack=config,
+                          trainer=config, seed=config.seed, progress=progress, on_log=on_log,
+                          resume_from_checkpoint=str(checkpoint) if checkpoint else None, callbacks=[control])
     finally:
         trl_logger.removeFilter(quiet)
     if control.stopped is None:
@@ -205,33 +168,33 @@ def phase_attack(run: AttackRun, pool: list[Sample], ledger: QueryLedger, query_
     return control.stopped
 
 
-def phase_harvest(run: AttackRun, pool: list[Sample], ledger: QueryLedger, progress: bool) -> str | None:
+def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, progress: bool) -> str | None:
     """The trained query model rewrites ``harvest_seeds`` seeds, a batch at a time, each batch
     scored through the ledger (a resumed harvest samples the same queries and pays nothing twice)."""
     from toolduel.models import load_model
 
     config = run.config
-    seeds = pick(pool, config.harvest_seeds, "harvest", config.seed)
-    if not seeds:
+    chosen = seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed)
+    if not chosen:
         run.mark("harvest")
         return None
-    query_model = load_model({"backend": "transformers", "path": str(run.dir / QUERY_MODEL),
+    query_model = load_model({"backend": "transformers", "path": str(run.dir / files.QUERY_MODEL),
                               "batch_size": config.batch_size, "name": "query model"})
-    game, outcomes = config.game_config(), []
-    with progress_bar("harvest", total=len(seeds), enabled=progress) as advance:
-        for start in range(0, len(seeds), config.batch_size):
+    outcomes = []
+    with progress_bar("harvest", total=len(chosen), enabled=progress) as advance:
+        for start in range(0, len(chosen), config.batch_size):
             stop = _stop_reason(ledger, config.fc_samples)
             if stop:
                 return stop
-            batch = seeds[start:start + config.batch_size]
-            queries = sample_queries(game, batch, query_model, seed=config.seed + 1 + start)
+            batch = chosen[start:start + config.batch_size]
+            queries = sample_queries(query_model, batch, config.query_generation(seed=config.seed + 1 + start))
             outcomes.extend(ledger.score(batch, queries, phase="harvest"))
             advance(len(batch))
     if any(outcome.error in (BUDGET_SPENT, NOT_ASKED) for outcome in outcomes):  # a batch not paid for in full
         return "budget"
     if ledger.outage is not None:
         return "endpoint"
-    files.write_json_atomic(run.dir / "harvest_stats.json", step_stats(outcomes))
+    files.write_json_atomic(run.dir / files.HARVEST_STATS, step_stats(outcomes))
     run.mark("harvest")
     return None
 
@@ -243,13 +206,13 @@ def _stop_reason(ledger: QueryLedger, min_requests: int) -> str | None:
     return "endpoint" if ledger.outage is not None else None
 
 
-def finish(run: AttackRun, pool: list[Sample], on_log: Callable[[str], None]) -> dict:
+def write_findings(run: RunFolder, seeds: list[Sample], on_log: Callable[[str], None]) -> dict:
     """The adversarial set (pool.jsonl and a dataset), the metrics line and the report, all
     rebuilt from the ledger (so a stopped or resumed run writes them again, complete)."""
     config = run.config
-    records = list(latest_records(run.dir / LEDGER_FILE).values())
+    records = list(latest_records(run.dir / files.QUERIES).values())
     scored = [r for r in records if r.get("status") == "scored"]
-    by_id = {seed.id: seed for seed in pool}
+    by_id = {seed.id: seed for seed in seeds}
     adversarial, unknown = [], set()
     endpoint = f"{config.model} at {config.endpoint}"
     for record in scored:
@@ -258,34 +221,25 @@ def finish(run: AttackRun, pool: list[Sample], on_log: Callable[[str], None]) ->
         if record["seed_id"] not in by_id:
             unknown.add(record["seed_id"])
             continue
-        where = f"step {record['step']}" if record.get("step") else QUERY_MODEL
+        where = f"step {record['step']}" if record.get("step") else files.QUERY_MODEL
         adversarial.append(pool_record(record["id"], 1, by_id[record["seed_id"]], outcome_from_record(record), where,
                                        endpoint) | {"phase": record["phase"], "step": record.get("step")})
     if unknown:
         on_log(f"[yellow]left out[/yellow] queries of {len(unknown)} seed(s) no longer in {config.seeds}")
     files.write_jsonl_atomic(run.dir / files.POOL, adversarial)
-    _save_dataset(adversarial, run.dir / files.POOL_DATASET)
+    files.write_pool_dataset(adversarial, run.dir / files.POOL_DATASET)
     stats = step_stats([outcome_from_record(r) for r in records])
     metrics = {"round": 1, "accuracy": {}, "attack_success_rate": None,
                "attack_success_rate_before_defence": stats["attack_success_rate"],
                "validity_rate": stats["validity_rate"], "pool_size": len(adversarial), "queries": len(records),
                "scored": len(scored), "failed": len(records) - len(scored), "requests": run.state["requests_sent"],
                "attack_steps": [{k: s.get(k) for k in ("step", "attack_success_rate", "validity_rate")}
-                                for s in files.read_jsonl(run.dir / ATTACK_LOG)]}
+                                for s in files.read_jsonl(run.dir / files.ATTACK_LOG)]}
     files.write_jsonl_atomic(run.dir / files.METRICS, [metrics])
     from toolduel.report import build_report
 
     build_report(run.dir)
     return metrics
-
-
-def _save_dataset(records: list[dict], path: Path) -> None:
-    from datasets import Dataset
-
-    shutil.rmtree(path, ignore_errors=True)
-    if records:  # nested values as JSON text, as in the duel's pool dataset
-        flat = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in records]
-        Dataset.from_list(flat).save_to_disk(str(path))
 
 
 # --- the whole attack ----------------------------------------------------------------------------
@@ -299,30 +253,29 @@ def query_model_path(config: BlackBoxConfig, progress: bool = True) -> str:
     return str(ensure_world_models(config.world_budget, progress=progress).query_path)
 
 
-def run_blackbox(run: AttackRun, progress: bool = True, on_log: Callable[[str], None] = console.print) -> AttackSummary:
+def run_blackbox(run: RunFolder, progress: bool = True, on_log: Callable[[str], None] = console.print) -> AttackSummary:
     """Play every phase not yet done; stop early when the budget or the endpoint gives out."""
     config = run.config
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("toolduel attack runs in one process (the endpoint does the FC model's work); "
                           "start it without accelerate launch or torchrun")
-    pool = seed_pool(config)
+    seeds = attack_seeds(config)
     budget = RequestBudget(config.max_requests, run.state["requests_sent"],
                            save=lambda used: run.save(requests_sent=used))
-    game = config.game_config()
-    ledger = QueryLedger(run.dir / LEDGER_FILE, config.endpoint_model(), config.fc_samples, fc_generation(game),
-                         budget, judge=build_judge(config, budget=budget), lexicon=world_lexicon(),
+    ledger = QueryLedger(run.dir / files.QUERIES, config.endpoint_model(), config.fc_samples,
+                         config.fc_generation(seed=config.seed), budget, judge=build_judge(config, budget=budget), lexicon=world_lexicon(),
                          failure_limit=config.failure_limit)
     stopped = _stop_reason(ledger, config.fc_samples)
     if stopped is None and not run.done("attack"):
-        stopped = phase_attack(run, pool, ledger, query_model_path(config, progress), progress, on_log)
+        stopped = attack_endpoint(run, seeds, ledger, query_model_path(config, progress), progress, on_log)
     if stopped is None and not run.done("harvest"):
-        stopped = phase_harvest(run, pool, ledger, progress)
+        stopped = harvest_endpoint(run, seeds, ledger, progress)
     run.save(stopped=stopped)
-    metrics = finish(run, pool, on_log)
+    metrics = write_findings(run, seeds, on_log)
     return AttackSummary(run.dir, stopped, _summary_message(run, metrics, stopped, ledger))
 
 
-def _summary_message(run: AttackRun, metrics: dict, stopped: str | None, ledger: QueryLedger) -> str:
+def _summary_message(run: RunFolder, metrics: dict, stopped: str | None, ledger: QueryLedger) -> str:
     counts = (f"{metrics['scored']} queries scored, {metrics['failed']} failed, {metrics['pool_size']} in the "
               f"adversarial set, {metrics['requests']} requests sent")
     if stopped == "budget":

@@ -35,13 +35,17 @@ from typing import Any, Callable
 
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.referee.judge import NOT_ASKED
-from toolduel.referee.outcome import AttackOutcome, adversarial_sample, gate, score_answers
+from toolduel.referee.outcome import (
+    AttackOutcome,
+    adversarial_sample,
+    gate,
+    score_answers,
+)
 from toolduel.referee.rewards import QueryReward, QueryRewardSettings
 from toolduel.referee.validity import Lexicon
 from toolduel.run_files import append_jsonl, iter_jsonl
 from toolduel.schema import Sample
 
-LEDGER_FILE = "queries.jsonl"
 BUDGET_SPENT = "not scored: the request budget is spent"
 
 

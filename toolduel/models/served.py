@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolduel.checkpoints import is_adapter
 from toolduel.config import ConfigError
-from toolduel.game_config import GameConfig
+
+
+@dataclass(frozen=True)
+class FCServer:
+    """Where the FC model is served: ``url`` (with its API prefix), the name it gives the round-0
+    FC model, the environment variable holding its API key, and requests in flight at once."""
+
+    url: str
+    round0_model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 32
 
 
 def served_name(run_dir: Path, checkpoint: Path) -> str:
@@ -26,38 +37,38 @@ def served_name(run_dir: Path, checkpoint: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"toolduel-{Path(run_dir).resolve().name}-{relative}")
 
 
-def load_adapter(config: GameConfig, name: str, adapter: Path, timeout: float = 300.0) -> None:
+def load_adapter(server: FCServer, name: str, adapter: Path, timeout: float = 300.0) -> None:
     """Ask the server to load ``adapter`` as model ``name``; an adapter it already holds is fine."""
     import httpx
 
-    url = config.fc_server.rstrip("/") + "/load_lora_adapter"
-    key = os.environ.get(config.fc_server_api_key_env)
+    url = server.url.rstrip("/") + "/load_lora_adapter"
+    key = os.environ.get(server.api_key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         response = httpx.post(url, json={"lora_name": name, "lora_path": str(Path(adapter).resolve())},
                               headers=headers, timeout=timeout)
     except httpx.HTTPError as err:
-        raise ConfigError(f"fc_server {config.fc_server} cannot be reached to load the FC adapter "
+        raise ConfigError(f"fc_server {server.url} cannot be reached to load the FC adapter "
                           f"({type(err).__name__}); is `vllm serve` running there?") from None
     if response.status_code == 200 or (response.status_code == 400 and "already" in response.text.lower()):
         return
     if response.status_code == 404:
-        raise ConfigError(f"fc_server {config.fc_server} has no {url.rsplit('/', 1)[-1]} route: start it with "
+        raise ConfigError(f"fc_server {server.url} has no {url.rsplit('/', 1)[-1]} route: start it with "
                           "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora")
     detail = " ".join(response.text.split())[:200]
     raise ConfigError(f"fc_server refused to load the FC adapter {adapter} (HTTP {response.status_code}: {detail})")
 
 
-def served_fc_model(config: GameConfig, checkpoint: Path, run_dir: Path, load: bool = True) -> Any:
-    """The FC model in ``checkpoint`` as served by ``fc_server``: an adapter under its own name
-    (loaded first when ``load``), a full checkpoint (round 0's) under ``fc_server_model``."""
+def served_fc_model(server: FCServer, checkpoint: Path, run_dir: Path, load: bool = True) -> Any:
+    """The FC model in ``checkpoint`` as ``server`` serves it: an adapter under its own name
+    (loaded first when ``load``), a full checkpoint (round 0's) under ``round0_model``."""
     from toolduel.models.endpoint import EndpointChatModel
 
     if is_adapter(checkpoint):
         model = served_name(run_dir, checkpoint)
         if load:
-            load_adapter(config, model, checkpoint)
+            load_adapter(server, model, checkpoint)
     else:
-        model = config.fc_server_model or config.fc_model
-    return EndpointChatModel(base_url=config.fc_server, model=model, api_key_env=config.fc_server_api_key_env,
-                             max_concurrency=config.fc_server_concurrency, name=f"FC model ({model})")
+        model = server.round0_model
+    return EndpointChatModel(base_url=server.url, model=model, api_key_env=server.api_key_env,
+                             max_concurrency=server.concurrency, name=f"FC model ({model})")

@@ -1,21 +1,21 @@
-"""Settings of the black-box attack (``toolduel attack``): one typed dataclass, YAML, flags over it.
-
-Settings that share a name with :class:`toolduel.game_config.GameConfig` mean the same thing
-(the attack runs the duel's own GRPO attack, :func:`toolduel.attack.run_attack`, on a
-GameConfig made from them by :meth:`BlackBoxConfig.game_config`, which also validates them).
+"""Settings of the black-box attack (``toolduel attack``): its own, and the attack, judge and
+trainer groups (:mod:`toolduel.settings`) that the duel composes too, so ``--dtype``,
+``--query-lora``, ``--use-vllm`` or ``--gradient-accumulation-steps`` mean here what they mean
+in ``toolduel run``. Loaded from YAML, flags over it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from toolduel.config import ConfigError, check_http_url, option
-from toolduel.game_config import AttackSettings
+from toolduel.settings import AttackSettings, JudgeSettings, TrainerSettings
 
 
 @dataclass
-class BlackBoxConfig(AttackSettings):
+class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
+    PANEL = "Endpoint, budget, seeds, harvest"
+
     # --- the FC model behind an OpenAI-compatible endpoint ---------------------------------------
     endpoint: str | None = option(None, "base URL of the server, with its API prefix, e.g. http://127.0.0.1:8000/v1")
     model: str | None = option(None, "the model name the server serves (vLLM: the name given to `vllm serve`)")
@@ -44,9 +44,8 @@ class BlackBoxConfig(AttackSettings):
     harvest_keep: str = option("successful", "the adversarial set: successful (queries that beat the endpoint) "
                                              "or valid (every valid query)")
     batch_size: int = option(32, "prompts per generation batch of the query model in the harvest")
-    report_to: str = option("none", "trainer metrics: none, tensorboard, wandb, trackio")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if not self.endpoint:
             raise ConfigError("endpoint is required: the base URL of the FC model's OpenAI-compatible server, "
                               "e.g. --endpoint http://127.0.0.1:8000/v1")
@@ -70,19 +69,10 @@ class BlackBoxConfig(AttackSettings):
                                   f"(got {value})")
         if self.attack_steps < 1:
             raise ConfigError(f"attack_steps must be at least 1 (got {self.attack_steps})")
-        self.game_config()  # the settings shared with the duel are checked by the duel's config
         try:  # the endpoint client checks api_key_env (a NAME, never the key) and its own limits
             self.endpoint_model()
         except ValueError as err:
             raise ConfigError(str(err)) from None
-
-    def game_config(self):
-        """The duel's config holding this attack's shared settings (the others keep their defaults)."""
-        from toolduel.game_config import GameConfig
-
-        shared = {f.name for f in dataclasses.fields(GameConfig)} & {f.name for f in dataclasses.fields(self)}
-        values = {name: getattr(self, name) for name in shared}
-        return GameConfig(**values | {"harvest_seeds": max(1, self.harvest_seeds)})  # the duel wants at least one
 
     def endpoint_model(self):
         """The FC model behind the endpoint (an :class:`~toolduel.models.endpoint.EndpointChatModel`)."""

@@ -1,0 +1,92 @@
+"""Settings of the duel (``toolduel run``): its own, and the attack, judge and trainer groups
+(:mod:`toolduel.settings`); loaded from YAML, flags over it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from toolduel.config import ConfigError, check_http_url, option
+from toolduel.settings import AttackSettings, JudgeSettings, TrainerSettings, check_port
+
+
+@dataclass
+class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
+    PANEL = "Duel: rounds, data, harvest, defence, generation"
+
+    # --- where and what -----------------------------------------------------------------------
+    out: str | None = option(None, "run folder (default: runs/<timestamp>)")
+    rounds: int = option(2, "alternating rounds of attack, harvest, defend, evaluate")
+    seed: int = option(0, "seed of every random choice in the run")
+    world_budget: str = option("default", "build budget of the embedded world models (default, large, test)")
+    fc_model: str | None = option(None, "FC model path or hub id (default: the embedded world FC model)")
+    query_model: str | None = option(None, "query model path or hub id (default: the embedded world query model)")
+    seeds: str = option("world:train", "seed samples the query model rewrites: world:train or a data spec")
+    heldout: str = option("world:plain,hard,two_call,no_call", "held-out data spec evaluated every round")
+    heldout_limit: int | None = option(100, "samples per held-out set")
+    extra_eval: str | None = option(None, "another data spec evaluated every round, e.g. bfcl:simple_python")
+    extra_eval_limit: int | None = option(50, "samples per category of extra_eval")
+    # --- harvest --------------------------------------------------------------------------------
+    harvest_seeds: int = option(256, "seed samples the trained query model rewrites per round")
+    harvest_keep: str = option("successful", "successful: pool only queries that fooled the FC model; valid: all")
+    harvest_greedy: bool = option(False, "harvest: the FC model answers each query once, greedily as in evaluation "
+                                         "(true), or fc_samples times at fc_temperature as in the attack (false)")
+    pool_budget: int | None = option(None, "at most this many pool records added per round (equal-budget comparisons)")
+    # --- defend: train the FC model on the pool of every round plus replayed seed data -----------
+    defend: str = option("sft", "sft, or grpo with the FC reward")
+    defend_epochs: float = option(2.0, "passes over the defence data")
+    defend_learning_rate: float = option(3e-4, "FC model learning rate (1e-3 cost the tiny FC model 2-4 points "
+                                                       "of plain accuracy, docs/BENCHMARKS.md)")
+    defend_batch_size: int = option(32, "examples per FC training step")
+    replay_ratio: float = option(1.0, "replayed seed examples per pool example (keeps plain skills and coverage)")
+    replay_examples: int | None = option(None, "a fixed number of replayed seed examples instead of replay_ratio")
+    partial_credit: bool = option(True, "grpo defence: shaped FC reward (right function, right arguments)")
+    fc_lora: bool = option(False, "train the FC model as a LoRA adapter (PEFT); final_fc_model is still merged")
+    defend_max_length: int = option(512, "sft defence: longest training sequence in tokens (tools included)")
+    defend_vllm_server_port: int = option(8001, "use_vllm in server mode, grpo defence: port of `trl vllm-serve` "
+                                                "holding the FC model")
+    # --- generation: the harvest and the evaluation ------------------------------------------------
+    batch_size: int = option(32, "prompts per generation batch")
+    generation_backend: str = option("transformers", "how the harvest and the evaluation generate: transformers, "
+                                                     "or vllm (pip install 'toolduel[vllm]')")
+    fc_server: str | None = option(None, "base URL of an OpenAI-compatible server (`vllm serve --enable-lora`) "
+                                         "serving the FC model to the attack and the evaluation; needs fc_lora")
+    fc_server_model: str | None = option(None, "name the server gives the round-0 FC model (default: fc_model)")
+    fc_server_api_key_env: str = option("OPENAI_API_KEY", "environment variable holding fc_server's API key")
+    fc_server_concurrency: int = option(32, "fc_server requests in flight at once per process")
+
+    def check(self) -> None:
+        for name in ("rounds", "harvest_seeds", "defend_batch_size", "batch_size", "fc_server_concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.harvest_keep not in ("successful", "valid"):
+            raise ConfigError(f"harvest_keep must be successful or valid (got {self.harvest_keep!r})")
+        if self.defend not in ("sft", "grpo"):
+            raise ConfigError(f"defend must be sft or grpo (got {self.defend!r})")
+        for name in ("pool_budget", "replay_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, or left out (got {getattr(self, name)})")
+        if self.replay_ratio < 0:
+            raise ConfigError(f"replay_ratio must be 0 or more (got {self.replay_ratio})")
+        for name in ("defend_learning_rate", "defend_epochs"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
+        if self.defend_max_length < 16:
+            raise ConfigError(f"defend_max_length must be at least 16 (got {self.defend_max_length})")
+        check_port("defend_vllm_server_port", self.defend_vllm_server_port)
+        if self.generation_backend not in ("transformers", "vllm"):
+            raise ConfigError(f"generation_backend must be transformers or vllm (got {self.generation_backend!r})")
+        self._check_fc_server()
+
+    def _check_fc_server(self) -> None:
+        if self.fc_server is not None:
+            check_http_url("fc_server", self.fc_server)
+            if not self.fc_lora:
+                raise ConfigError("fc_server needs fc_lora: true: the server follows the defended FC model by "
+                                  "loading each round's LoRA adapter, and cannot load fully trained weights")
+            if self.fc_server_model is None and self.fc_model is None:
+                raise ConfigError("fc_server needs fc_server_model (the name the server gives the FC model) "
+                                  "or fc_model")
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", self.fc_server_api_key_env):  # never echo it: it may be a key
+            raise ConfigError("fc_server_api_key_env must be the upper-case NAME of an environment variable "
+                              "(e.g. OPENAI_API_KEY), not the key itself; export the key in that variable")

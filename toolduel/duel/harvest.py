@@ -1,0 +1,76 @@
+"""Phase 2, harvest: the trained query model rewrites fresh seeds; the valid queries that fooled
+the FC model join the adversarial pool, with their provenance (:func:`toolduel.referee.outcome.pool_record`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toolduel import run_files as files
+from toolduel.data import seed_samples
+from toolduel.duel.config import GameConfig
+from toolduel.duel.players import fc_player, load_chat_model
+from toolduel.models import close_model
+from toolduel.models.base import GenerationConfig
+from toolduel.progress import console
+from toolduel.prompts import sample_queries
+from toolduel.referee.judge import build_judge
+from toolduel.referee.outcome import pool_record, score_queries, step_stats
+from toolduel.run_files import RunFolder
+from toolduel.schema import Sample
+from toolduel.world.lexicon import world_lexicon
+
+
+def harvest_scoring(config: GameConfig) -> tuple[int, GenerationConfig]:
+    """How the FC model answers harvested queries (k and generation): once and greedily, as in
+    evaluation, with ``harvest_greedy``; otherwise as in the attack."""
+    k = 1 if config.harvest_greedy else config.fc_samples
+    return k, config.fc_generation(k, seed=config.seed)
+
+
+def harvest_seeds(config: GameConfig, round_index: int) -> list[Sample]:
+    return seed_samples(config.seeds, config.harvest_seeds, f"harvest-{round_index}", config.seed)
+
+
+def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
+            query_checkpoint: str, fc_checkpoint: str, out_dir: Path, judge: Any = None) -> tuple[list[dict], dict]:
+    """Sample a query per seed, gate validity (rules, and the judge: by default the one the
+    config names), let the FC model answer; returns the pool records of this round and the
+    harvest stats. Every query, valid or not, goes to ``harvest.jsonl``."""
+    queries = sample_queries(query_model, seeds, config.query_generation(config.seed + round_index))
+    k, generation = harvest_scoring(config)
+    outcomes = score_queries(fc_model, seeds, queries, k=k, generation=generation, lexicon=world_lexicon(),
+                             judge=judge if judge is not None else build_judge(config))
+    harvest_records = [{"round": round_index, "seed_id": seed.id, "query": o.query, "valid": o.valid,
+                        "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
+                        "fc_success": o.fc_success} for seed, o in zip(seeds, outcomes)]
+    files.write_jsonl_atomic(out_dir / files.HARVEST, harvest_records)
+    pool = [pool_record(f"r{round_index}-{seed.id}", round_index, seed, outcome, query_checkpoint, fc_checkpoint)
+            for seed, outcome in zip(seeds, outcomes)
+            if outcome.valid and (config.harvest_keep == "valid" or outcome.fc_success < 1.0)]
+    return pool[:config.pool_budget], step_stats(outcomes)
+
+
+def phase_harvest(run: RunFolder, round_index: int, progress: bool) -> None:
+    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    seeds = harvest_seeds(config, round_index)
+    query_path, fc_path = run.path("query_path"), run.path("fc_path")
+    query_model, fc_model = load_chat_model(query_path, config, progress, "query model"), fc_player(run, progress)
+    try:
+        pool, stats = harvest(config, round_index, seeds, query_model, fc_model, str(query_path.relative_to(run.dir)),
+                              str(fc_path.relative_to(run.dir)), out_dir)
+    finally:  # a vLLM engine gives its GPU memory back before training starts again
+        close_model(query_model)
+        close_model(fc_model)
+    files.write_jsonl_atomic(out_dir / files.POOL, pool)
+    files.write_json_atomic(out_dir / files.HARVEST_STATS, stats)
+    rebuild_pool(run)
+    console.print(f"harvest: {stats['queries']} queries, validity {stats['validity_rate']:.2f}, attack success "
+                  f"{stats['attack_success_rate']:.2f}, {len(pool)} added to the pool")
+    run.mark(f"{round_index}:harvest")
+
+
+def rebuild_pool(run: RunFolder) -> None:
+    """The top-level pool: every round's pool records, in round order (rewritten atomically)."""
+    records = [record for path in files.round_files(run.dir, files.POOL) for record in files.read_jsonl(path)]
+    files.write_jsonl_atomic(run.dir / files.POOL, records)

@@ -1,0 +1,77 @@
+"""The duel's two players: where round 0's come from, and how a round's checkpoint is loaded
+to generate (the harvest, the evaluation, the FC model answering the attack)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+from toolduel import run_files as files
+from toolduel.checkpoints import load_causal_lm, load_tokenizer, save_checkpoint
+from toolduel.config import ConfigError
+from toolduel.duel.config import GameConfig
+from toolduel.models import load_model_for_generation
+from toolduel.models.base import ChatModel
+from toolduel.models.served import FCServer, served_fc_model
+from toolduel.run_files import RunFolder
+from toolduel.training.processes import process_count, run_alone
+
+
+def require_generation_backend(config: GameConfig) -> None:
+    """A clear message, before any work is done, when the harvest and evaluation are to
+    generate with vLLM and vLLM is missing."""
+    if config.generation_backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("generation_backend is vllm but vllm is not installed: pip install 'toolduel[vllm]' "
+                          "(a CUDA machine), or generate with transformers")
+
+
+def world_models(budget: str, progress: bool = True):
+    """The embedded world's models, built on first use (and cached). With several processes the
+    build, which trains, runs in a child process of the main one (:func:`run_alone`)."""
+    from toolduel.training.warm_start import ensure_world_models
+
+    if process_count() > 1:
+        run_alone(["world", "build", "--budget", budget], what="building the world models")
+    return ensure_world_models(budget, progress=progress)
+
+
+def start_players(run: RunFolder, progress: bool = True) -> None:
+    """Round 0's players: the configured models, or the embedded world's (built or cached),
+    copied into the run folder so that it is self-contained."""
+    config = run.config
+    fc_path, query_path = config.fc_model, config.query_model
+    if fc_path is None or query_path is None:
+        world = world_models(config.world_budget, progress)
+        fc_path, query_path = fc_path or world.fc_path, query_path or world.query_path
+    players = files.round_dir(run.dir, 0)
+    for name, source in ((files.FC_MODEL, fc_path), (files.QUERY_MODEL, query_path)):
+        if Path(source).is_dir():
+            shutil.copytree(source, players / name, dirs_exist_ok=True)
+        else:
+            save_checkpoint(load_causal_lm(source, dtype=config.dtype), load_tokenizer(source), players / name)
+    run.mark("0:players", fc_path=players / files.FC_MODEL, query_path=players / files.QUERY_MODEL)
+
+
+def load_chat_model(path: str | Path, config: GameConfig, progress: bool = False, name: str | None = None) -> ChatModel:
+    """A checkpoint of the run (a full model, or a LoRA adapter merged into its base) for generation."""
+    options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization} \
+        if config.generation_backend == "vllm" else {}
+    return load_model_for_generation(path, config.generation_backend, batch_size=config.batch_size,
+                                     progress=progress, name=name, dtype=config.dtype, **options)
+
+
+def fc_server(config: GameConfig) -> FCServer | None:
+    if not config.fc_server:
+        return None
+    return FCServer(config.fc_server, config.fc_server_model or config.fc_model, config.fc_server_api_key_env,
+                    config.fc_server_concurrency)
+
+
+def fc_player(run: RunFolder, progress: bool = False, load: bool = True) -> ChatModel:
+    """The current FC model for generation: from ``fc_server`` when the config names one (``load``:
+    load this round's adapter into it first), else loaded from its checkpoint in the run folder."""
+    server = fc_server(run.config)
+    if server is not None:
+        return served_fc_model(server, run.path("fc_path"), run.dir, load=load)
+    return load_chat_model(run.path("fc_path"), run.config, progress, "FC model")

@@ -1,0 +1,131 @@
+"""GRPO with TRL: the attack's training of the query model, and the FC model's GRPO defence.
+
+Prompts are rendered to text once, by the player's chat template with each row's own tools,
+so that TRL sees plain-text prompts; the row's sample goes along as JSON in the ``sample``
+column, which the rewards read (:mod:`toolduel.referee.rewards`).
+
+:func:`train_query_model` is the attack of both programs: the duel's, against the round's FC
+model, and the black-box attack's, against an endpoint (its reward scores through a ledger).
+Every step's validity and attack success are appended to ``attack_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolduel import run_files as files
+from toolduel.progress import progress_bar
+from toolduel.prompts import query_model_messages
+from toolduel.referee.outcome import step_stats
+from toolduel.referee.rewards import QueryReward
+from toolduel.schema import Sample
+from toolduel.settings import AttackSettings, TrainerSettings
+from toolduel.training.arguments import (
+    grpo_settings,
+    per_device_batch,
+    save_trained,
+    trainable_model,
+)
+from toolduel.training.processes import gather_from_all
+
+
+def grpo_trainer(model_path: str | Path, rows: list[dict], reward_funcs: list, *, lora: bool,
+                 trainer: TrainerSettings, seed: int, server_port: int, callbacks: Sequence[Any] = (),
+                 **arguments: Any) -> Any:
+    """A TRL ``GRPOTrainer`` for the player in ``model_path`` (a full checkpoint, trained in full
+    or with a new LoRA adapter as ``lora`` says, or an adapter folder trained further) on
+    ``rows`` (``prompt`` and ``sample`` columns). ``arguments`` are the run's GRPOConfig settings
+    (steps, batch, generations, learning rate); the trainer settings add precision, vLLM rollouts
+    and accumulation."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from toolduel.checkpoints import load_tokenizer
+
+    tokenizer = load_tokenizer(model_path)
+    model, peft_config = trainable_model(model_path, trainer, lora)
+    args = GRPOConfig(**arguments, **grpo_settings(trainer, seed, server_port, model))
+    grpo = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=Dataset.from_list(rows),
+                       processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks))
+    grpo.remove_callback(PrinterCallback)  # our progress bars and logs replace its printed lines
+    return grpo
+
+
+def render_prompt_rows(tokenizer: Any, samples: list[Sample], messages: Callable[[Sample], list[dict]]) -> list[dict]:
+    """GRPO rows: ``messages(sample)`` rendered with the sample's tools, and the sample as JSON."""
+    return [{"prompt": tokenizer.apply_chat_template(messages(sample), tools=[t.to_openai() for t in sample.tools],
+                                                     add_generation_prompt=True, tokenize=False),
+             "sample": json.dumps(sample.to_dict())} for sample in samples]
+
+
+@dataclass
+class AttackResult:
+    query_path: Path
+    steps: list[dict]
+
+
+def train_query_model(query_path: str | Path, seeds: list[Sample], reward: QueryReward, out_dir: Path, *,
+                      attack: AttackSettings, trainer: TrainerSettings, seed: int, progress: bool = True,
+                      on_log: Callable[[str], None] = print, resume_from_checkpoint: str | None = None,
+                      callbacks: Sequence[Any] = ()) -> AttackResult:
+    """GRPO on the query model in ``query_path``, one seed per prompt, paid by ``reward``; the
+    trained model goes to ``out_dir/query_model``.
+
+    ``resume_from_checkpoint`` continues a trainer checkpoint of ``out_dir/trainer`` and keeps the
+    log's earlier steps; ``callbacks`` are added to the trainer's. Under ``accelerate launch``
+    every process calls this and scores its share of the queries; the step log gathers them all,
+    and only the main process writes the log and the checkpoint."""
+    from transformers import TrainerCallback
+
+    from toolduel.checkpoints import load_tokenizer
+
+    rows = render_prompt_rows(load_tokenizer(query_path), seeds, query_model_messages)
+    log_path = out_dir / files.ATTACK_LOG
+    steps: list[dict] = []
+
+    class StepLog(TrainerCallback):
+        def __init__(self, advance: Callable[[int], None]):
+            self.advance = advance
+            self.step_started = time.perf_counter()
+
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+            self.step_started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+            seconds = time.perf_counter() - self.step_started  # rollouts, rewards and the update
+            mine = [o for batch in reward.history for o in batch]
+            reward.history.clear()
+            outcomes = gather_from_all(mine)  # every process's queries, not only the main one's
+            record = {"step": state.global_step, **step_stats(outcomes)}
+            steps.append(record)
+            if args.process_index == 0:  # the processes step in lockstep: the main process's clock times it
+                files.append_jsonl(log_path, [record | {"seconds": round(seconds, 3)}])
+            self.advance(1)
+
+    started = time.time()
+    batch = per_device_batch(attack.attack_prompts_per_step * attack.num_generations, trainer,
+                             "attack_prompts_per_step x num_generations")
+    with progress_bar("attack", total=attack.attack_steps, enabled=progress) as advance:
+        grpo = grpo_trainer(query_path, rows, [reward], lora=attack.query_lora, trainer=trainer, seed=seed,
+                            server_port=attack.vllm_server_port, callbacks=[StepLog(advance), *callbacks],
+                            output_dir=str(out_dir / files.TRAINER), max_steps=attack.attack_steps,
+                            per_device_train_batch_size=batch, num_generations=attack.num_generations,
+                            max_completion_length=attack.max_query_tokens, temperature=attack.query_temperature,
+                            learning_rate=attack.attack_learning_rate, beta=attack.beta, logging_steps=1)
+        main = grpo.args.process_index == 0
+        if main and resume_from_checkpoint is None:
+            log_path.unlink(missing_ok=True)  # a rerun of the phase starts its log again
+        grpo.train(resume_from_checkpoint=resume_from_checkpoint)
+    saved = out_dir / files.QUERY_MODEL
+    save_trained(grpo, saved)
+    if steps and main:
+        on_log(f"attack: {len(steps)} steps in {time.time() - started:.0f}s, attack success "
+               f"{steps[0]['attack_success_rate']:.2f} -> {steps[-1]['attack_success_rate']:.2f}, validity "
+               f"{steps[-1]['validity_rate']:.2f}")
+    return AttackResult(query_path=saved, steps=steps)
