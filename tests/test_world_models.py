@@ -1,4 +1,5 @@
-"""Tiny models of the world: tokenizer, Qwen2 config, warm-start data, the cached test build."""
+"""The world's warm starts: tiny models (tokenizer, Qwen2 config), warm-start data, the cached test build,
+and the SFT trainer they train with."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from toolduel.parsing import parse_calls
 from toolduel.prompts import NO_CALL_REPLY, fc_example, query_model_messages
 from toolduel.world.generator import generate_samples
 from toolduel.world.tiny_models import (
-    ISOLATING_PRETOKENIZE_REGEX,
     QWEN2_PRETOKENIZE_REGEX,
     build_qwen2,
     train_tokenizer,
@@ -66,22 +66,6 @@ def test_tokenizer_matches_transformers_qwen2_pretokenizer():
     assert QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
 
 
-def test_isolating_split_survives_a_qwen2_checkpoint_and_makes_copies_identical(tmp_path):
-    from transformers import AutoTokenizer
-
-    texts = ["Set the thermostat in the office.", '{"room": "office", "city": "Oslo"}'] * 50
-    tokenizer = train_tokenizer(texts, vocab_size=320, pretokenize_regex=ISOLATING_PRETOKENIZE_REGEX)
-    build_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                intermediate_size=64).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)  # a folder whose config.json says qwen2
-    loaded = AutoTokenizer.from_pretrained(tmp_path)
-    text = 'Heat the office to 21. {"room": "office"}'
-    assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
-    pieces = [loaded.decode([i]) for i in loaded(text)["input_ids"]]
-    # the value is the same token in the query and in the JSON: no leading space or quote
-    assert pieces.count("office") == 2 and " office" not in pieces and '"office' not in pieces
-
-
 def test_tokenizer_rejects_a_vocab_below_the_byte_alphabet():
     with pytest.raises(ValueError, match="at least 300"):
         train_tokenizer(["abc"], vocab_size=100)
@@ -119,7 +103,8 @@ def test_build_qwen2_is_about_1m_parameters_at_the_defaults():
 def test_fc_rows_target_format_calls_or_a_sentence():
     for sample in generate_samples(60, seed=2, phrasings=("plain",)):
         row = fc_example(sample)
-        target = row["completion"][0]["content"]
+        assert row["messages"][:-1] == sample.messages and row["messages"][-1]["role"] == "assistant"
+        target = row["messages"][-1]["content"]
         assert json.loads(row["tools"])[0]["type"] == "function"
         if sample.gold:
             calls = parse_calls(target).calls
@@ -167,7 +152,7 @@ def test_query_rows_cover_every_style_and_stay_valid():
 
     rows = query_examples(300, seed=0)
     assert {r["style"] for r in rows} == set(PHRASINGS)
-    assert all(split_of(r["completion"][0]["content"]) == "train" for r in rows)
+    assert all(split_of(r["messages"][-1]["content"]) == "train" for r in rows)
     sample = generate_samples(1, seed=5, kinds=("one_call",), phrasings=("plain",))[0]
     prompt = query_model_messages(sample, style="chatty")
     assert prompt[-1]["content"].endswith("Style: chatty") and sample.query in prompt[-1]["content"]
@@ -189,14 +174,12 @@ def test_test_budget_build_gives_loadable_hf_checkpoints(test_build):
 
 
 def test_warm_start_changed_every_parameter(test_build):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from toolduel.training.warm_start import BUDGETS
+    from toolduel.training.warm_start import BUDGETS, base_player, training_rows
 
     budget = BUDGETS["test"]
-    fresh = build_qwen2(AutoTokenizer.from_pretrained(test_build.tokenizer_path), hidden_size=budget.hidden_size,
-                        num_layers=budget.num_layers, num_heads=budget.num_heads, num_kv_heads=budget.num_kv_heads,
-                        intermediate_size=budget.intermediate_size, seed=budget.seed)
+    fresh, _ = base_player(budget, "fc", training_rows(budget))  # where the FC warm start began
     trained = AutoModelForCausalLM.from_pretrained(test_build.fc_path)
     unchanged = [name for (name, before), after in zip(fresh.named_parameters(), trained.parameters())
                  if torch.equal(before, after)]
@@ -220,7 +203,7 @@ def test_cache_key_follows_the_budget():
 
     test = BUDGETS["test"]
     assert cache_key(test) == cache_key(dataclasses.replace(test))
-    assert cache_key(test) != cache_key(dataclasses.replace(test, fc_examples=49))
+    assert cache_key(test) != cache_key(dataclasses.replace(test, fc_answers=49))
 
 
 def test_query_checkpoint_lists_tools_by_name_only(test_build):
@@ -236,42 +219,19 @@ def test_query_checkpoint_lists_tools_by_name_only(test_build):
     assert "city" not in rendered["query"] and "Daily forecast" not in rendered["query"]
 
 
-def test_query_model_starts_from_the_trained_fc_model(test_build, monkeypatch):
-    """With ``query_from_fc`` the query warm start loads the FC checkpoint, not a fresh model."""
-    import transformers
-    from transformers import AutoModelForCausalLM
-
-    from toolduel.training import warm_start as build
-
-    loaded = []
-    original = transformers.Qwen2ForCausalLM.from_pretrained.__func__
-
-    def spy(cls, path, *args, **kwargs):
-        loaded.append(str(path))
-        return original(cls, path, *args, **kwargs)
-
-    monkeypatch.setattr(transformers.Qwen2ForCausalLM, "from_pretrained", classmethod(spy))
-    out = test_build.root.parent / "query-from-fc"
-    out.mkdir()
-    build.build_world_models(build.BUDGETS["test"], out, progress=False)
-    assert loaded == [str(out / "fc")]
-    fc, query = (AutoModelForCausalLM.from_pretrained(out / role) for role in ("fc", "query"))
-    assert fc.config.to_dict()["hidden_size"] == query.config.to_dict()["hidden_size"]
-
-
 def test_labelled_positions_loss_matches_trl(world_tokenizer, tmp_path):
     """On a CPU the warm starts score only answer positions; loss and gradients are TRL's own."""
     import trl
     from datasets import Dataset
 
-    from toolduel.training.sft import _sft_trainer_class
+    from toolduel.training.sft import _sft_trainer_class, encode_rows
 
     model = build_qwen2(world_tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                         intermediate_size=64)
     rows = fc_examples(12, seed=2, turns=3)
-    config = trl.SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, assistant_only_loss=True,
-                           use_cpu=True, report_to="none", activation_checkpointing=False)
-    dataset = Dataset.from_list(rows)
+    config = trl.SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, use_cpu=True, report_to="none",
+                           activation_checkpointing=False)
+    dataset = Dataset.from_list(encode_rows(world_tokenizer, rows))
     results, batch = [], None
     for trainer_class in (trl.SFTTrainer, _sft_trainer_class()):
         trainer = trainer_class(model=model, args=config, train_dataset=dataset, processing_class=world_tokenizer)
@@ -285,71 +245,3 @@ def test_labelled_positions_loss_matches_trl(world_tokenizer, tmp_path):
     (trl_loss, trl_grads), (our_loss, our_grads) = results
     assert our_loss == pytest.approx(trl_loss, rel=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(trl_grads, our_grads))
-
-
-def test_sft_learning_rate_holds_then_decays(world_tokenizer, monkeypatch, tmp_path):
-    """``decay=0.5``: the first half of the steps at the full rate, the second half falling."""
-    import trl
-
-    from toolduel.training.sft import SFTSettings, sft_train
-
-    rates: list[float] = []
-
-    class Recording(trl.SFTTrainer):
-        def training_step(self, *args, **kwargs):
-            rates.append(self.lr_scheduler.get_last_lr()[0])
-            return super().training_step(*args, **kwargs)
-
-    monkeypatch.setattr(trl, "SFTTrainer", Recording)
-    model = build_qwen2(world_tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                        intermediate_size=64)
-    rows = [fc_example(s) for s in generate_samples(16, seed=3)]
-    settings = SFTSettings(examples=16, batch_size=2, learning_rate=1e-3, warmup=0, decay=0.5)
-    sft_train(model, world_tokenizer, rows, settings, str(tmp_path), on_step=lambda *_: None)
-    assert len(rates) == 8
-    assert rates[:4] == [pytest.approx(1e-3)] * 4
-    assert all(later < earlier for earlier, later in zip(rates[4:], rates[5:])) and rates[-1] < 0.5e-3
-    with pytest.raises(ValueError, match="decay"):
-        SFTSettings(examples=16, decay=0)
-
-
-def test_the_decay_starts_when_the_probe_says_copying_works_and_training_ends_with_it(world_tokenizer, monkeypatch,
-                                                                                        tmp_path):
-    """16 planned steps with 4 of decay; the probe passes at its first look (step 2), so the
-    rate falls over steps 3-6 and training stops there. A probe that never passes keeps the
-    rate flat for 1.5 times the planned 12 flat steps, going over the data again, then decays."""
-    from toolduel.training import sft as warm_start
-    from toolduel.training.sft import (
-        SFTSettings,
-        answer_batches,
-        answer_exact_rate,
-        sft_train,
-    )
-    from toolduel.world.training_data import fc_probe_rows
-
-    rows = [fc_example(s) for s in generate_samples(32, seed=3)]
-    probe = fc_probe_rows(4, seed=9)
-    trainer_class = warm_start._sft_trainer_class()
-    for threshold, expected_steps in ((0.0, 6), (1.01, 22)):
-        rates: list[float] = []
-
-        class Recording(trainer_class):
-            def training_step(self, *args, **kwargs):
-                rates.append(self.lr_scheduler.get_last_lr()[0])
-                return super().training_step(*args, **kwargs)
-
-        monkeypatch.setattr(warm_start, "_sft_trainer_class", lambda: Recording)
-        model = build_qwen2(world_tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                            intermediate_size=64)
-        settings = SFTSettings(examples=32, batch_size=2, learning_rate=1e-3, warmup=0, decay=0.25,
-                               decay_when_exact=threshold, probe_every=2)
-        steps: list[int] = []
-        sft_train(model, world_tokenizer, rows, settings, str(tmp_path), on_step=lambda step, _: steps.append(step),
-                  probe_rows=probe)
-        assert len(steps) == len(rates) == expected_steps
-        decay_from = expected_steps - 4
-        assert rates[:decay_from] == [pytest.approx(1e-3)] * decay_from
-        assert all(later < earlier for earlier, later in zip(rates[decay_from:], rates[decay_from + 1:]))
-    assert 0.0 <= answer_exact_rate(model, answer_batches(world_tokenizer, probe)) <= 1.0
-    assert all(len(json.loads(r["tools"])) >= 2 and r["completion"][0]["content"].startswith("<tool_call>")
-               for r in probe)  # one call among distractors

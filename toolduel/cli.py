@@ -260,20 +260,22 @@ def attack_command(ctx: typer.Context, settings: dict, config: Optional[Path], r
 
 @world_app.command("build")
 def world_build_command(
-    budget: str = typer.Option("default", "--budget", help="default (about 7 minutes on 2 cores), large (a "
-                                                           "stronger query model, about 20 minutes) or test "
-                                                           "(seconds)."),
+    budget: str = typer.Option("default", "--budget", help="default (SmolLM2-135M-Instruct warm-started on the "
+                                                           "world, a few minutes on 2 cores) or test (tiny models, "
+                                                           "seconds)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the cache has these models."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Build (or find in the cache) the world's tokenizer, FC model and query model."""
+    """Build (or find in the cache) the embedded default's FC model and query model."""
     from toolduel.training.warm_start import BUDGETS, ensure_world_models
 
     if budget not in BUDGETS:
         raise typer.BadParameter(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}", param_hint="--budget")
-    models = ensure_world_models(budget, progress=progress, force=force)
+    try:
+        models = ensure_world_models(budget, progress=progress, force=force)
+    except ConfigError as err:
+        fail(str(err))
     typer.echo(json.dumps({"fc_path": str(models.fc_path), "query_path": str(models.query_path),
-                           "tokenizer_path": str(models.tokenizer_path),
                            "timings": models.info.get("timings", {})}, indent=2))
 
 

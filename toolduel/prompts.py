@@ -8,13 +8,17 @@
   :data:`NO_CALL_REPLY` when no tool fits.
 - The query model's prompt (:func:`query_model_messages`): the gold calls, a seed query and
   an optional style; it answers with one user request (:func:`sample_queries`).
-- Training rows in TRL's conversational format (:func:`fc_example`, :func:`fc_conversation`),
+- Training rows: a conversation and its tools (:func:`fc_example`, :func:`fc_conversation`),
   the tools as JSON in a ``tools`` column.
+- :class:`ChatRenderer`: the one rendering of a conversation and its tools into text, used to
+  prompt a model (both generation backends) and to train it (:meth:`ChatRenderer.encode`), so
+  that a model is trained on exactly the prompts it is later asked.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from toolduel.calls_text import format_calls
@@ -39,6 +43,9 @@ Use only the tools listed above and the parameters they declare. If no tool fits
 plain words and call nothing."""
 
 
+TOOL_PROMPT_MODES = ("auto", "template", "system")
+
+
 def render_tools_instruction(tools: list[Tool]) -> str:
     """The system-prompt block that lists ``tools`` (as OpenAI JSON, one per line) and says how
     to call them. Empty when there are no tools."""
@@ -61,6 +68,69 @@ def with_tools_in_system(conversation: list[dict], tools: list[Tool]) -> list[di
     else:
         messages.insert(0, {"role": "system", "content": instruction})
     return messages
+
+
+class ChatRenderer:
+    """A tokenizer's chat template with tools: the template renders them when it takes ``tools``
+    (``tool_prompt="template"``, or ``"auto"`` when it mentions them); otherwise they are written
+    into the system message (:func:`with_tools_in_system`). ``chat_template`` overrides the
+    tokenizer's own (the tokenizer is left as it is)."""
+
+    def __init__(self, tokenizer: Any, tool_prompt: str = "auto", chat_template: str | None = None):
+        if tool_prompt not in TOOL_PROMPT_MODES:
+            raise ValueError(f"tool_prompt must be one of {TOOL_PROMPT_MODES}, got {tool_prompt!r}")
+        if chat_template is None and not tokenizer.chat_template:
+            raise ValueError("the tokenizer has no chat template; pass chat_template='<jinja template>' "
+                             "or use a chat/instruct checkpoint")
+        self.tokenizer, self.chat_template = tokenizer, chat_template
+        self.tools_in_template = self._template_mentions_tools() if tool_prompt == "auto" \
+            else tool_prompt == "template"
+
+    def render(self, messages: list[dict], tools: list[Tool], add_generation_prompt: bool = False) -> str:
+        if self.tools_in_template:
+            messages, openai_tools = list(messages), [tool.to_openai() for tool in tools] or None
+        else:
+            messages, openai_tools = with_tools_in_system(messages, tools), None
+        return self.tokenizer.apply_chat_template(messages, tools=openai_tools, chat_template=self.chat_template,
+                                                  add_generation_prompt=add_generation_prompt, tokenize=False)
+
+    def prompt(self, conversation: list[dict], tools: list[Tool]) -> str:
+        """The prompt text for one conversation, ending with the assistant header."""
+        return self.render(conversation, tools, add_generation_prompt=True)
+
+    def encode(self, messages: list[dict], tools: list[Tool]) -> dict:
+        """``input_ids`` and ``assistant_masks`` of a conversation for training: the text before
+        each assistant turn is the prompt :meth:`prompt` gives for the turns so far, tokenized on
+        its own as a prompt is; each turn (up to its end-of-turn marker) is what the model writes
+        after it, and is the only part the loss falls on."""
+        text = self.render(messages, tools)
+        pieces, position = [], 0
+        for index, message in enumerate(messages):
+            if message.get("role") != "assistant":
+                continue
+            before = self.render(messages[:index], tools, add_generation_prompt=True)
+            through = self.render(messages[:index + 1], tools)
+            if not (through.startswith(before) and text.startswith(through) and len(before) >= position):
+                raise ValueError("the chat template renders a conversation's turns differently as it grows; "
+                                 "such a template cannot be trained turn by turn")
+            end = len(through.rstrip())  # the end-of-turn marker is learnt; the newline after it is not
+            pieces += [(text[position:len(before)], 0), (text[len(before):end], 1)]
+            position = end
+        pieces.append((text[position:], 0))
+        input_ids: list[int] = []
+        masks: list[int] = []
+        for piece, learnt in pieces:
+            ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
+            input_ids += ids
+            masks += [learnt] * len(ids)
+        return {"input_ids": input_ids, "assistant_masks": masks}
+
+    def _template_mentions_tools(self) -> bool:
+        try:  # a dict of named templates picks "tool_use" when tools are given
+            template = self.tokenizer.get_chat_template(self.chat_template, tools=[{}])
+        except ValueError:
+            return False
+        return re.search(r"\btools\b", template) is not None
 
 
 # --- the FC model's answers -----------------------------------------------------------------
@@ -92,9 +162,8 @@ def tools_json(tools: list[Tool]) -> str:
 
 
 def fc_example(sample: Sample) -> dict:
-    """A TRL conversational prompt-completion row (``tools`` as JSON, which TRL decodes)."""
-    return {"prompt": list(sample.messages),
-            "completion": [{"role": "assistant", "content": fc_target(sample)}],
+    """A training row: the sample's conversation answered with its gold calls (``tools`` as JSON)."""
+    return {"messages": [*sample.messages, {"role": "assistant", "content": fc_target(sample)}],
             "tools": tools_json(sample.tools)}
 
 

@@ -126,6 +126,9 @@ class TrainerSettings(SettingsGroup):
     PANEL = "Trainer: precision, LoRA, vLLM, accumulation"
 
     dtype: str = option("float32", "weights and training precision: float32, or bfloat16 (GPUs from Ampere on)")
+    autocast: bool | None = option(None, "with float32 weights: train under bfloat16 autocast (mixed precision) and "
+                                         "generate in bfloat16; none: where the hardware runs bfloat16 fast (a GPU "
+                                         "from Ampere on, a CPU with AVX512-BF16 or AMX)")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, slower")
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step; batch settings are per step "
                                                  "over all processes and split over processes x these steps")
@@ -151,6 +154,9 @@ class TrainerSettings(SettingsGroup):
                               f"the output head's weight directly) (got {self.lora_target_modules!r})")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype must be float32 or bfloat16 (got {self.dtype!r})")
+        if self.autocast and self.dtype == "bfloat16":
+            raise ConfigError("autocast is for float32 weights; with dtype bfloat16 everything already runs in "
+                              "bfloat16 (drop one of them)")
         if self.gradient_accumulation_steps < 1:
             raise ConfigError(f"need gradient_accumulation_steps >= 1 (got {self.gradient_accumulation_steps})")
         if self.vllm_mode not in ("colocate", "server"):

@@ -37,7 +37,7 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
     skip_bad: bool = option(False, "skip malformed JSONL seed records (they are counted) instead of stopping")
     bfcl_root: str | None = option(None, "folder of BFCL_v*_<category>.json files (default: the bfcl-eval package)")
     query_model: str | None = option(None, "query model path or hub id (default: the embedded world query model)")
-    world_budget: str = option("default", "build budget of the embedded world query model (default, large, test)")
+    world_budget: str = option("default", "build budget of the embedded world query model (default: SmolLM2 warm-started on the world; test: tiny models in seconds)")
     save_steps: int = option(5, "save a training checkpoint every this many steps (what --resume continues from)")
     # --- harvest: queries sampled from the trained query model at the end -------------------------
     harvest_seeds: int = option(64, "seed samples the trained query model rewrites at the end (0: none)")

@@ -54,6 +54,7 @@ from toolduel.referee.judge import NOT_ASKED, build_judge
 from toolduel.referee.outcome import pool_record, step_stats
 from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
+from toolduel.training.arguments import generation_dtype
 from toolduel.training.grpo import train_query_model
 from toolduel.world.lexicon import world_lexicon
 
@@ -179,7 +180,8 @@ def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, p
         run.mark("harvest")
         return None
     query_model = load_model({"backend": "transformers", "path": str(run.dir / files.QUERY_MODEL),
-                              "batch_size": config.batch_size, "name": "query model"})
+                              "batch_size": config.batch_size, "name": "query model",
+                              "dtype": generation_dtype(config)})
     outcomes = []
     with progress_bar("harvest", total=len(chosen), enabled=progress) as advance:
         for start in range(0, len(chosen), config.batch_size):

@@ -18,7 +18,7 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     out: str | None = option(None, "run folder (default: runs/<timestamp>)")
     rounds: int = option(2, "alternating rounds of attack, harvest, defend, evaluate")
     seed: int = option(0, "seed of every random choice in the run")
-    world_budget: str = option("default", "build budget of the embedded world models (default, large, test)")
+    world_budget: str = option("default", "build budget of the embedded world models (default: SmolLM2 warm-started on the world; test: tiny models in seconds)")
     fc_model: str | None = option(None, "FC model path or hub id (default: the embedded world FC model)")
     query_model: str | None = option(None, "query model path or hub id (default: the embedded world query model)")
     seeds: str = option("world:train", "seed samples the query model rewrites: world:train or a data spec")

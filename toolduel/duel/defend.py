@@ -42,7 +42,7 @@ def defend_sft(config: GameConfig, fc_path: str | Path, samples: list[Sample], o
     tokenizer = load_tokenizer(fc_path)
     model, peft_config = load_for_training(fc_path, config, config.fc_lora)
     rows = [fc_example(sample) for sample in samples]
-    settings = SFTSettings(examples=len(rows), epochs=config.defend_epochs,
+    settings = SFTSettings(epochs=config.defend_epochs, warmup=0.03,
                            batch_size=per_device_batch(config.defend_batch_size, config, "defend_batch_size"),
                            learning_rate=config.defend_learning_rate, max_length=config.defend_max_length,
                            seed=config.seed)

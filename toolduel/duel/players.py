@@ -8,13 +8,19 @@ import shutil
 from pathlib import Path
 
 from toolduel import run_files as files
-from toolduel.checkpoints import load_causal_lm, load_tokenizer, save_checkpoint
+from toolduel.checkpoints import (
+    load_causal_lm,
+    load_tokenizer,
+    resolve_source,
+    save_checkpoint,
+)
 from toolduel.config import ConfigError
 from toolduel.duel.config import GameConfig
 from toolduel.models import load_model_for_generation
 from toolduel.models.base import ChatModel
 from toolduel.models.served import FCServer, served_fc_model
 from toolduel.run_files import RunFolder
+from toolduel.training.arguments import generation_dtype
 from toolduel.training.processes import process_count, run_alone
 
 
@@ -46,6 +52,7 @@ def start_players(run: RunFolder, progress: bool = True) -> None:
         fc_path, query_path = fc_path or world.fc_path, query_path or world.query_path
     players = files.round_dir(run.dir, 0)
     for name, source in ((files.FC_MODEL, fc_path), (files.QUERY_MODEL, query_path)):
+        source = resolve_source(source)  # a GGUF file: its converted checkpoint
         if Path(source).is_dir():
             shutil.copytree(source, players / name, dirs_exist_ok=True)
         else:
@@ -58,7 +65,7 @@ def load_chat_model(path: str | Path, config: GameConfig, progress: bool = False
     options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization} \
         if config.generation_backend == "vllm" else {}
     return load_model_for_generation(path, config.generation_backend, batch_size=config.batch_size,
-                                     progress=progress, name=name, dtype=config.dtype, **options)
+                                     progress=progress, name=name, dtype=generation_dtype(config), **options)
 
 
 def fc_server(config: GameConfig) -> FCServer | None:

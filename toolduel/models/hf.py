@@ -1,8 +1,8 @@
 """A Hugging Face transformers causal LM with a chat template, as a ChatModel.
 
-Prompts: a chat template that mentions ``tools`` gets them through
-``apply_chat_template(tools=...)``, in the format the model was trained on; any other
-template gets them written into the system message by :mod:`toolduel.prompts`.
+Prompts: :class:`toolduel.prompts.ChatRenderer`, the rendering training uses too. A chat
+template that mentions ``tools`` gets them through ``apply_chat_template(tools=...)``, in the
+format the model was trained on; any other template gets them in the system message.
 
 Generation: prompts are sorted by length, cut into batches of ``batch_size`` and padded on
 the LEFT (by hand, so the caller's tokenizer is never modified), so that every row's new
@@ -16,7 +16,6 @@ except the tool-call tags (``<tool_call>`` is a special token in some tokenizers
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,9 @@ import torch
 
 from toolduel.models.base import Generation, GenerationConfig
 from toolduel.progress import progress_bar
-from toolduel.prompts import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, with_tools_in_system
+from toolduel.prompts import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ChatRenderer
 from toolduel.schema import Tool
 
-TOOL_PROMPT_MODES = ("auto", "template", "system")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -69,22 +67,12 @@ class TransformersChatModel:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if tool_prompt not in TOOL_PROMPT_MODES:
-            raise ValueError(f"tool_prompt must be one of {TOOL_PROMPT_MODES}, got {tool_prompt!r}")
-        if chat_template is None and not tokenizer.chat_template:
-            raise ValueError("the tokenizer has no chat template; pass chat_template='<jinja template>' "
-                             "or use a chat/instruct checkpoint")
+        self.renderer = ChatRenderer(tokenizer, tool_prompt, chat_template)
         self.model = model if device is None else model.to(device)
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.batch_size = batch_size
         self.progress = progress
-        self.chat_template = chat_template
-        self.tool_prompt = tool_prompt
-        if tool_prompt == "auto":
-            self.tools_in_template = self._template_mentions_tools()
-        else:
-            self.tools_in_template = tool_prompt == "template"
         self.stop_ids = self._stop_ids(stop_tokens)
         keep_ids = {self._token_id(token) for token in keep_tokens} - {None}
         special_ids = set(tokenizer.all_special_ids) | {
@@ -133,14 +121,14 @@ class TransformersChatModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def tools_in_template(self) -> bool:
+        return self.renderer.tools_in_template
+
     def render_prompt(self, conversation: list[dict], tools: list[Tool]) -> str:
-        """The prompt text for one conversation, ending with the assistant header."""
-        if self.tools_in_template:
-            messages, openai_tools = conversation, [tool.to_openai() for tool in tools] or None
-        else:
-            messages, openai_tools = with_tools_in_system(conversation, tools), None
-        return self.tokenizer.apply_chat_template(messages, tools=openai_tools, chat_template=self.chat_template,
-                                                  add_generation_prompt=True, tokenize=False)
+        """The prompt text for one conversation, ending with the assistant header (the same
+        rendering training uses: :class:`toolduel.prompts.ChatRenderer`)."""
+        return self.renderer.prompt(conversation, tools)
 
     def generate(self, conversations: list[list[dict]], tools: list[list[Tool]],
                  config: GenerationConfig | None = None) -> list[Generation]:
@@ -208,13 +196,6 @@ class TransformersChatModel:
         kept = [token_id for token_id in new_ids if token_id not in self.drop_ids]
         text = self.tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return text, finish_reason, len(new_ids) + (finish_reason == "stop")
-
-    def _template_mentions_tools(self) -> bool:
-        try:  # a dict of named templates picks "tool_use" when tools are given
-            template = self.tokenizer.get_chat_template(self.chat_template, tools=[{}])
-        except ValueError:
-            return False
-        return re.search(r"\btools\b", template) is not None
 
     def _token_id(self, token: str) -> int | None:
         token_id = self.tokenizer.convert_tokens_to_ids(token)

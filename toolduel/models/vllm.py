@@ -27,12 +27,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolduel.checkpoints import ADAPTER_CONFIG, adapter_base, is_adapter
+from toolduel.checkpoints import (
+    ADAPTER_CONFIG,
+    adapter_base,
+    is_adapter,
+    resolve_source,
+)
 from toolduel.config import ConfigError
 from toolduel.models import VLLM_MISSING, vllm_available
 from toolduel.models.base import Generation, GenerationConfig
-from toolduel.models.hf import TOOL_PROMPT_MODES, TransformersChatModel
-from toolduel.prompts import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from toolduel.models.hf import TransformersChatModel
+from toolduel.prompts import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ChatRenderer
 from toolduel.schema import Tool
 
 VLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -97,8 +102,8 @@ class VLLMChatModel:
     # The tokenizer side is the transformers backend's own code, so the two backends cannot
     # drift apart in what they send to the model or read back from it.
     render_prompt = TransformersChatModel.render_prompt
+    tools_in_template = TransformersChatModel.tools_in_template
     decode_new_tokens = TransformersChatModel.decode_new_tokens
-    _template_mentions_tools = TransformersChatModel._template_mentions_tools
     _token_id = TransformersChatModel._token_id
 
     def __init__(
@@ -116,15 +121,8 @@ class VLLMChatModel:
         lora_request: Any = None,
         max_model_len: int | None = None,
     ) -> None:
-        if tool_prompt not in TOOL_PROMPT_MODES:
-            raise ValueError(f"tool_prompt must be one of {TOOL_PROMPT_MODES}, got {tool_prompt!r}")
-        if chat_template is None and not tokenizer.chat_template:
-            raise ValueError("the tokenizer has no chat template; pass chat_template='<jinja template>' "
-                             "or use a chat/instruct checkpoint")
+        self.renderer = ChatRenderer(tokenizer, tool_prompt, chat_template)
         self.llm, self.tokenizer, self.name, self.progress = llm, tokenizer, name, progress
-        self.chat_template, self.tool_prompt = chat_template, tool_prompt
-        self.tools_in_template = self._template_mentions_tools() if tool_prompt == "auto" \
-            else tool_prompt == "template"
         self.stop_ids = self._stop_ids(stop_tokens, eos_token_ids)
         keep_ids = {self._token_id(token) for token in keep_tokens} - {None}
         special_ids = set(tokenizer.all_special_ids) | {
@@ -167,6 +165,7 @@ class VLLMChatModel:
         vllm = import_vllm()
         from transformers import AutoTokenizer
 
+        path = resolve_source(path)  # a GGUF file: its converted checkpoint
         adapter, model_source = read_adapter(path, base_model) or (None, str(path))
         # An adapter saved with its tokenizer (as toolduel saves checkpoints) keeps it; else the base's.
         has_tokenizer = (Path(path) / "tokenizer_config.json").is_file()

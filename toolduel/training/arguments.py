@@ -38,13 +38,40 @@ def per_device_batch(total: int, trainer: TrainerSettings, setting: str) -> int:
     return total // (processes * accumulation)
 
 
+def fast_bf16() -> bool:
+    """Whether this machine runs bfloat16 fast: a CUDA GPU that supports it, or a CPU with bf16
+    instructions (AVX512-BF16, AMX), where a bf16 matmul runs several times faster than float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def uses_autocast(trainer: TrainerSettings) -> bool:
+    """Whether training runs under bf16 autocast over float32 weights (``autocast``; unset: where
+    bf16 is fast)."""
+    if trainer.dtype != "float32":
+        return False
+    return fast_bf16() if trainer.autocast is None else trainer.autocast
+
+
+def generation_dtype(trainer: TrainerSettings) -> str:
+    """The dtype copies of a player are loaded in to generate: bfloat16 with bf16 weights or
+    autocast (a greedy answer hardly changes; generation runs about twice as fast), else float32."""
+    return "bfloat16" if trainer.dtype == "bfloat16" or uses_autocast(trainer) else "float32"
+
+
 def trainer_settings(trainer: TrainerSettings, seed: int) -> dict:
     """TrainingArguments every trainer shares."""
     import torch
 
     return {
         "use_cpu": not torch.cuda.is_available(),
-        "bf16": trainer.dtype == "bfloat16",
+        "bf16": trainer.dtype == "bfloat16" or uses_autocast(trainer),
         "activation_checkpointing": trainer.gradient_checkpointing,
         "gradient_accumulation_steps": trainer.gradient_accumulation_steps,
         "ddp_find_unused_parameters": False,  # every parameter of a causal LM takes part in its loss
@@ -86,8 +113,9 @@ def trainable_model(path: str | Path, trainer: TrainerSettings, lora: bool) -> t
     (an earlier round's LoRA) is loaded onto its base and trained further, so each player keeps
     one adapter over the whole run. A full model is returned as its path (the trainer loads it
     with ``model_init_kwargs``); an adapter as a loaded model."""
-    from toolduel.checkpoints import is_adapter, load_causal_lm
+    from toolduel.checkpoints import is_adapter, load_causal_lm, resolve_source
 
+    path = resolve_source(path)  # a GGUF file: its converted checkpoint
     path = str(Path(path).resolve()) if Path(path).exists() else str(path)
     if not is_adapter(path):
         return path, lora_config(trainer, lora)

@@ -1,7 +1,7 @@
 """GRPO with TRL: the attack's training of the query model, and the FC model's GRPO defence.
 
-Prompts are rendered to text once, by the player's chat template with each row's own tools,
-so that TRL sees plain-text prompts; the row's sample goes along as JSON in the ``sample``
+Prompts are rendered to text once, with each row's own tools, exactly as the player is prompted
+at inference (:class:`toolduel.prompts.ChatRenderer`), so that TRL sees plain-text prompts; the row's sample goes along as JSON in the ``sample``
 column, which the rewards read (:mod:`toolduel.referee.rewards`).
 
 :func:`train_query_model` is the attack of both programs: the duel's, against the round's FC
@@ -20,7 +20,7 @@ from typing import Any
 
 from toolduel import run_files as files
 from toolduel.progress import progress_bar
-from toolduel.prompts import query_model_messages
+from toolduel.prompts import ChatRenderer, query_model_messages
 from toolduel.referee.outcome import step_stats
 from toolduel.referee.rewards import QueryReward
 from toolduel.schema import Sample
@@ -58,10 +58,11 @@ def grpo_trainer(model_path: str | Path, rows: list[dict], reward_funcs: list, *
 
 
 def render_prompt_rows(tokenizer: Any, samples: list[Sample], messages: Callable[[Sample], list[dict]]) -> list[dict]:
-    """GRPO rows: ``messages(sample)`` rendered with the sample's tools, and the sample as JSON."""
-    return [{"prompt": tokenizer.apply_chat_template(messages(sample), tools=[t.to_openai() for t in sample.tools],
-                                                     add_generation_prompt=True, tokenize=False),
-             "sample": json.dumps(sample.to_dict())} for sample in samples]
+    """GRPO rows: ``messages(sample)`` rendered with the sample's tools as inference renders them
+    (:class:`toolduel.prompts.ChatRenderer`), and the sample as JSON."""
+    renderer = ChatRenderer(tokenizer)
+    return [{"prompt": renderer.prompt(messages(sample), sample.tools), "sample": json.dumps(sample.to_dict())}
+            for sample in samples]
 
 
 @dataclass

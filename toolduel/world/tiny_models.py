@@ -2,11 +2,8 @@
 small Qwen2 causal LM from a config. Both save as ordinary Hugging Face checkpoints, so the
 rest of the pipeline loads them exactly as it loads a real model.
 
-The chat template is Qwen/Hermes-shaped (``<|im_start|>role ... <|im_end|>``, calls in
-``<tool_call>`` blocks) but renders tools compactly, one line each, as
-``name(city:str, days?:int=3, unit?:celsius|fahrenheit=celsius) description``: a
-1M-parameter model reads a 20-token signature far more easily than 200 tokens of JSON Schema.
-The query model's checkpoint carries :data:`QUERY_CHAT_TEMPLATE`, which lists tools by name only.
+The tokenizer carries the compact ChatML template of :mod:`toolduel.chat_templates` (tools as
+one-line signatures); these models stand in for a real one in tests that need a model in seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +22,8 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+from toolduel.chat_templates import IM_END, IM_START, compact_template
+
 PAD = "<|endoftext|>"
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END]
@@ -40,86 +38,6 @@ QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p
 # the JSON call (``"office"``), which makes copying an identity; texts get about 30% more tokens.
 # A tokenizer trained with it keeps it when loaded back through AutoTokenizer (checked in tests).
 ISOLATING_PRETOKENIZE_REGEX = r"""\p{L}+|\p{N}|[^\s\p{L}\p{N}]+|\s+"""
-
-# One macro renders a parameter schema as a short type: str, int, num, bool, a|b|c (enum),
-# list[str]. ``tool`` may be OpenAI-shaped ({"type": "function", "function": {...}}) or bare.
-CHAT_TEMPLATE = """
-{%- macro ptype(p) -%}
-{%- if p.enum is defined -%}{{ p.enum | join('|') }}
-{%- elif p.type == 'string' -%}str
-{%- elif p.type == 'integer' -%}int
-{%- elif p.type == 'number' -%}num
-{%- elif p.type == 'boolean' -%}bool
-{%- elif p.type == 'array' -%}list[{{ ptype(p['items']) if p['items'] is defined else 'any' }}]
-{%- elif p.type == 'object' -%}obj
-{%- else -%}any{%- endif -%}
-{%- endmacro -%}
-{%- set ns = namespace(start=0) -%}
-{%- if messages and messages[0].role == 'system' -%}{%- set ns.start = 1 -%}{%- endif -%}
-{%- if tools -%}
-<|im_start|>system
-{% if ns.start == 1 %}{{ messages[0].content }}
-{% endif %}Tools:
-{%- for tool in tools -%}
-{%- set fn = tool.function if tool.function is defined else tool -%}
-{%- set params = fn.parameters if fn.parameters is defined and fn.parameters else {} -%}
-{%- set props = params.properties if params.properties is defined else {} -%}
-{%- set req = params.required if params.required is defined else [] -%}
-{{ '\n' ~ fn.name }}(
-{%- for pname, p in props.items() -%}
-{{ ', ' if not loop.first }}{{ pname }}{{ '' if pname in req else '?' }}:{{ ptype(p) }}
-{%- if p.default is defined %}={{ p.default if p.default is string and ' ' not in p.default else p.default | tojson }}{% endif -%}
-{%- endfor -%}
-){{ ' ' ~ fn.description if fn.description else '' }}
-{%- endfor %}<|im_end|>
-{% elif ns.start == 1 -%}
-<|im_start|>system
-{{ messages[0].content }}<|im_end|>
-{% endif -%}
-{%- for message in messages[ns.start:] -%}
-{%- if message.role == 'assistant' -%}
-<|im_start|>assistant
-{% generation %}
-{%- if message.content %}{{ message.content }}{% endif -%}
-{%- if message.tool_calls is defined and message.tool_calls -%}
-{%- for tc in message.tool_calls -%}
-{%- set f = tc.function if tc.function is defined else tc -%}
-{{ '\\n' if (loop.first and message.content) or not loop.first }}<tool_call>
-{"name": {{ f.name | tojson }}, "arguments": {{ f.arguments if f.arguments is string else f.arguments | tojson }}}
-</tool_call>
-{%- endfor -%}
-{%- endif -%}
-<|im_end|>{% endgeneration %}
-{% elif message.role == 'tool' -%}
-<|im_start|>user
-<tool_response>
-{{ message.content }}
-</tool_response><|im_end|>
-{% else -%}
-<|im_start|>{{ message.role }}
-{{ message.content }}<|im_end|>
-{% endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-<|im_start|>assistant
-{% endif -%}
-"""
-
-
-def _names_only(template: str) -> str:
-    """``template`` with each tool line cut to the tool's name."""
-    line_start = template.index("fn.name }}(") + len("fn.name }}")
-    line_end = template.index("else '' }}", line_start) + len("else '' }}")
-    return template[:line_start] + template[line_end:]
-
-
-# The query model's template: the same, with tools listed by name only. Its prompt carries the
-# gold calls (names, arguments, values) and a seed query, which is all it needs to write a
-# request; the signatures were half its prompt tokens, and leaving them out makes its warm start
-# a third faster at the same validity (docs/BENCHMARKS.md). Ends in one newline, as the template
-# train_tokenizer sets.
-QUERY_CHAT_TEMPLATE = _names_only(CHAT_TEMPLATE).strip() + "\n"
-
 
 def _build_tokenizer_object(texts: Iterable[str], vocab_size: int, pretokenize_regex: str) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
@@ -144,6 +62,16 @@ def _build_tokenizer_object(texts: Iterable[str], vocab_size: int, pretokenize_r
     return tokenizer
 
 
+def chat_texts(rows: list[dict]) -> list[str]:
+    """Training rows (``messages`` and ``tools``) as the compact template renders them: what a
+    tokenizer for the world's tiny models is trained on, so its merges fit what they read and write."""
+    import json
+
+    bootstrap = train_tokenizer(["a"], vocab_size=300)  # only its chat template is used
+    return [bootstrap.apply_chat_template(row["messages"], tools=json.loads(row.get("tools") or "[]") or None,
+                                          tokenize=False) for row in rows]
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1536,
                     pretokenize_regex: str = QWEN2_PRETOKENIZE_REGEX) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on ``texts``, digits split one per token, with a chat template
@@ -162,7 +90,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1536,
         padding_side="left",  # generation pads on the left; training collators set their own
         clean_up_tokenization_spaces=False,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE.strip() + "\n"
+    tokenizer.chat_template = compact_template("fc")
     return tokenizer
 
 

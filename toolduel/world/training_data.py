@@ -17,7 +17,6 @@ import random
 
 from toolduel.prompts import (
     fc_conversation,
-    fc_example,
     query_model_messages,
     tools_json,
 )
@@ -74,13 +73,6 @@ def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...
     return [fc_conversation([first, *_more_turns(first, turns - 1, rng, phrasings)]) for first in firsts]
 
 
-def fc_probe_rows(n: int, seed: int) -> list[dict]:
-    """``n`` single-turn plain one-call rows for the decay probe (``SFTSettings.decay_when_exact``);
-    pass a seed the training data does not use."""
-    return [fc_example(s) for s in generate_samples(n, seed=seed, kinds=("one_call",), phrasings=(PLAIN,),
-                                                   id_prefix="fc-probe")]
-
-
 def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[dict]:
     """Rows pairing a plain seed with the same request phrased in a random kind. Targets are
     kept in the ``train`` split so the query model never learns a held-out query by heart."""
@@ -97,8 +89,8 @@ def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[
         if target is None:
             continue
         shown_style = style if rng.random() < styled_fraction else None
-        rows.append({"prompt": query_model_messages(sample, style=shown_style),
-                     "completion": [{"role": "assistant", "content": target}],
+        rows.append({"messages": [*query_model_messages(sample, style=shown_style),
+                                  {"role": "assistant", "content": target}],
                      "tools": tools_json(sample.tools), "style": style})
     return rows
 

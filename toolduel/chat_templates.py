@@ -1,0 +1,115 @@
+"""Chat templates that render tools compactly, one line each, for small models (ChatML).
+
+A 135M-parameter model (or a 1M-parameter test model) reads a 20-token signature far more
+easily than 200 tokens of JSON Schema:
+``name(city:str, days?:int=3, unit?:celsius|fahrenheit=celsius) description``. The FC template
+renders the signatures; the query model's template lists tools by name only. Both use
+ChatML's markers (``<|im_start|>role ... <|im_end|>``), write calls in ``<tool_call>`` blocks,
+and mark assistant turns with ``{% generation %}``, so they fit ChatML models (SmolLM2, Qwen)
+and the embedded world's tiny models. :func:`use_compact_template` gives a checkpoint's
+tokenizer one of them, so that every consumer of the checkpoint (toolduel, a server applying
+its chat template) renders the tools the way the model was trained to read them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+
+# One macro renders a parameter schema as a short type: str, int, num, bool, a|b|c (enum),
+# list[str]. ``tool`` may be OpenAI-shaped ({"type": "function", "function": {...}}) or bare.
+COMPACT_TOOLS_TEMPLATE = """
+{%- macro ptype(p) -%}
+{%- if p.enum is defined -%}{{ p.enum | join('|') }}
+{%- elif p.type == 'string' -%}str
+{%- elif p.type == 'integer' -%}int
+{%- elif p.type == 'number' -%}num
+{%- elif p.type == 'boolean' -%}bool
+{%- elif p.type == 'array' -%}list[{{ ptype(p['items']) if p['items'] is defined else 'any' }}]
+{%- elif p.type == 'object' -%}obj
+{%- else -%}any{%- endif -%}
+{%- endmacro -%}
+{%- set ns = namespace(start=0) -%}
+{%- if messages and messages[0].role == 'system' -%}{%- set ns.start = 1 -%}{%- endif -%}
+{%- if tools -%}
+<|im_start|>system
+{% if ns.start == 1 %}{{ messages[0].content }}
+{% endif %}Tools:
+{%- for tool in tools -%}
+{%- set fn = tool.function if tool.function is defined else tool -%}
+{%- set params = fn.parameters if fn.parameters is defined and fn.parameters else {} -%}
+{%- set props = params.properties if params.properties is defined else {} -%}
+{%- set req = params.required if params.required is defined else [] -%}
+{{ '\n' ~ fn.name }}(
+{%- for pname, p in props.items() -%}
+{{ ', ' if not loop.first }}{{ pname }}{{ '' if pname in req else '?' }}:{{ ptype(p) }}
+{%- if p.default is defined %}={{ p.default if p.default is string and ' ' not in p.default else p.default | tojson }}{% endif -%}
+{%- endfor -%}
+){{ ' ' ~ fn.description if fn.description else '' }}
+{%- endfor %}<|im_end|>
+{% elif ns.start == 1 -%}
+<|im_start|>system
+{{ messages[0].content }}<|im_end|>
+{% endif -%}
+{%- for message in messages[ns.start:] -%}
+{%- if message.role == 'assistant' -%}
+<|im_start|>assistant
+{% generation %}
+{%- if message.content %}{{ message.content }}{% endif -%}
+{%- if message.tool_calls is defined and message.tool_calls -%}
+{%- for tc in message.tool_calls -%}
+{%- set f = tc.function if tc.function is defined else tc -%}
+{{ '\\n' if (loop.first and message.content) or not loop.first }}<tool_call>
+{"name": {{ f.name | tojson }}, "arguments": {{ f.arguments if f.arguments is string else f.arguments | tojson }}}
+</tool_call>
+{%- endfor -%}
+{%- endif -%}
+<|im_end|>{% endgeneration %}
+{% elif message.role == 'tool' -%}
+<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else -%}
+<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|im_start|>assistant
+{% endif -%}
+"""
+
+
+def _names_only(template: str) -> str:
+    """``template`` with each tool line cut to the tool's name."""
+    line_start = template.index("fn.name }}(") + len("fn.name }}")
+    line_end = template.index("else '' }}", line_start) + len("else '' }}")
+    return template[:line_start] + template[line_end:]
+
+
+# The query model's template: the same, with tools listed by name only. Its prompt carries the
+# gold calls (names, arguments, values) and a seed query, which is all it needs to write a
+# request; the signatures were half its prompt tokens, and leaving them out makes its warm start
+# a third faster at the same validity (docs/BENCHMARKS.md).
+COMPACT_QUERY_TEMPLATE = _names_only(COMPACT_TOOLS_TEMPLATE).strip() + "\n"
+
+
+def compact_template(role: str) -> str:
+    """The compact template for ``role``: ``fc`` (tool signatures) or ``query`` (tool names)."""
+    if role not in ("fc", "query"):
+        raise ValueError(f"role must be fc or query, got {role!r}")
+    return COMPACT_TOOLS_TEMPLATE.strip() + "\n" if role == "fc" else COMPACT_QUERY_TEMPLATE
+
+
+def use_compact_template(tokenizer: Any, role: str) -> None:
+    """Give ``tokenizer`` the compact template of ``role``; a tokenizer without ChatML's markers
+    cannot take it (its model would read markers it never saw)."""
+    from toolduel.config import ConfigError
+
+    vocabulary = tokenizer.get_vocab()
+    if IM_START not in vocabulary or IM_END not in vocabulary:
+        raise ConfigError(f"the compact tool template is ChatML; this tokenizer has no {IM_START} / {IM_END} "
+                          "tokens: keep the model's own template (tool_template: model)")
+    tokenizer.chat_template = compact_template(role)
