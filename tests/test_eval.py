@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from toolduel.cli import app
-from toolduel.evaluate import read_results, summarize
+from toolduel.evaluate import latest_by_id, read_results, summarize
 from toolduel.run_files import RESULTS, SUMMARY
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city.",
@@ -88,9 +88,10 @@ def test_failed_requests_are_recorded_then_resumed(fake_openai_server, samples_f
                   "--endpoint", fake_openai_server.base_url, "--model", "fake")
     assert result.exit_code == 0, result.output
     assert fake_openai_server.request_count == 1  # only the failed sample is asked again
-    records = read_results(out / RESULTS)
-    assert sorted(r["id"] for r in records) == sorted(["right", "wrong-value", "wrong-function", "no-call",
-                                                       "did-not-call"])
+    records = read_results(out / RESULTS)  # appended to, never rewritten: the failure stays on record
+    assert [r["id"] for r in records if r.get("generation_error")] == ["did-not-call"]
+    assert sorted(r["id"] for r in latest_by_id(records)) == sorted(["right", "wrong-value", "wrong-function",
+                                                                     "no-call", "did-not-call"])
     assert json.loads((out / SUMMARY).read_text())["failed_requests"] == 0
 
 

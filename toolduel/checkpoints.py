@@ -120,6 +120,11 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def holds_model(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding a full model or an adapter."""
+    return (Path(path) / "config.json").is_file() or is_adapter(path)
+
+
 def is_adapter(path: str | Path) -> bool:
     """True when ``path`` is a local folder holding a PEFT adapter (not a full model)."""
     return (Path(path) / ADAPTER_CONFIG).is_file()

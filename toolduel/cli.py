@@ -30,6 +30,7 @@ from toolduel.config import (
 from toolduel.data import DataError, load_samples
 from toolduel.duel.config import GameConfig
 from toolduel.progress import console
+from toolduel.run_files import CONFIG, RESULTS, SUMMARY, write_text_atomic
 from toolduel.settings import EvalConfig
 
 app = typer.Typer(help="Adversarial data augmentation for tool-calling models.", no_args_is_help=True,
@@ -178,21 +179,28 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
     if not report.samples:
         fail(f"no samples in {settings.data}")
     out_dir = Path(settings.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out {out_dir} is a file, not a folder")
+    if (out_dir / RESULTS).exists() and not settings.resume:
+        fail(f"{out_dir} already holds an evaluation; continue it with --resume, or give another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(settings), encoding="utf-8")
+    write_text_atomic(out_dir / CONFIG, to_yaml(settings))
     console.print(f"evaluating {len(report.samples)} samples from {settings.data} -> {out_dir}")
     quiet_transformers()
     try:
         chat_model = build_eval_model(settings)
     except ConfigError as err:
         fail(str(err))
+    except (OSError, ValueError) as err:  # transformers: no model at that path, or not one it reads
+        detail = " ".join(str(err).split())[:300]
+        fail(f"cannot load the model {settings.model}: {detail}")
     generation = GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                   seed=settings.seed)
     summary = evaluate(chat_model, report.samples, out_dir, generation, batch_size=settings.batch_size,
                        resume=settings.resume, progress=progress,
                        meta={"data": settings.data, "skipped_records": len(report.skipped)})
     print_summary(summary, title=f"{summary['model']} on {settings.data}")
-    console.print(f"results: {out_dir / 'results.jsonl'}  summary: {out_dir / 'summary.json'}")
+    console.print(f"results: {out_dir / RESULTS}  summary: {out_dir / SUMMARY}")
 
 
 @app.command("run", context_settings=ANY_OPTIONS)

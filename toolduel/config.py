@@ -8,6 +8,7 @@ raises :class:`ConfigError` saying how to fix a bad setting. The settings themse
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,14 @@ def option(default: Any, help: str, switch: bool = False) -> Any:  # noqa: A002 
     return field(default=default, metadata={"help": help, "switch": switch})
 
 
+def check_env_name(name: str, value: str) -> None:
+    """One error for every API key setting: it names an environment variable, in upper case,
+    and is never the key itself (whose value the message does not repeat, nor any file keep)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+        raise ConfigError(f"{name} must be the upper-case NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                          "not the key itself; export the key in that variable")
+
+
 def check_http_url(name: str, value: str) -> None:
     """One error for every URL setting (endpoints, servers): it must name its scheme."""
     if not str(value).startswith(("http://", "https://")):
@@ -39,11 +48,18 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | 
     if path is not None:
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; a config is a "
+                                  "page of settings")
+            loaded = yaml_value(path.read_text(encoding="utf-8"), f"config file {path}")
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a folder, not a YAML file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        except OSError as err:
+            raise ConfigError(f"config file {path} cannot be read ({err.strerror or err})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(loaded).__name__}")
         values.update(loaded or {})
@@ -83,7 +99,30 @@ def flag_overrides(args: list[str], config_class: type) -> dict:
 def flag_value(text: str) -> Any:
     """A setting's value as written after its flag, read as YAML: "10" -> 10, "false" -> False,
     "null" -> None (a float setting given as "3e-4" is made a number by :func:`load_config`)."""
-    return yaml.safe_load(text)
+    return yaml_value(text, f"the value {text[:40]!r}")
+
+
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few hundred bytes of nested aliases expand to
+    gigabytes, and no setting needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not supported in toolduel configs; write the value out")
+        return super().compose_node(parent, index)
+
+
+def yaml_value(text: str, what: str) -> Any:
+    """``text`` read as YAML, without aliases; a :class:`ConfigError` naming ``what`` otherwise."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} is not valid YAML: {err}".splitlines()[0]) from None
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply to be settings") from None
 
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}

@@ -1,13 +1,14 @@
 """Evaluate a model on samples: generate, parse, check, write one JSON line per sample, summarise.
 
-The results file is appended to as answers arrive, so an interrupted evaluation loses at most
-the batch in flight, and ``resume=True`` picks up where it stopped. A request that failed
+The results file is appended to (and flushed to disk) as answers arrive and is never rewritten,
+so an interrupted evaluation loses at most the batch in flight, and ``resume=True`` picks up
+where it stopped. A request that failed
 (an endpoint that never answered) is recorded with its reason and left out of accuracy.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -16,8 +17,17 @@ from toolduel.checker import check_sample
 from toolduel.models.base import ChatModel, Generation, GenerationConfig
 from toolduel.parsing import parse_calls
 from toolduel.progress import progress_bar
-from toolduel.run_files import RESULTS, SUMMARY, read_jsonl, write_json_atomic
+from toolduel.run_files import (
+    RESULTS,
+    SUMMARY,
+    append_jsonl,
+    iter_jsonl,
+    truncate_torn_line,
+    write_json_atomic,
+)
 from toolduel.schema import Sample
+
+_log = logging.getLogger(__name__)
 
 
 def score_generation(sample: Sample, generation: Generation) -> dict:
@@ -82,32 +92,43 @@ def summarize(records: Iterable[dict]) -> dict:
 
 
 def read_results(path: Path) -> list[dict]:
-    """Records of a results file; a last line cut off by a crash is dropped, not fatal."""
-    return read_jsonl(path)
+    """Records of a results file; a last line cut off by a crash is dropped, not fatal, and so is
+    a line that is not a record with an ``id`` (it is named in the warning log)."""
+    return [r for r in iter_jsonl(path, required=("id",), on_problem=lambda line: _log.warning("%s: %s", path, line))]\
+        if Path(path).exists() else []
+
+
+def latest_by_id(records: Iterable[dict]) -> list[dict]:
+    """The last record of each sample id: a request that failed and was answered on resume
+    counts once, as answered."""
+    return list({str(record["id"]): record for record in records}.values())
 
 
 def evaluate(model: ChatModel, samples: list[Sample], out_dir: str | Path,
              config: GenerationConfig | None = None, batch_size: int = 16,
              resume: bool = False, progress: bool = True, meta: dict | None = None) -> dict:
-    """Evaluate ``model`` on ``samples``; write results and summary under ``out_dir``; return the summary."""
+    """Evaluate ``model`` on ``samples``; write results and summary under ``out_dir``; return the summary.
+
+    Each batch's records are appended to ``results.jsonl`` and flushed to disk as they are
+    scored; nothing already written is rewritten. ``resume`` skips the samples already
+    answered (a failed request is asked again, and its new record supersedes the old)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS
-    done = [r for r in read_results(results_path) if not r.get("generation_error")] if resume else []
-    done_ids = {r["id"] for r in done}
+    done_ids: set[str] = set()
+    if resume:
+        truncate_torn_line(results_path)  # so the next line does not glue onto a line cut off by a crash
+        done_ids = {str(r["id"]) for r in latest_by_id(read_results(results_path)) if not r.get("generation_error")}
     todo = [s for s in samples if s.id not in done_ids]
-    # rewrite what is kept, so a torn last line or failed requests from the last attempt go away
-    with results_path.open("w", encoding="utf-8") as results:
-        for record in done:
-            results.write(json.dumps(record, ensure_ascii=False) + "\n")
-        with progress_bar("evaluating", total=len(todo), enabled=progress) as advance:
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start:start + batch_size]
-                generations = model.generate([s.messages for s in batch], [s.tools for s in batch], config)
-                for sample, generation in zip(batch, generations, strict=True):
-                    results.write(json.dumps(score_generation(sample, generation), ensure_ascii=False) + "\n")
-                results.flush()
-                advance(len(batch))
-    summary = summarize(read_results(results_path)) | {"model": getattr(model, "name", "model"), **(meta or {})}
+    with progress_bar("evaluating", total=len(todo), enabled=progress) as advance:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            generations = model.generate([s.messages for s in batch], [s.tools for s in batch], config)
+            append_jsonl(results_path, [score_generation(sample, generation)
+                                        for sample, generation in zip(batch, generations, strict=True)])
+            advance(len(batch))
+    wanted = {sample.id for sample in samples}
+    records = [r for r in latest_by_id(read_results(results_path)) if str(r["id"]) in wanted]
+    summary = summarize(records) | {"model": getattr(model, "name", "model"), **(meta or {})}
     write_json_atomic(out_dir / SUMMARY, summary)
     return summary

@@ -116,31 +116,86 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def json_text(value: object, indent: int | None = None) -> str:
+    """``value`` as JSON that can be written as UTF-8 whatever its strings hold. A lone surrogate
+    (which a server's JSON may carry as ``"\\ud800"``, and which UTF-8 cannot encode) is written
+    as that escape again, which reads back to the same string; other text stays as it is."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, ensure_ascii=True, indent=indent)
+    return text
+
+
 def write_json_atomic(path: str | Path, data: object) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json_text(data, indent=2) + "\n")
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
     """Replace ``path`` with ``records``, one JSON line each, atomically."""
-    write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    write_text_atomic(path, "".join(json_text(record) + "\n" for record in records))
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Append records, one line each, flushed to disk; returns how many were written."""
+    """Append records, one line each, flushed to disk; returns how many were written. Every line
+    is encoded before any is written, so a record that cannot be written costs no other."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
+    lines = [json_text(record) + "\n" for record in records]
     with path.open("a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
+        handle.write("".join(lines))
         handle.flush()
         os.fsync(handle.fileno())
-    return count
+    return len(lines)
 
 
-class CorruptFileError(ValueError):
-    """A run file that cannot be read; the message names the file and line."""
+def truncate_torn_line(path: str | Path) -> None:
+    """Cut a last line that a crash left without its newline (it is no record), so that lines
+    appended next start on a line of their own. Everything before it stays as it is."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open("rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:  # back to the last newline, a block at a time
+            start = max(0, end - (1 << 16))
+            handle.seek(start)
+            newline = handle.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        handle.truncate(end)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class CorruptFileError(ConfigError):
+    """A run file that cannot be read; the message names the file (and line) and what is wrong."""
+
+
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in ``path``, or :class:`CorruptFileError` saying what is wrong with it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError as err:
+        raise CorruptFileError(f"{path} cannot be read ({err.strerror or err})") from None
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); it was cut off or "
+                               "edited: restore it, or remove the folder and start again") from None
+    except RecursionError:
+        raise CorruptFileError(f"{path} is nested too deeply to be a run file") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
 
 
 def iter_jsonl(path: str | Path, strict: bool = False, required: Sequence[str] = (),
@@ -201,6 +256,18 @@ def seeded_draw(items: Sequence[T], n: int, stream: str, seed: int) -> list[T]:
     return [items[rng.randrange(len(items))] for _ in range(n)]
 
 
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+_STATE_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "completed": lambda v: isinstance(v, list) and all(isinstance(phase, str) for phase in v),
+    "seconds": lambda v: isinstance(v, dict),
+    "fc_path": _text_or_none, "query_path": _text_or_none, "stopped": _text_or_none,
+    "requests_sent": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+}
+
+
 class RunFolder:
     """A run folder, its config and its state (``state.json``): the phases done, how long each
     took, and whatever else a program keeps to resume (checkpoint paths, requests sent).
@@ -216,12 +283,23 @@ class RunFolder:
         self._last_mark = time.time()  # a phase's duration: from the previous mark (or the start) to its own
 
     def read_state(self) -> dict | None:
+        """``state.json`` (None when absent), its fields checked: a damaged file is named, not a traceback."""
         path = self.dir / STATE
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        if not path.exists():
+            return None
+        state = read_json_object(path)
+        problems = [f"{key} is {state[key]!r}" for key, valid in _STATE_FIELDS.items()
+                    if key in state and not valid(state[key])]
+        if problems:
+            raise CorruptFileError(f"{path}: {'; '.join(problems)}, not what a run writes; restore the file, or "
+                                   "remove the folder and start again")
+        return state
 
     @staticmethod
     def create(folder: Path, config_text: str, what: str) -> None:
         """Make ``folder`` and write its config; refuse a folder that already holds a ``what``."""
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--out {folder} is a file, not a folder")
         if (folder / CONFIG).exists() or (folder / STATE).exists():
             raise ConfigError(f"{folder} already holds {what}; continue it with --resume {folder}")
         folder.mkdir(parents=True, exist_ok=True)

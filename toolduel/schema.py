@@ -113,11 +113,18 @@ class Tool:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise SchemaError(f"tool name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.description, str):
+            raise SchemaError(f"tool {self.name!r}: 'description' must be text")
         if not isinstance(self.parameters, dict):
             raise SchemaError(f"tool {self.name!r}: 'parameters' must be an object")
         self.parameters.setdefault("type", "object")
         self.parameters.setdefault("properties", {})
         self.parameters.setdefault("required", [])
+        properties, required = self.parameters["properties"], self.parameters["required"]
+        if not isinstance(properties, dict) or not all(isinstance(p, dict) for p in properties.values()):
+            raise SchemaError(f"tool {self.name!r}: 'properties' must be an object of parameter schemas")
+        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+            raise SchemaError(f"tool {self.name!r}: 'required' must be a list of parameter names")
 
     @property
     def properties(self) -> dict[str, dict]:
@@ -250,6 +257,21 @@ class Sample:
     category: str = "simple"  # BFCL category name, or how the sample was made
     meta: dict = field(default_factory=dict)  # provenance, phrasing tag, ...
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise SchemaError(f"sample id must be non-empty text, got {self.id!r}")
+        if not isinstance(self.messages, list):
+            raise SchemaError(f"sample {self.id!r}: 'messages' must be a list of messages")
+        for message in self.messages:
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise SchemaError(f"sample {self.id!r}: each message must be an object with a 'role'")
+            if not isinstance(message.get("content"), (str, type(None))):
+                raise SchemaError(f"sample {self.id!r}: a message's 'content' must be text")
+        if not isinstance(self.category, str):
+            raise SchemaError(f"sample {self.id!r}: 'category' must be text, got {type(self.category).__name__}")
+        if not isinstance(self.meta, dict):
+            raise SchemaError(f"sample {self.id!r}: 'meta' must be an object, got {type(self.meta).__name__}")
+
     @property
     def query(self) -> str:
         """The last user message (the query the FC model answers)."""
@@ -288,11 +310,22 @@ class Sample:
         missing = [k for k in ("id", "tools", "messages") if k not in record]
         if missing:
             raise SchemaError(f"sample lacks {', '.join(missing)}")
+        if not isinstance(record["tools"], list) or not isinstance(record.get("gold", []), list):
+            raise SchemaError("'tools' and 'gold' must be lists")
+        if not isinstance(record["messages"], list) or not record["messages"]:
+            raise SchemaError("'messages' must be a non-empty list of messages")
         tools = [Tool.from_bfcl(t["x-bfcl"]) if isinstance(t, dict) and "x-bfcl" in t else Tool.from_any(t)
                  for t in record["tools"]]
-        return cls(id=str(record["id"]), tools=tools, messages=list(record["messages"]),
+        return cls(id=sample_id(record["id"]), tools=tools, messages=record["messages"],
                    gold=[GoldCall.from_bfcl(g) for g in record.get("gold", [])],
-                   category=record.get("category", "simple"), meta=dict(record.get("meta", {})))
+                   category=record.get("category", "simple"), meta=record.get("meta", {}))
+
+
+def sample_id(value: Any) -> str:
+    """A record's id as text: text or a whole number; anything else (null, a list) is no id."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise SchemaError(f"'id' must be text or a whole number, got {str(value)[:40]!r}")
+    return str(value)
 
 
 def _needs_bfcl(tool: Tool) -> bool:

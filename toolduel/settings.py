@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from toolduel.config import ConfigError, check_http_url, option
+from toolduel.config import ConfigError, check_env_name, check_http_url, option
 from toolduel.models.base import GenerationConfig
 from toolduel.referee.judge import check_judge_settings
 from toolduel.referee.rewards import REWARD_FORMS, QueryRewardSettings
@@ -218,6 +218,7 @@ class EvalConfig(SettingsGroup):
             raise ConfigError("an endpoint needs `model`: the model name the server serves")
         if self.endpoint is not None:
             check_http_url("endpoint", self.endpoint)
+        check_env_name("api_key_env", self.api_key_env)
         if self.backend not in ("transformers", "vllm"):
             raise ConfigError(f"backend must be transformers or vllm (got {self.backend!r})")
         if self.endpoint is not None and self.backend != "transformers":

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from toolduel.config import ConfigError, check_http_url, option
+from toolduel.data import DataError, check_spec
 from toolduel.settings import AttackSettings, JudgeSettings, TrainerSettings
+from toolduel.training.warm_start import check_world_budget
 
 
 @dataclass
@@ -69,6 +71,11 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
                                   f"(got {value})")
         if self.attack_steps < 1:
             raise ConfigError(f"attack_steps must be at least 1 (got {self.attack_steps})")
+        check_world_budget(self.world_budget)
+        try:
+            check_spec(self.seeds, "seeds")
+        except DataError as err:
+            raise ConfigError(str(err)) from None
         try:  # the endpoint client checks api_key_env (a NAME, never the key) and its own limits
             self.endpoint_model()
         except ValueError as err:

@@ -58,7 +58,9 @@ def latest_records(path: str | Path) -> dict[str, dict]:
     path = Path(path)
     if not path.exists():
         return {}
-    return {record["key"]: record for record in iter_jsonl(path) if isinstance(record.get("key"), str)}
+    records = iter_jsonl(path, required=("key", "status", "valid", "query", "seed_id"))
+    return {record["key"]: record for record in records if isinstance(record["key"], str)
+            and record["status"] in ("scored", "failed") and isinstance(record["query"], str)}
 
 
 def outcome_from_record(record: dict) -> AttackOutcome:

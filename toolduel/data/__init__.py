@@ -21,7 +21,7 @@ from toolduel.data.jsonl import LoadReport, load_jsonl
 from toolduel.run_files import seeded_draw
 from toolduel.schema import Sample
 
-__all__ = ["BFCL_AST_CATEGORIES", "WORLD_TRAIN", "DataError", "LoadReport", "load_samples", "named_sets",
+__all__ = ["BFCL_AST_CATEGORIES", "WORLD_TRAIN", "DataError", "LoadReport", "check_spec", "load_samples", "named_sets",
            "replay_samples", "seed_pool", "seed_samples"]
 
 WORLD_TRAIN = "world:train"
@@ -57,6 +57,33 @@ def load_samples(spec: str, limit: int | None = None, skip_bad: bool = False,
     if path.is_file():
         return load_jsonl(path, limit=limit, skip_bad=skip_bad)
     raise DataError(f"data spec {spec!r} is neither bfcl:<categories>, world:<sets> nor an existing JSONL file")
+
+
+def check_spec(spec: str, setting: str, allow_world_train: bool = False) -> None:
+    """A :class:`DataError` naming ``setting`` when ``spec`` names no data (checked when settings
+    are loaded, before a run folder is written, so a typo never reaches a resume command)."""
+    prefix, _, names = str(spec).partition(":")
+    if spec == WORLD_TRAIN and allow_world_train:
+        return
+    try:
+        if prefix == "bfcl" and names:
+            from toolduel.data.bfcl import resolve_categories
+
+            resolve_categories(names)
+            return
+        if prefix == "world" and names:
+            from toolduel.world.heldout import WORLD_SETS
+
+            unknown = [n.strip() for n in names.split(",") if n.strip() and n.strip() not in WORLD_SETS]
+            if unknown or not names.strip(", "):
+                raise DataError(f"unknown world set(s) {', '.join(unknown) or '(none)'}; valid: {', '.join(WORLD_SETS)}")
+            return
+    except DataError as err:
+        raise DataError(f"{setting}: {err}") from None
+    if not Path(spec).is_file():
+        allowed = "world:train, " if allow_world_train else ""
+        raise DataError(f"{setting} = {spec!r} is neither {allowed}bfcl:<categories>, world:<sets> nor an existing "
+                        "JSONL file")
 
 
 def named_sets(spec: str | None, limit: int | None = None) -> dict[str, list[Sample]]:

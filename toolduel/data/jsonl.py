@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolduel.data.bfcl import DataError
-from toolduel.schema import Call, GoldCall, Sample, SchemaError, Tool
+from toolduel.schema import Call, GoldCall, Sample, SchemaError, Tool, sample_id
 
 
 @dataclass
@@ -55,8 +55,8 @@ def _gold_from_calls(calls: list[Call], tools: list[Tool]) -> list[GoldCall]:
 
 def _from_openai(record: dict, default_id: str) -> Sample:
     messages = record["messages"]
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise SchemaError("'messages' must be a list of objects")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise SchemaError("'messages' must be a non-empty list of objects")
     last_assistant = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
     if last_assistant is None:
         raise SchemaError("no assistant message to take the gold answer from")
@@ -67,8 +67,11 @@ def _from_openai(record: dict, default_id: str) -> Sample:
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise SchemaError(f"tool call without a function name: {str(tool_call)[:80]!r}")
         calls.append(Call(function["name"], _arguments(function.get("arguments"), function["name"])))
-    return Sample(id=str(record.get("id", default_id)), tools=tools, messages=messages[:last_assistant],
-                  gold=_gold_from_calls(calls, tools), category=record.get("category", "jsonl"),
+    gold = _gold_from_calls(calls, tools)
+    if last_assistant == 0:
+        raise SchemaError("no message before the assistant's answer to prompt the model with")
+    return Sample(id=sample_id(record.get("id", default_id)), tools=tools, messages=messages[:last_assistant],
+                  gold=gold, category=record.get("category", "jsonl"),
                   meta={"source": "openai-jsonl"})
 
 
@@ -82,10 +85,22 @@ def _from_xlam(record: dict, default_id: str) -> Sample:
         if not isinstance(answer, dict) or not isinstance(answer.get("name"), str):
             raise SchemaError(f"answer without a function name: {str(answer)[:80]!r}")
         calls.append(Call(answer["name"], _arguments(answer.get("arguments"), answer["name"])))
-    return Sample(id=str(record.get("id", default_id)), tools=tools,
-                  messages=[{"role": "user", "content": str(record["query"])}],
+    if not isinstance(record["query"], str) or not record["query"].strip():
+        raise SchemaError("'query' must be non-empty text")
+    return Sample(id=sample_id(record.get("id", default_id)), tools=tools,
+                  messages=[{"role": "user", "content": record["query"]}],
                   gold=_gold_from_calls(calls, tools), category=record.get("category", "jsonl"),
                   meta={"source": "xlam-jsonl"})
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def record_to_sample(record: Any, default_id: str) -> Sample:
@@ -112,6 +127,7 @@ def load_jsonl(path: str | Path, limit: int | None = None, skip_bad: bool = Fals
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     report = LoadReport()
+    lines_of: dict[str, int] = {}  # sample id -> the line it was read from
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
             if limit is not None and len(report.samples) >= limit:
@@ -120,13 +136,22 @@ def load_jsonl(path: str | Path, limit: int | None = None, skip_bad: bool = Fals
                 continue
             try:
                 record = json.loads(raw.decode("utf-8"))
-                report.samples.append(record_to_sample(record, default_id=f"{path.stem}-{number}"))
+                if _has_lone_surrogate(record):
+                    raise SchemaError("holds a lone surrogate (an escaped \\ud800-\\udfff that is no character)")
+                sample = record_to_sample(record, default_id=f"{path.stem}-{number}")
+                if sample.id in lines_of:
+                    raise DataError(f"{path}:{number}: id {sample.id!r} was already used on line "
+                                    f"{lines_of[sample.id]}; every sample needs its own id")
+                lines_of[sample.id] = number
+                report.samples.append(sample)
             except UnicodeDecodeError:
                 problem = "not UTF-8 text"
             except json.JSONDecodeError as err:
                 problem = f"not valid JSON ({err.msg} at column {err.colno})"
             except (SchemaError, RecursionError) as err:
                 problem = str(err) or type(err).__name__
+            except ValueError as err:  # e.g. an integer of more digits than Python converts
+                problem = f"not readable ({str(err).splitlines()[0][:120]})"
             else:
                 continue
             where = f"{path}:{number}: {problem}"

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from toolduel.config import ConfigError, check_http_url, option
+from toolduel.config import ConfigError, check_env_name, check_http_url, option
+from toolduel.data import DataError, check_spec
 from toolduel.settings import AttackSettings, JudgeSettings, TrainerSettings, check_port
+from toolduel.training.warm_start import check_world_budget
 
 
 @dataclass
@@ -56,6 +57,16 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     fc_server_concurrency: int = option(32, "fc_server requests in flight at once per process")
 
     def check(self) -> None:
+        check_world_budget(self.world_budget)
+        for name, spec in (("seeds", self.seeds), ("heldout", self.heldout), ("extra_eval", self.extra_eval)):
+            if spec is not None:
+                try:
+                    check_spec(spec, name, allow_world_train=name == "seeds")
+                except DataError as err:
+                    raise ConfigError(str(err)) from None
+        for name in ("heldout_limit", "extra_eval_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, or null for every sample (got {getattr(self, name)})")
         for name in ("rounds", "harvest_seeds", "defend_batch_size", "batch_size", "fc_server_concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
@@ -87,6 +98,4 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
             if self.fc_server_model is None and self.fc_model is None:
                 raise ConfigError("fc_server needs fc_server_model (the name the server gives the FC model) "
                                   "or fc_model")
-        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", self.fc_server_api_key_env):  # never echo it: it may be a key
-            raise ConfigError("fc_server_api_key_env must be the upper-case NAME of an environment variable "
-                              "(e.g. OPENAI_API_KEY), not the key itself; export the key in that variable")
+        check_env_name("fc_server_api_key_env", self.fc_server_api_key_env)

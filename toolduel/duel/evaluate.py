@@ -7,7 +7,6 @@ them, to show how much of the attack the defence closed. One metrics line per ro
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from toolduel import run_files as files
@@ -54,18 +53,27 @@ def attack_after_defence(run: RunFolder, round_index: int, fc_model: Any) -> dic
     """This round's harvested queries against the defended FC model: its attack success now,
     before the defence, and the new answers to the pool's queries (``after_defence.jsonl``)."""
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
-    harvested = files.read_jsonl(out_dir / files.HARVEST)
-    pool = files.read_jsonl(out_dir / files.POOL)
-    seeds = {s.id: s for s in harvest_seeds(config, round_index)}
-    records = [r for r in harvested if r["seed_id"] in seeds]
+    seeds = harvest_seeds(config, round_index)
+    harvested = [r for r in files.read_jsonl(out_dir / files.HARVEST)
+                 if r.get("seed_id") in {s.id for s in seeds} and isinstance(r.get("query"), str)]
+    for position, record in enumerate(harvested):  # a run folder from before harvest records were indexed
+        record.setdefault("index", position)
+    harvested = [r for r in harvested if isinstance(r["index"], int) and 0 <= r["index"] < len(seeds)
+                 and seeds[r["index"]].id == r["seed_id"]]
     k, generation = harvest_scoring(config)  # scored as the harvest scored them
-    outcomes = score_queries(fc_model, [seeds[r["seed_id"]] for r in records], [r["query"] for r in records],
+    outcomes = score_queries(fc_model, [seeds[r["index"]] for r in harvested], [r["query"] for r in harvested],
                              k=k, generation=generation, lexicon=world_lexicon())
-    by_seed = {r["seed_id"]: o for r, o in zip(records, outcomes)}
-    after = [{"id": p["id"], "round": round_index, "raw_output": by_seed[p["seed_id"]].fc_outputs[0],
-              "verdict": by_seed[p["seed_id"]].verdicts[0]} for p in pool if by_seed[p["seed_id"]].valid]
+    by_index = {r["index"]: o for r, o in zip(harvested, outcomes)}
+    pool = files.read_jsonl(out_dir / files.POOL)
+    first_index = {}  # for pool records from before they carried their harvest position
+    for record in harvested:
+        first_index.setdefault(record["seed_id"], record["index"])
+    answers = {p["id"]: by_index.get(p.get("harvest_index", first_index.get(p.get("seed_id")))) for p in pool}
+    after = [{"id": p["id"], "round": round_index, "raw_output": answers[p["id"]].fc_outputs[0],
+              "verdict": answers[p["id"]].verdicts[0]} for p in pool
+             if answers[p["id"]] is not None and answers[p["id"]].valid and answers[p["id"]].verdicts]
     files.write_jsonl_atomic(out_dir / files.AFTER_DEFENCE, after)
-    before = json.loads((out_dir / files.HARVEST_STATS).read_text())
+    before = files.read_json_object(out_dir / files.HARVEST_STATS)
     attack_log = files.read_jsonl(out_dir / files.ATTACK_LOG)
     return {"attack_success_rate": step_stats(outcomes)["attack_success_rate"],
             "attack_success_rate_before_defence": before["attack_success_rate"],
@@ -76,7 +84,7 @@ def attack_after_defence(run: RunFolder, round_index: int, fc_model: Any) -> dic
 
 def rebuild_metrics(run: RunFolder) -> None:
     """``metrics.jsonl``: every round's metrics line, in round order (rewritten atomically)."""
-    files.write_jsonl_atomic(run.dir / files.METRICS, [json.loads(path.read_text())
+    files.write_jsonl_atomic(run.dir / files.METRICS, [files.read_json_object(path)
                                                        for path in files.round_files(run.dir, files.ROUND_METRICS)])
 
 

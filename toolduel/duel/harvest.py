@@ -41,12 +41,14 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
     k, generation = harvest_scoring(config)
     outcomes = score_queries(fc_model, seeds, queries, k=k, generation=generation, lexicon=world_lexicon(),
                              judge=judge if judge is not None else build_judge(config))
-    harvest_records = [{"round": round_index, "seed_id": seed.id, "query": o.query, "valid": o.valid,
-                        "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
-                        "fc_success": o.fc_success} for seed, o in zip(seeds, outcomes)]
+    harvest_records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query,
+                        "valid": o.valid, "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
+                        "fc_success": o.fc_success} for index, (seed, o) in enumerate(zip(seeds, outcomes))]
     files.write_jsonl_atomic(out_dir / files.HARVEST, harvest_records)
-    pool = [pool_record(f"r{round_index}-{seed.id}", round_index, seed, outcome, query_checkpoint, fc_checkpoint)
-            for seed, outcome in zip(seeds, outcomes)
+    # Seeds may repeat (drawn with replacement): the harvest position makes each pool id unique.
+    pool = [pool_record(f"r{round_index}-{index}-{seed.id}", round_index, seed, outcome, query_checkpoint,
+                        fc_checkpoint) | {"harvest_index": index}
+            for index, (seed, outcome) in enumerate(zip(seeds, outcomes))
             if outcome.valid and (config.harvest_keep == "valid" or outcome.fc_success < 1.0)]
     return pool[:config.pool_budget], step_stats(outcomes)
 

@@ -26,8 +26,8 @@ from toolduel.config import ConfigError, load_config, to_yaml
 from toolduel.duel.attack import phase_attack
 from toolduel.duel.config import GameConfig
 from toolduel.duel.defend import phase_defend
-from toolduel.duel.evaluate import phase_evaluate, print_round
-from toolduel.duel.harvest import phase_harvest
+from toolduel.duel.evaluate import phase_evaluate, print_round, rebuild_metrics
+from toolduel.duel.harvest import phase_harvest, rebuild_pool
 from toolduel.duel.players import require_generation_backend, start_players
 from toolduel.progress import console
 from toolduel.run_files import RunFolder
@@ -94,6 +94,9 @@ def run_game(run: RunFolder, progress: bool = True) -> Path:
     require_vllm(run.config)  # found missing now, not after round 0's evaluation
     require_generation_backend(run.config)
     progress = progress and run.writer
+    if run.writer and run.state["completed"]:  # a resumed run: the shared files again from the rounds' own
+        rebuild_pool(run)
+        rebuild_metrics(run)
 
     def evaluated(round_index: int) -> None:
         print_round(phase_evaluate(run, round_index, progress))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from toolduel import run_files as files
 from toolduel.checkpoints import (
+    ADAPTER_CONFIG,
+    holds_model,
     load_causal_lm,
     load_tokenizer,
     resolve_source,
@@ -53,6 +55,9 @@ def start_players(run: RunFolder, progress: bool = True) -> None:
     players = files.round_dir(run.dir, 0)
     for name, source in ((files.FC_MODEL, fc_path), (files.QUERY_MODEL, query_path)):
         source = resolve_source(source)  # a GGUF file: its converted checkpoint
+        if Path(source).is_dir() and not holds_model(source):
+            raise ConfigError(f"{source} holds no model (neither config.json nor {ADAPTER_CONFIG}); point "
+                              f"{name.replace('_model', '')}_model at a checkpoint folder, a GGUF file or a hub id")
         if Path(source).is_dir():
             shutil.copytree(source, players / name, dirs_exist_ok=True)
         else:

@@ -4,10 +4,14 @@ Requests run in a thread pool of ``max_concurrency`` workers sharing one ``httpx
 A request is retried, with exponential backoff and jitter, on 408/429/5xx answers, timeouts
 and connection errors (a body cut short is a connection error); ``Retry-After`` is honoured
 up to ``retry_after_max`` seconds. Whatever still fails becomes ``Generation(text="",
-error=...)``, so one bad answer never costs the batch the others.
+error=...)``, so one bad answer never costs the batch the others. An answer is read in
+pieces, within ``timeout`` seconds in all (a server trickling bytes cannot hold a request
+open) and up to ``max_response_bytes`` (a larger body is refused unread).
 
 The API key is read from the environment variable *named* by ``api_key_env`` when a batch
-starts; it is never stored on the object, in a config dict, in ``repr`` or in a log line.
+starts; it is never stored on the object, in a config dict, in ``repr`` or in a log line, and
+an answer that echoes it has it replaced by ``***`` before anyone sees the answer. Redirects
+are not followed, so the key goes to the configured host only.
 """
 
 from __future__ import annotations
@@ -137,6 +141,7 @@ class EndpointChatModel:
         max_concurrency: int = 8,
         extra_body: dict | None = None,
         name: str | None = None,
+        max_response_bytes: int = 2_000_000,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r} "
@@ -160,6 +165,7 @@ class EndpointChatModel:
         self.retry_after_max = retry_after_max
         self.max_concurrency = max_concurrency
         self.extra_body = dict(extra_body or {})
+        self.max_response_bytes = max_response_bytes
         self._rng = random.Random()
 
     def __repr__(self) -> str:
@@ -173,7 +179,8 @@ class EndpointChatModel:
                 "connect_timeout": self.connect_timeout, "max_retries": self.max_retries,
                 "backoff_base": self.backoff_base, "backoff_max": self.backoff_max,
                 "retry_after_max": self.retry_after_max, "max_concurrency": self.max_concurrency,
-                "extra_body": dict(self.extra_body), "name": self.name}
+                "extra_body": dict(self.extra_body), "name": self.name,
+                "max_response_bytes": self.max_response_bytes}
 
     def request_body(self, conversation: list[dict], tools: list[Tool], config: GenerationConfig,
                      seed: int | None = None) -> dict:
@@ -205,7 +212,7 @@ class EndpointChatModel:
         timeout = httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout))
         limits = httpx.Limits(max_connections=self.max_concurrency,
                               max_keepalive_connections=self.max_concurrency)
-        with httpx.Client(timeout=timeout, limits=limits, headers=headers) as client, \
+        with httpx.Client(timeout=timeout, limits=limits, headers=headers, follow_redirects=False) as client, \
                 ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(bodies)),
                                    thread_name_prefix="toolduel-endpoint") as pool:
             futures = [pool.submit(self._answer, client, body, api_key) for body in bodies]
@@ -222,7 +229,7 @@ class EndpointChatModel:
             if isinstance(outcome, Generation):
                 outcome.meta.update(attempts=attempt + 1, waited_s=round(waited, 3),
                                     latency_s=round(time.monotonic() - started, 3))
-                return outcome
+                return _without_secret(outcome, api_key)
             failure = outcome
             if not failure.retryable or attempt == self.max_retries:
                 break
@@ -239,25 +246,47 @@ class EndpointChatModel:
                                 "latency_s": round(time.monotonic() - started, 3)})
 
     def _attempt(self, client: httpx.Client, body: dict) -> Generation | _Failure:
+        deadline = time.monotonic() + self.timeout
         try:
-            response = client.post(f"{self.base_url}/chat/completions", json=body)
+            with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+                content = self._read_bounded(response, deadline)
         except httpx.TimeoutException as exc:
             return _Failure(f"timeout ({type(exc).__name__})", retryable=True)
         except httpx.TransportError as exc:  # refused, reset, or a body cut short
             return _Failure(f"connection error ({type(exc).__name__}: {exc})", retryable=True)
+        if isinstance(content, _Failure):
+            return content
         status = response.status_code
         if not 200 <= status < 300:
             retryable = status in RETRY_STATUSES or status >= 500
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            return _Failure(f"HTTP {status}: {_one_line(response.text, 200)}", retryable, retry_after)
+            text = content.decode("utf-8", errors="replace")
+            return _Failure(f"HTTP {status}: {_one_line(text, 200)}", retryable, retry_after)
         try:
-            data = json.loads(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _Failure(f"malformed JSON in the answer ({exc})", retryable=False)
+            data = json.loads(content)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+            return _Failure(f"malformed JSON in the answer ({_one_line(str(exc), 120)})", retryable=False)
         try:
             return parse_chat_completion(data)
         except ValueError as exc:
             return _Failure(str(exc), retryable=False)
+
+    def _read_bounded(self, response: httpx.Response, deadline: float) -> bytes | _Failure:
+        """The body, read in pieces until ``deadline`` (a timeout, retried) and ``max_response_bytes``
+        (refused: a larger answer is no answer a chat model gives)."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            return _Failure(f"the answer is {int(declared):,} bytes, more than the {self.max_response_bytes:,} "
+                            "read", retryable=False)
+        pieces, size = [], 0
+        for piece in response.iter_bytes():
+            size += len(piece)
+            if size > self.max_response_bytes:
+                return _Failure(f"the answer is more than the {self.max_response_bytes:,} bytes read", retryable=False)
+            if time.monotonic() > deadline:
+                return _Failure(f"timeout (no complete answer within {self.timeout:g} s)", retryable=True)
+            pieces.append(piece)
+        return b"".join(pieces)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -268,3 +297,16 @@ class EndpointChatModel:
 
 def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
+
+
+def _without_secret(generation: Generation, secret: str | None) -> Generation:
+    """``generation`` with every echo of the API key (a server may repeat its request headers)
+    replaced by ``***``, in the text and in the structured calls."""
+    if not secret:
+        return generation
+    generation.text = _redact(generation.text, secret)
+    if generation.tool_calls is not None:
+        calls = json.dumps(generation.tool_calls)
+        if secret in calls:
+            generation.tool_calls = json.loads(_redact(calls, secret))
+    return generation

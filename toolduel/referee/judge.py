@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from toolduel.checker import check_sample
-from toolduel.config import ConfigError, check_http_url
+from toolduel.config import ConfigError, check_env_name, check_http_url
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
 from toolduel.referee.outcome import adversarial_sample
@@ -292,9 +292,7 @@ def check_judge_settings(config: Any) -> None:
         raise ConfigError("judge_endpoint needs judge_model: the model name that server serves")
     if endpoint is not None:
         check_http_url("judge_endpoint", endpoint)
-    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(getattr(config, "judge_api_key_env", "OPENAI_API_KEY"))):
-        raise ConfigError("judge_api_key_env must be the upper-case NAME of an environment variable "
-                          "(e.g. OPENAI_API_KEY), not the key itself")
+    check_env_name("judge_api_key_env", getattr(config, "judge_api_key_env", "OPENAI_API_KEY"))
     _check_mode(getattr(config, "judge_mode", "verify"))
     if getattr(config, "judge_max_tokens", 1) < 1:
         raise ConfigError(f"judge_max_tokens must be at least 1 (got {config.judge_max_tokens})")

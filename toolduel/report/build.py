@@ -230,6 +230,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Report:
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such folder")
     out = Path(out) if out is not None else run_dir / REPORT
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out} is a file, not a folder for the report; move it away, or pass --out")
     out.mkdir(parents=True, exist_ok=True)
     data = load_folder(run_dir)
     builder = _Builder(data, out)

@@ -79,6 +79,14 @@ class WorldModels:
     info: dict
 
 
+def check_world_budget(budget: str) -> None:
+    """The ``world_budget`` setting, checked when settings are loaded."""
+    from toolduel.config import ConfigError
+
+    if budget not in BUDGETS:
+        raise ConfigError(f"world_budget must be one of {', '.join(BUDGETS)} (got {budget!r})")
+
+
 def get_budget(budget: str | BuildBudget) -> BuildBudget:
     if isinstance(budget, BuildBudget):
         return budget
