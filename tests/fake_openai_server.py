@@ -20,6 +20,10 @@ when requests run concurrently). A fault is a :class:`Fault` or one of these str
     "disconnect"               close the connection without any answer
     "bad_tool_calls"           200 whose tool_calls is an object, not a list
     "no_choices"               200 with ``"choices": []``
+    "trickle:0.2"              200, the body sent a few bytes at a time, 0.2 s apart
+    "huge"                     200 declaring a 1 GB body, then sending bytes until the client hangs up
+
+A responder may also return ``bytes``: the body of a 200 answer, sent as it is.
 
 Every wait is bounded and wakes at :meth:`stop`, so teardown never hangs.
 """
@@ -56,7 +60,9 @@ class Fault:
             return cls("http", status=int(head), retry_after=arg or None)
         if head == "sleep":
             return cls("sleep", seconds=min(float(arg or 1.0), MAX_SLEEP_S))
-        if head in ("malformed_json", "truncated", "disconnect", "bad_tool_calls", "no_choices"):
+        if head == "trickle":
+            return cls("trickle", seconds=min(float(arg or 0.2), MAX_SLEEP_S))
+        if head in ("malformed_json", "truncated", "disconnect", "bad_tool_calls", "no_choices", "huge"):
             return cls(head)
         raise ValueError(f"unknown fault {spec!r}; see the fake_openai_server module docstring")
 
@@ -238,17 +244,47 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(fault.status, {"error": {"message": message}}, extra)
         if fault.kind == "malformed_json":
             return self._send_bytes(200, b'{"choices": [{"message": {"content": "unterminated')
+        if fault.kind == "huge":
+            return self._send_forever()
         message = self.fake.responder(request.body)
+        if isinstance(message, bytes):
+            return self._send_bytes(200, message)
         payload = completion(message, str(request.body.get("model", "fake")))
         if fault.kind == "bad_tool_calls":
             payload["choices"][0]["message"]["tool_calls"] = {"name": "not-a-list"}
         elif fault.kind == "no_choices":
             payload["choices"] = []
         data = json.dumps(payload).encode()
+        if fault.kind == "trickle":
+            return self._send_slowly(data, fault.seconds)
         if fault.kind == "truncated":  # promise the whole body, send half of it, hang up
             self.close_connection = True
             return self._send_bytes(200, data[: len(data) // 2], content_length=len(data))
         self._send_bytes(200, data)
+
+    def _send_slowly(self, data: bytes, interval: float) -> None:
+        self._leave_flight()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        for start in range(0, len(data), 8):
+            if self.fake._stopping.wait(interval):
+                return
+            self.wfile.write(data[start:start + 8])
+            self.wfile.flush()
+
+    def _send_forever(self) -> None:
+        self._leave_flight()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(10**9))
+        self.end_headers()
+        chunk = b" " * 65536
+        for _ in range(10**9 // len(chunk)):  # until the client hangs up (a broken pipe ends it)
+            if self.fake._stopping.is_set():
+                return
+            self.wfile.write(chunk)
 
     def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), headers=headers)

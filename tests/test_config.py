@@ -58,3 +58,16 @@ def test_exponent_without_a_dot_is_a_number_for_float_settings(tmp_path):
     path.write_text("defend_learning_rate: fast\n")
     with pytest.raises(ConfigError, match="defend_learning_rate"):
         load_config(GameConfig, path)
+
+
+def test_the_cpu_config_spells_out_the_embedded_default():
+    """configs/run-cpu.yaml says every value in it is the default: it stays so."""
+    import dataclasses
+
+    from toolduel.duel.config import GameConfig
+
+    path = Path(__file__).parent.parent / "configs" / "run-cpu.yaml"
+    written = yaml.safe_load(path.read_text())
+    defaults = dataclasses.asdict(GameConfig())
+    assert {key: defaults[key] for key in written} == written
+    assert load_config(GameConfig, path) == GameConfig()

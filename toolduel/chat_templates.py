@@ -3,7 +3,7 @@
 A 135M-parameter model (or a 1M-parameter test model) reads a 20-token signature far more
 easily than 200 tokens of JSON Schema:
 ``name(city:str, days?:int=3, unit?:celsius|fahrenheit=celsius) description``. The FC template
-renders the signatures; the query model's template lists tools by name only. Both use
+renders the signatures; the query model's template leaves the tools out. Both use
 ChatML's markers (``<|im_start|>role ... <|im_end|>``), write calls in ``<tool_call>`` blocks,
 and mark assistant turns with ``{% generation %}``, so they fit ChatML models (SmolLM2, Qwen)
 and the embedded world's tiny models. :func:`use_compact_template` gives a checkpoint's
@@ -82,22 +82,25 @@ COMPACT_TOOLS_TEMPLATE = """
 """
 
 
-def _names_only(template: str) -> str:
-    """``template`` with each tool line cut to the tool's name."""
-    line_start = template.index("fn.name }}(") + len("fn.name }}")
-    line_end = template.index("else '' }}", line_start) + len("else '' }}")
-    return template[:line_start] + template[line_end:]
+def _without_tools(template: str) -> str:
+    """``template`` with its tools section left out (a system message is still rendered)."""
+    start = template.index("{%- if tools -%}")
+    end = template.index("{% elif ns.start == 1 -%}", start)
+    return (template[:start] + "{#- tools are not shown: the gold calls in the prompt name every function -#}\n"
+            + "{%- if ns.start == 1 -%}" + template[end + len("{% elif ns.start == 1 -%}"):])
 
 
-# The query model's template: the same, with tools listed by name only. Its prompt carries the
-# gold calls (names, arguments, values) and a seed query, which is all it needs to write a
-# request; the signatures were half its prompt tokens, and leaving them out makes its warm start
-# a third faster at the same validity (docs/BENCHMARKS.md).
-COMPACT_QUERY_TEMPLATE = _names_only(COMPACT_TOOLS_TEMPLATE).strip() + "\n"
+# The query model's template: the same, without the tools. Its prompt carries the gold calls
+# (names, arguments, values) and a seed query, which is all it needs to write a request; the
+# tools were most of its prompt tokens (102 tokens without them, 199 with signatures), and its
+# samples were as valid without them (docs/BENCHMARKS.md). The comment above keeps the word
+# "tools" in the template, so that a renderer hands them to it (and it drops them) rather than
+# writing them into the system message.
+COMPACT_QUERY_TEMPLATE = _without_tools(COMPACT_TOOLS_TEMPLATE).strip() + "\n"
 
 
 def compact_template(role: str) -> str:
-    """The compact template for ``role``: ``fc`` (tool signatures) or ``query`` (tool names)."""
+    """The compact template for ``role``: ``fc`` (tool signatures) or ``query`` (no tools)."""
     if role not in ("fc", "query"):
         raise ValueError(f"role must be fc or query, got {role!r}")
     return COMPACT_TOOLS_TEMPLATE.strip() + "\n" if role == "fc" else COMPACT_QUERY_TEMPLATE

@@ -46,16 +46,18 @@ class AttackSettings(SettingsGroup):
 
     PANEL = "Attack: GRPO on the query model"
 
-    attack_steps: int = option(20, "GRPO steps (per round in the duel)")
-    attack_prompts_per_step: int = option(8, "seed samples per GRPO step")
-    num_generations: int = option(8, "queries sampled per seed (the GRPO group)")
-    attack_learning_rate: float = option(5e-4, "query model learning rate")
+    attack_steps: int = option(6, "GRPO steps (per round in the duel)")
+    attack_prompts_per_step: int = option(4, "seed samples per GRPO step")
+    num_generations: int = option(4, "queries sampled per seed (the GRPO group)")
+    attack_learning_rate: float = option(2e-5, "query model learning rate")
     beta: float = option(0.0, "KL weight against the reference query model (0: no reference model)")
-    max_query_tokens: int = option(64, "longest query the query model writes")
-    query_temperature: float = option(1.0, "sampling temperature of the query model")
-    fc_samples: int = option(2, "k: FC model answers per query, whose mean score is p_F")
+    max_query_tokens: int = option(48, "longest query the query model writes")
+    query_temperature: float = option(0.7, "sampling temperature of the query model (the embedded query model's "
+                                           "samples are 0.9 valid at 0.7, 0.75 at 1.0)")
+    fc_samples: int = option(1, "k: FC model answers per query, whose mean score is p_F")
     fc_temperature: float = option(0.7, "sampling temperature of the FC model when k > 1")
-    reward_form: str = option("learnability", "attack: 1-p; learnability: 4p(1-p); band: 1-p inside band")
+    reward_form: str = option("attack", "attack: 1-p; learnability: 4p(1-p) (needs fc_samples >= 2); band: 1-p "
+                                        "inside band")
     band_low: float = option(0.1, "band form: lowest p_F that is paid")
     band_high: float = option(0.9, "band form: highest p_F that is paid")
     invalid_penalty: float = option(-1.0, "reward of a query that fails the validity gate")
@@ -74,6 +76,9 @@ class AttackSettings(SettingsGroup):
                               f"(got {self.num_generations})")
         if self.reward_form not in REWARD_FORMS:
             raise ConfigError(f"reward_form must be one of {', '.join(REWARD_FORMS)} (got {self.reward_form!r})")
+        if self.reward_form == "learnability" and self.fc_samples < 2:
+            raise ConfigError("reward_form learnability pays 4p(1-p), which is 0 for every query when p comes from "
+                              "one answer (fc_samples 1): use fc_samples >= 2, or reward_form attack")
         if not 0.0 <= self.band_low <= self.band_high <= 1.0:
             raise ConfigError(f"need 0 <= band_low <= band_high <= 1 (got {self.band_low}, {self.band_high})")
         for name in ("attack_learning_rate", "query_temperature"):
@@ -132,6 +137,10 @@ class TrainerSettings(SettingsGroup):
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, slower")
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step; batch settings are per step "
                                                  "over all processes and split over processes x these steps")
+    train_layers: int | None = option(20, "full fine-tuning: only the top this many transformer layers train; "
+                                          "the layers below and the token embeddings stay as they are (frozen "
+                                          "layers run forward only, in bf16 with autocast: a CPU step costs a "
+                                          "third less); null: every layer. LoRA ignores it")
     lora_rank: int = option(16, "LoRA rank r")
     lora_alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / r)")
     lora_dropout: float = option(0.05, "dropout on the LoRA input")
@@ -157,6 +166,8 @@ class TrainerSettings(SettingsGroup):
         if self.autocast and self.dtype == "bfloat16":
             raise ConfigError("autocast is for float32 weights; with dtype bfloat16 everything already runs in "
                               "bfloat16 (drop one of them)")
+        if self.train_layers is not None and self.train_layers < 1:
+            raise ConfigError(f"train_layers must be at least 1, or null for every layer (got {self.train_layers})")
         if self.gradient_accumulation_steps < 1:
             raise ConfigError(f"need gradient_accumulation_steps >= 1 (got {self.gradient_accumulation_steps})")
         if self.vllm_mode not in ("colocate", "server"):

@@ -24,11 +24,11 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     query_model: str | None = option(None, "query model path or hub id (default: the embedded world query model)")
     seeds: str = option("world:train", "seed samples the query model rewrites: world:train or a data spec")
     heldout: str = option("world:plain,hard,two_call,no_call", "held-out data spec evaluated every round")
-    heldout_limit: int | None = option(100, "samples per held-out set")
+    heldout_limit: int | None = option(48, "samples per held-out set")
     extra_eval: str | None = option(None, "another data spec evaluated every round, e.g. bfcl:simple_python")
     extra_eval_limit: int | None = option(50, "samples per category of extra_eval")
     # --- harvest --------------------------------------------------------------------------------
-    harvest_seeds: int = option(256, "seed samples the trained query model rewrites per round")
+    harvest_seeds: int = option(64, "seed samples the trained query model rewrites per round")
     harvest_keep: str = option("successful", "successful: pool only queries that fooled the FC model; valid: all")
     harvest_greedy: bool = option(False, "harvest: the FC model answers each query once, greedily as in evaluation "
                                          "(true), or fc_samples times at fc_temperature as in the attack (false)")
@@ -36,9 +36,8 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     # --- defend: train the FC model on the pool of every round plus replayed seed data -----------
     defend: str = option("sft", "sft, or grpo with the FC reward")
     defend_epochs: float = option(2.0, "passes over the defence data")
-    defend_learning_rate: float = option(3e-4, "FC model learning rate (1e-3 cost the tiny FC model 2-4 points "
-                                                       "of plain accuracy, docs/BENCHMARKS.md)")
-    defend_batch_size: int = option(32, "examples per FC training step")
+    defend_learning_rate: float = option(1e-4, "FC model learning rate")
+    defend_batch_size: int = option(8, "examples per FC training step")
     replay_ratio: float = option(1.0, "replayed seed examples per pool example (keeps plain skills and coverage)")
     replay_examples: int | None = option(None, "a fixed number of replayed seed examples instead of replay_ratio")
     partial_credit: bool = option(True, "grpo defence: shaped FC reward (right function, right arguments)")

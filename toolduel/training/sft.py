@@ -128,8 +128,11 @@ def _sft_trainer_class() -> type:
             labels = inputs["labels"][:, 1:]
             mask = labels != -100
             backbone_inputs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
-            hidden = causal_lm.base_model(**backbone_inputs).last_hidden_state[:, :-1]
-            logits = causal_lm.get_output_embeddings()(hidden[mask])
+            # accelerate puts mixed precision around the model's own forward, which this path
+            # goes past: bf16 autocast (with bf16 on) is entered here.
+            with self.accelerator.autocast():
+                hidden = causal_lm.base_model(**backbone_inputs).last_hidden_state[:, :-1]
+                logits = causal_lm.get_output_embeddings()(hidden[mask])
             nll = F.cross_entropy(logits.float(), labels[mask], reduction="sum")
             items = mask.sum() if num_items_in_batch is None else num_items_in_batch
             return nll / torch.as_tensor(items, device=nll.device).clamp(min=1)

@@ -42,6 +42,7 @@ from toolduel.world.catalog import WORLD_VERSION
 
 BUILD_VERSION = "3"  # bump when the recipe below changes in a way the budget does not show
 ROLES = ("fc", "query")
+_SEED_OFFSETS = {"fc": 0, "query": 1}  # each warm start draws its own order (and, from nothing, its own weights)
 
 
 @dataclass(frozen=True)
@@ -53,18 +54,32 @@ class BuildBudget:
     fc_answers: int
     query_examples: int
     fc_turns: int = 3  # answers per FC training conversation (they share one tool list)
-    batch_size: int = 8
-    learning_rate: float = 2e-4
+    # "plain" for the duel's FC model; "all" (every phrasing kind, more no-call answers) for a
+    # reference FC model stronger than it, e.g. a solving judge (benchmarks/warm_start.py)
+    fc_phrasings: str = "plain"
+    batch_size: int = 8  # FC conversations per step
+    learning_rate: float = 3e-4
+    query_batch_size: int = 32  # query rows are a third as long
+    query_learning_rate: float = 5e-4
     epochs: float = 1.0
     autocast: bool = True  # bf16 autocast over float32 weights, where the hardware has fast bf16
+    # Only the top layers train (None: all); the layers below and the token embeddings (tied to the
+    # LM head in SmolLM2; the world's words are all in its vocabulary) stay as pretrained, and run
+    # forward only, in bf16: a step costs a third less on a CPU, at about the same validation
+    # accuracy (docs/BENCHMARKS.md).
+    train_layers: int | None = 20
     seed: int = 0
 
 
 BUDGETS: dict[str, BuildBudget] = {
-    "default": BuildBudget("default", base=SMOLLM2, fc_answers=1200, query_examples=600),
+    # FC: 1,200 plain answers (400 conversations of 3 turns, 50 steps); query: 800 rewrites (25
+    # steps). Chosen on validation sets drawn from the train split (docs/BENCHMARKS.md, SmolLM2
+    # warm starts): more FC answers did not help (1,800: no better), fewer query rewrites fall
+    # below 0.9 valid samples.
+    "default": BuildBudget("default", base=SMOLLM2, fc_answers=1200, query_examples=800),
     # seconds, for tests: the checkpoints load, generate and train; they do not learn much
     "test": BuildBudget("test", base="tiny", fc_answers=48, query_examples=32, batch_size=8, learning_rate=3e-3,
-                        autocast=False),
+                        query_batch_size=16, query_learning_rate=3e-3, autocast=False, train_layers=None),
 }
 
 
@@ -152,10 +167,13 @@ def _quiet_libraries() -> Iterator[None]:
 
 def training_rows(budget: BuildBudget) -> dict[str, list[dict]]:
     """Each player's training rows (:mod:`toolduel.world.training_data`)."""
+    from toolduel.world.phrasing import PHRASINGS
     from toolduel.world.training_data import fc_examples, query_examples
 
-    return {"fc": fc_examples(budget.fc_answers, seed=budget.seed, turns=budget.fc_turns),
-            "query": query_examples(budget.query_examples, seed=budget.seed)}
+    fc = fc_examples(budget.fc_answers, seed=budget.seed, turns=budget.fc_turns) if budget.fc_phrasings == "plain" \
+        else fc_examples(budget.fc_answers, seed=budget.seed, turns=budget.fc_turns, phrasings=PHRASINGS,
+                         kind_weights=(0.3, 0.2, 0.5))
+    return {"fc": fc, "query": query_examples(budget.query_examples, seed=budget.seed)}
 
 
 def base_player(budget: BuildBudget, role: str, rows: dict[str, list[dict]]) -> tuple[Any, Any]:
@@ -168,22 +186,24 @@ def base_player(budget: BuildBudget, role: str, rows: dict[str, list[dict]]) -> 
 
         tokenizer = train_tokenizer(chat_texts(rows["fc"] + rows["query"]), vocab_size=400)
         model = build_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                            intermediate_size=64, seed=budget.seed + ROLES.index(role))
+                            intermediate_size=64, seed=budget.seed + _SEED_OFFSETS[role])
     else:
         from toolduel.checkpoints import load_causal_lm, load_tokenizer
 
-        model, tokenizer = load_causal_lm(budget.base, dtype="float32"), load_tokenizer(budget.base)
+        model = load_causal_lm(budget.base, dtype="float32")
+        tokenizer = load_tokenizer(budget.base)
     use_compact_template(tokenizer, role)
     return model, tokenizer
 
 
-def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True) -> dict:
-    """Warm-start both players into ``out_dir/fc`` and ``out_dir/query``; returns (and writes to
-    build.json) what was built and how long each part took."""
+def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True,
+                       roles: tuple[str, ...] = ROLES) -> dict:
+    """Warm-start the players (both, or ``roles``) into ``out_dir/fc`` and ``out_dir/query``;
+    returns (and writes to build.json) what was built and how long each part took."""
     import torch
 
     from toolduel.progress import progress_bar
-    from toolduel.training.arguments import fast_bf16
+    from toolduel.training.arguments import fast_bf16, freeze_lower_layers
     from toolduel.training.sft import SFTSettings, sft_train
 
     timings: dict[str, float] = {}
@@ -192,17 +212,21 @@ def build_world_models(budget: BuildBudget, out_dir: Path, progress: bool = True
     with _quiet_libraries():
         rows = training_rows(budget)
         timings["data_s"] = time.perf_counter() - start
-        for role in ROLES:
+        for role in roles:
             phase_start = time.perf_counter()
             model, tokenizer = base_player(budget, role, rows)
-            settings = SFTSettings(epochs=budget.epochs, batch_size=budget.batch_size,
-                                   learning_rate=budget.learning_rate, seed=budget.seed + ROLES.index(role))
-            total = math.ceil(len(rows[role]) / budget.batch_size * budget.epochs)
+            if budget.train_layers is not None:
+                freeze_lower_layers(model, budget.train_layers, bf16=autocast)
+            batch_size = budget.batch_size if role == "fc" else budget.query_batch_size
+            learning_rate = budget.learning_rate if role == "fc" else budget.query_learning_rate
+            settings = SFTSettings(epochs=budget.epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                   seed=budget.seed + _SEED_OFFSETS[role])
+            total = math.ceil(len(rows[role]) / batch_size * budget.epochs)
             with progress_bar(f"warm-starting the {role} model", total, enabled=progress) as advance, \
                     tempfile.TemporaryDirectory() as scratch:
                 sft_train(model, tokenizer, rows[role], settings, scratch, trainer_args={"bf16": autocast},
                           on_step=lambda step, steps: advance(completed=step, total=steps))
-            model.save_pretrained(out_dir / role)
+            model.float().save_pretrained(out_dir / role)
             tokenizer.save_pretrained(out_dir / role)
             timings[f"{role}_train_s"] = time.perf_counter() - phase_start
     timings["total_s"] = time.perf_counter() - start

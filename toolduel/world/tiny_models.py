@@ -33,20 +33,15 @@ CALL_TOKENS = [TOOL_CALL_OPEN, TOOL_CALL_CLOSE]
 # (tests compare them).
 QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
                            r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
-# An alternative split for recipe experiments (benchmarks/fc_recipe.py): letters never take a
-# leading space or quote, so a value is the same tokens in the query (`` in the office``) and in
-# the JSON call (``"office"``), which makes copying an identity; texts get about 30% more tokens.
-# A tokenizer trained with it keeps it when loaded back through AutoTokenizer (checked in tests).
-ISOLATING_PRETOKENIZE_REGEX = r"""\p{L}+|\p{N}|[^\s\p{L}\p{N}]+|\s+"""
 
-def _build_tokenizer_object(texts: Iterable[str], vocab_size: int, pretokenize_regex: str) -> Tokenizer:
+def _build_tokenizer_object(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     # Qwen2's normalizer and, by default, its split, which already puts each digit in its own
     # piece (``\p{N}``). The saved tokenizer.json carries the split it was trained with, and
     # AutoTokenizer (transformers 5) keeps it even in a qwen2 checkpoint folder (tests check).
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pretokenize_regex), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
@@ -72,14 +67,13 @@ def chat_texts(rows: list[dict]) -> list[str]:
                                           tokenize=False) for row in rows]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1536,
-                    pretokenize_regex: str = QWEN2_PRETOKENIZE_REGEX) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1536) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on ``texts``, digits split one per token, with a chat template
     that accepts ``tools=``. ``vocab_size`` counts the special and call tokens."""
     if vocab_size < 300:
         raise ValueError(f"vocab_size={vocab_size} is below the 256-byte alphabet plus special "
                          "tokens; use at least 300 (1536 is the default)")
-    tokenizer_object = _build_tokenizer_object(texts, vocab_size - len(CALL_TOKENS), pretokenize_regex)
+    tokenizer_object = _build_tokenizer_object(texts, vocab_size - len(CALL_TOKENS))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer_object,
         eos_token=IM_END,

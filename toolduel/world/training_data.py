@@ -66,7 +66,7 @@ def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...
                 kind_weights: tuple[float, float, float] = FC_KIND_WEIGHTS) -> list[dict]:
     """Rows holding ``n`` answers, ``turns`` per conversation (the first turn from the
     generator's kind mix, the others from :func:`_more_turns`). The warm start sees plain
-    queries only; a reference model (``benchmarks/reference_fc.py``) sees every phrasing."""
+    queries only; a reference model (``BuildBudget.fc_phrasings``) sees every phrasing."""
     rng = random.Random(f"fc-warm:{seed}" if phrasings == (PLAIN,) else f"fc-warm:{seed}:{','.join(phrasings)}")
     firsts = generate_samples(-(-n // turns), seed=seed, kinds=KINDS, phrasings=phrasings,
                               kind_weights=kind_weights, id_prefix="fc-warm")

@@ -1,0 +1,286 @@
+"""Hostile input, hostile endpoints, damaged folders: one clear line (exit code 2, no traceback),
+and nothing already on disk lost. One test (or one property) per class of failure."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fake_openai_server import FakeOpenAIServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from toolduel.cli import app
+from toolduel.data import DataError, load_samples
+from toolduel.evaluate import read_results
+from toolduel.models.endpoint import EndpointChatModel
+from toolduel.run_files import RESULTS, read_jsonl
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city.",
+                                         "parameters": {"type": "object", "required": ["city"],
+                                                        "properties": {"city": {"type": "string"}}}}}
+KEY = "sk-test-0123456789abcdef"
+
+
+def record(id_, query="get_weather city=Paris"):
+    return {"id": id_, "tools": [TOOL], "messages": [{"role": "user", "content": query}, {
+        "role": "assistant", "tool_calls": [{"type": "function", "function": {
+            "name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}]}]}
+
+
+def write_records(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, [*args, "--no-progress"])
+
+
+def one_line_error(result, *names: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1, result.output
+    for name in names:
+        assert name in result.output, result.output
+
+
+# --- 1, 2: what a server answers is written whatever it holds, and never the key ---------------
+
+
+def test_a_lone_surrogate_from_the_endpoint_is_recorded_not_fatal(tmp_path):
+    data = write_records(tmp_path / "s.jsonl", [record("a"), record("b")])
+    surrogate = b'{"choices": [{"message": {"content": "broken \\ud800 text"}, "finish_reason": "stop"}]}'
+    with FakeOpenAIServer(responder=lambda body: surrogate) as server:
+        result = run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "m", "--out",
+                     str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    records = read_results(tmp_path / "out" / RESULTS)
+    assert [r["raw_output"] for r in records] == ["broken \ud800 text"] * 2  # as received, read back exactly
+
+
+def test_a_key_pasted_as_a_variable_name_is_refused_before_anything_is_written(tmp_path):
+    data = write_records(tmp_path / "s.jsonl", [record("a")])
+    result = run("eval", "--data", str(data), "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
+                 "--api-key-env", KEY, "--out", str(tmp_path / "out"))
+    one_line_error(result, "api_key_env")
+    assert KEY not in result.output and not (tmp_path / "out").exists()
+
+
+def test_an_endpoint_echoing_the_key_has_it_redacted(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLDUEL_HOSTILE_KEY", KEY)
+    data = write_records(tmp_path / "s.jsonl", [record("a")])
+    echo = {"role": "assistant", "content": f"you sent Bearer {KEY}", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": KEY})}}]}
+    with FakeOpenAIServer(responder=lambda body: echo) as server:
+        result = run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "m",
+                     "--api-key-env", "TOOLDUEL_HOSTILE_KEY", "--out", str(tmp_path / "out"))
+        assert server.requests[0].headers["Authorization"] == f"Bearer {KEY}"  # the key did go to the server
+    assert result.exit_code == 0, result.output
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert KEY not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+# --- 3: bounded answers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault, what", [("trickle:0.3", "timeout"), ("huge", "more than the")])
+def test_a_slow_or_endless_answer_costs_one_request_not_the_run(fault, what):
+    with FakeOpenAIServer(faults=lambda index, body: fault) as server:
+        model = EndpointChatModel(server.base_url, "m", timeout=1.0, max_retries=0)
+        started = time.monotonic()
+        [answer] = model.generate([[{"role": "user", "content": "hi"}]], [[]])
+    assert answer.error and what in answer.error and time.monotonic() - started < 5
+
+
+def test_a_huge_tool_call_is_refused_unread():
+    big = {"role": "assistant", "content": None, "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": json.dumps({"x": "a" * 3_000_000})}}]}
+    with FakeOpenAIServer(responder=lambda body: big) as server:
+        [answer] = EndpointChatModel(server.base_url, "m", max_retries=0).generate(
+            [[{"role": "user", "content": "hi"}]], [[]])
+    assert answer.error and "bytes" in answer.error and answer.tool_calls is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=600))
+def test_any_bytes_from_a_server_become_an_answer_or_a_named_failure(body):
+    with FakeOpenAIServer(responder=lambda request: body) as server:
+        [answer] = EndpointChatModel(server.base_url, "m", max_retries=0).generate(
+            [[{"role": "user", "content": "hi"}]], [[]])
+    assert (answer.error is None) != (answer.error is not None and answer.text == "")
+
+
+# --- 4: an evaluation's results are appended, never rewritten or truncated -----------------------
+
+
+def test_an_existing_evaluation_is_refused_without_resume_and_kept_with_it(tmp_path):
+    data = write_records(tmp_path / "s.jsonl", [record("a"), record("b"), record("c")])
+    out = tmp_path / "out"
+    with FakeOpenAIServer() as server:
+        assert run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "m", "--out",
+                   str(out)).exit_code == 0
+        before = (out / RESULTS).read_text()
+        one_line_error(run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "m",
+                           "--out", str(out)), "already holds an evaluation")
+        assert (out / RESULTS).read_text() == before
+        (out / RESULTS).write_text(before + '{"id": "torn", "cate')  # a crash mid-line
+        server.reset()
+        result = run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "m", "--out",
+                     str(out), "--resume")
+        assert result.exit_code == 0 and server.request_count == 0  # all three were scored
+    assert (out / RESULTS).read_text() == before  # the torn line cut, nothing else touched
+
+
+# --- 5, 7: records the loader accepts are records the run can use -----------------------------------
+
+
+@pytest.mark.parametrize("records, message", [
+    ([record("a"), record("a")], "id 'a' was already used on line 1"),
+    ([record(None)], "'id' must be text or a whole number"),
+    ([{**record("a"), "messages": "hello"}], "'messages' must be a non-empty list"),
+    ([{**record("a"), "messages": [1, 2]}], "'messages' must be a non-empty list"),
+    ([{"id": "x", "tools": [{"name": "f", "parameters": {"type": "object", "properties": []}}],
+       "messages": [{"role": "user", "content": "q"}], "gold": []}], "'properties' must be an object"),
+    ([{**record("a"), "category": ["x"]}], "'category' must be text"),
+    ([{"id": "x", "tools": [], "messages": [{"role": "user", "content": "q"}], "gold": [], "meta": "m"}],
+     "'meta' must be an object"),
+    (['{"id": "x", "n": ' + "9" * 5000 + "}"], "not readable"),
+    ([record("a", query="bad \ud800 query")], "lone surrogate"),
+])
+def test_a_record_that_would_fail_later_is_named_now(tmp_path, records, message):
+    path = write_records(tmp_path / "bad.jsonl", records)
+    with pytest.raises(DataError, match=message):
+        load_samples(str(path))
+    if len(records) == 1:  # skipped and counted with --skip-bad
+        assert len(load_samples(str(path), skip_bad=True).skipped) == 1
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children,
+                                                                                        max_size=4), max_leaves=20)
+RECORD = st.fixed_dictionaries({"id": JSON, "tools": JSON, "messages": JSON}, optional={"gold": JSON, "query": JSON,
+                                                                                       "answers": JSON,
+                                                                                       "category": JSON, "meta": JSON})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record_=RECORD | JSON)
+def test_any_json_record_is_a_usable_sample_or_a_named_line(tmp_path, record_):
+    from toolduel.checker import check_sample
+    from toolduel.parsing import parse_calls
+    from toolduel.prompts import fc_example
+    from toolduel.run_files import json_text
+
+    path = tmp_path / "any.jsonl"
+    path.write_text(json_text(record_) + "\n", encoding="utf-8")
+    try:
+        samples = load_samples(str(path)).samples
+    except DataError as err:
+        assert str(err).startswith(f"{path}:1:") and "\n" not in str(err)
+        return
+    for sample in samples:  # what later code does with a sample works
+        json_text(sample.to_dict()).encode("utf-8")
+        fc_example(sample)
+        check_sample(sample, parse_calls(""))
+        assert isinstance(sample.query, str)
+
+
+# --- 6: pool ids are unique when seeds repeat ----------------------------------------------------------
+
+
+def test_pool_ids_stay_unique_when_seeds_repeat(tmp_path):
+    from toolduel.duel.config import GameConfig
+    from toolduel.duel.harvest import harvest
+    from toolduel.models.base import Generation
+    from toolduel.world.generator import generate_samples
+
+    seed = generate_samples(1, seed=0, kinds=("one_call",))[0]
+
+    class Echo:  # the query model repeats the seed, the FC model never answers right
+        name = "echo"
+
+        def generate(self, conversations, tools, config=None):
+            return [Generation(seed.query if any("Seed:" in m["content"] for m in c) else "no") for c in conversations]
+
+    pool, _ = harvest(GameConfig(fc_samples=1, reward_form="attack"), 1, [seed] * 4, Echo(), Echo(), "q", "f", tmp_path)
+    assert len(pool) == 4 and len({p["id"] for p in pool}) == 4
+    assert [r["index"] for r in read_jsonl(tmp_path / "harvest.jsonl")] == [0, 1, 2, 3]
+
+
+# --- 8, 10: settings -------------------------------------------------------------------------------
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"{c}: &{c} [{','.join(['*' + p] * 9)}]" for p, c in zip("abcdefg", "bcdefgh")]
+    bomb.write_text("\n".join(lines) + "\ndata: *h\n")
+    started = time.monotonic()
+    one_line_error(run("eval", "--config", str(bomb)), "aliases")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("args, names", [
+    (["run", "--seed", "abc"], ["seed must be a whole number"]),
+    (["run", "--batch-size", "2.5"], ["batch_size must be a whole number"]),
+    (["run", "--heldout", "123"], ["heldout", "123"]),
+    (["run", "--heldout-limit", "0"], ["heldout_limit must be at least 1"]),
+    (["run", "--world-budget", "bogus"], ["world_budget must be one of"]),
+    (["eval", "--limit", "abc"], ["limit must be a whole number"]),
+    (["eval", "--data", "[1, 2]"], ["data must be text"]),
+    (["attack", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--seed", "2024-01-01"], ["seed"]),
+])
+def test_a_setting_of_the_wrong_type_names_itself(args, names, tmp_path):
+    one_line_error(run(*args, "--out", str(tmp_path / "out")), *names)
+    assert not (tmp_path / "out").exists()  # refused before a folder is written
+
+
+def test_config_and_output_paths_that_are_not_what_they_should_be(tmp_path):
+    one_line_error(run("run", "--config", str(tmp_path)), "is a folder")
+    (tmp_path / "latin1.yaml").write_bytes(b"data: caf\xe9\n")
+    one_line_error(run("eval", "--config", str(tmp_path / "latin1.yaml")), "not UTF-8")
+    (tmp_path / "file").write_text("x")
+    one_line_error(run("run", "--out", str(tmp_path / "file"), "--world-budget", "test"), "is a file")
+    (tmp_path / "empty").mkdir()
+    data = write_records(tmp_path / "s.jsonl", [record("a")])
+    one_line_error(run("eval", "--data", str(data), "--model", str(tmp_path / "empty"), "--out",
+                       str(tmp_path / "o")), "cannot load the model")
+
+
+# --- 9: damaged run folders ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ['{"completed": ["0:play', "", "[1, 2]", '{"completed": "all"}',
+                                   '{"requests_sent": "many"}', '[' * 5000])
+@pytest.mark.parametrize("command", ["run", "attack"])
+def test_a_damaged_state_file_is_named(tmp_path, state, command):
+    from toolduel.config import to_yaml
+    from toolduel.duel.config import GameConfig
+
+    if command == "attack":
+        (tmp_path / "config.yaml").write_text("endpoint: http://127.0.0.1:9/v1\nmodel: m\n")
+    else:
+        (tmp_path / "config.yaml").write_text(to_yaml(GameConfig(world_budget="test")))
+    (tmp_path / "state.json").write_text(state)
+    one_line_error(run(command, "--resume", str(tmp_path)), "state.json")
+    assert (tmp_path / "state.json").read_text() == state  # left as it was, for the user to look at
+
+
+def test_the_report_names_a_report_path_that_is_a_file(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"round": 0, "accuracy": {"plain": 0.5}}\n')
+    (tmp_path / "report").write_text("not a folder")
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "is a file" in result.output and "Traceback" not in result.output
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.text(max_size=40) | JSON.map(json.dumps), max_size=6))
+def test_any_results_file_is_read_without_a_crash(tmp_path, lines):
+    path = tmp_path / "results.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    for result in read_results(path):
+        assert isinstance(result, dict) and "id" in result
