@@ -370,7 +370,6 @@ SERVED = {"endpoint": "http://127.0.0.1:8000/v1", "model": "m"}
 @pytest.mark.parametrize("settings, message", [
     ({}, "endpoint is required"),
     ({"endpoint": "localhost:8000", "model": "m"}, "endpoint must be an http"),
-    ({"endpoint": "http://127.0.0.1:8000/v1"}, "model is required"),
     (SERVED | {"api_key_env": "sk-abc123"}, "NAME of an environment variable"),  # the key itself, pasted
     (SERVED | {"max_requests": 1, "fc_samples": 2}, "max_requests must be at least fc_samples"),
     (SERVED | {"num_generations": 1}, "num_generations must be at least 2"),  # checked by the duel's config
@@ -380,6 +379,14 @@ def test_bad_attack_settings_are_one_line_errors(settings, message):
     with pytest.raises(ConfigError, match=message) as error:
         BlackBoxConfig(**settings)
     assert "\n" not in str(error.value) and "sk-abc123" not in str(error.value)
+
+
+def test_without_model_the_attack_asks_the_server_and_names_what_failed(tmp_path):
+    """No --model: the one model the endpoint lists; no server to ask is one line, no folder."""
+    out = tmp_path / "attack"
+    result = CliRunner().invoke(app, ["attack", "--endpoint", "http://127.0.0.1:9/v1", "--out", str(out)])
+    assert result.exit_code == 2 and "did not list the served ones" in result.output
+    assert "--model" in result.output and not out.exists()
 
 
 def test_resume_refuses_new_settings(tmp_path):

@@ -23,7 +23,6 @@ def test_yaml_then_flags(tmp_path):
     ("data: [unclosed\n", "not valid YAML"),
     ("batch_size: 0\n", "batch_size must be at least 1"),
     ("temperature: -1\n", "temperature must be 0"),
-    ("endpoint: http://127.0.0.1:9/v1\n", "an endpoint needs `model`"),
     ("endpoint: 127.0.0.1:9\nmodel: m\n", "must be an http"),
     ("resume: true\n", "resume needs `out`"),
 ])

@@ -69,6 +69,15 @@ def test_eval_against_endpoint_scores_every_sample(fake_openai_server, samples_f
     assert "accuracy" in result.output and "40.0%" in result.output  # the terminal table
 
 
+def test_an_endpoint_without_a_model_list_needs_model_named(fake_openai_server, samples_file, tmp_path):
+    """With no --model, eval asks the server which model it serves; a server that cannot say
+    (the fake lists none) ends in one line asking for --model, before anything is written."""
+    result = _run("--data", str(samples_file), "--endpoint", fake_openai_server.base_url, "--out", str(tmp_path / "x"))
+    assert result.exit_code == 2
+    assert "did not list the served ones" in result.output and "--model" in result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_failed_requests_are_recorded_then_resumed(fake_openai_server, samples_file, tmp_path):
     out = tmp_path / "run"
     # every request for the Lima query fails with HTTP 500, whatever the retries
@@ -120,7 +129,7 @@ def test_eval_with_a_tiny_local_model(tiny_qwen2, tiny_tokenizer, samples_file, 
     (["--data", "bfcl:nonsense"], "unknown BFCL category 'nonsense'"),
     (["--data", "missing.jsonl"], "neither bfcl"),
     (["--batch-size", "0"], "batch_size must be at least 1"),
-    (["--endpoint", "http://127.0.0.1:9/v1"], "needs `model`"),
+    (["--endpoint", "http://127.0.0.1:9/v1"], "name it with --model"),  # no server to list its model
 ])
 def test_bad_settings_give_one_line_errors(args, message):
     result = _run(*args)

@@ -17,7 +17,7 @@ FLOORS = [
     ("toolduel.parsing", "toolduel.calls_text", "toolduel.checker_values", "toolduel.progress", "toolduel.run_files",
      "toolduel.chat_templates"),
     ("toolduel.checker", "toolduel.prompts", "toolduel.checkpoints"),
-    ("toolduel.models",),
+    ("toolduel.models", "toolduel.serving"),
     ("toolduel.evaluate", "toolduel.referee"),
     ("toolduel.report", "toolduel.world"),
     ("toolduel.data",),

@@ -87,8 +87,7 @@ def resolve_source(source: str | Path) -> str:
 
 
 def _convert_gguf(gguf: Path, folder: Path) -> None:
-    """Dequantize ``gguf`` with transformers and save it as an ordinary checkpoint in ``folder``
-    (written next to it, then renamed: a crash or a second process never leaves half of one)."""
+    """Dequantize ``gguf`` with transformers and save it as an ordinary checkpoint in ``folder``."""
     if importlib.util.find_spec("gguf") is None:
         raise ConfigError(f"reading {gguf.name} needs the gguf package: pip install gguf")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,15 +105,22 @@ def _convert_gguf(gguf: Path, folder: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    write_cache_entry(folder, lambda staging: (model.save_pretrained(staging), tokenizer.save_pretrained(staging)))
+
+
+def write_cache_entry(folder: Path, fill: Any) -> None:
+    """``fill(staging)`` writes a checkpoint into a folder next to ``folder``, which is then
+    renamed into place: a crash or a second process never leaves half of one (when another
+    process finished the same entry first, theirs is kept)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the cache entry is an ordinary folder
     try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        fill(staging)
         try:
             os.replace(staging, folder)
-        except OSError:  # another process converted it first: keep theirs
-            if not (folder / "config.json").is_file():
+        except OSError:
+            if not (folder / "config.json").exists():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,5 +1,5 @@
 """The ``toolduel`` command: ``eval``, ``run`` (the duel), ``attack`` (against an endpoint), ``report``,
-and ``world`` for the embedded tool world.
+``serve`` (a checkpoint behind an OpenAI-compatible server) and ``world`` for the embedded tool world.
 
 ``eval``, ``run`` and ``attack`` take every setting of their config as a flag (``--attack-steps
 10``), grouped in ``--help`` by settings group; ``--config FILE`` reads them from YAML first.
@@ -170,9 +170,13 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
 
     try:
         settings = load_config(EvalConfig, config, settings)
+        if settings.endpoint and not settings.model:
+            from toolduel.models.endpoint import served_model
+
+            settings = dataclasses.replace(settings, model=served_model(settings.endpoint, settings.api_key_env))
         report = load_samples(settings.data, limit=settings.limit, skip_bad=settings.skip_bad,
                               bfcl_root=settings.bfcl_root)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, ValueError) as err:
         fail(str(err))
     for skipped in report.skipped:
         console.print(f"[yellow]skipped[/yellow] {skipped}")
@@ -285,6 +289,41 @@ def world_build_command(
         fail(str(err))
     typer.echo(json.dumps({"fc_path": str(models.fc_path), "query_path": str(models.query_path),
                            "timings": models.info.get("timings", {})}, indent=2))
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Argument(..., help="a checkpoint folder (a round's FC model, final_fc_model), a LoRA "
+                                          "adapter folder, a .gguf file, or smollm2"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8000, "--port", help="port to listen on"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (the checkpoint's), float32, bfloat16 or float16"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    tool_calls: str = typer.Option("parsed", "--tool-calls", help="parsed: <tool_call> blocks come back as OpenAI "
+                                   "tool_calls (a malformed one as HTTP 500); text: every answer as text, for "
+                                   "toolduel's parser (a malformed call is scored, as locally)"),
+) -> None:
+    """Serve a toolduel checkpoint behind an OpenAI-compatible server (transformers serve), with
+    the chat template and tool-call parsing it needs, for toolduel eval --endpoint or any client."""
+    from toolduel.serving import serve, serving_available, serving_checkpoint
+
+    if not serving_available():
+        fail("serving needs transformers' server: pip install 'toolduel[serve]' (FastAPI, uvicorn, openai)")
+    quiet_transformers()
+    try:
+        folder, changes = serving_checkpoint(model, tool_calls)
+    except ConfigError as err:
+        fail(str(err))
+    except (OSError, ValueError) as err:
+        fail(f"cannot load the model {model}: {' '.join(str(err).split())[:300]}")
+    for change in changes:
+        console.print(f"[dim]{escape(change)}[/dim]")
+    base_url = f"http://{host}:{port}/v1"
+    console.print(f"serving {folder} as model {folder} at {base_url}; try it with\n"
+                  f"  toolduel eval --endpoint {base_url} --data world:plain --limit 32\n"
+                  f"  toolduel attack --endpoint {base_url} --seeds world:plain --max-requests 300",
+                  soft_wrap=True, highlight=False, markup=False)
+    serve(folder, host=host, port=port, dtype=dtype, device=device)
 
 
 def main() -> None:  # pragma: no cover

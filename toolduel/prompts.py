@@ -70,6 +70,30 @@ def with_tools_in_system(conversation: list[dict], tools: list[Tool]) -> list[di
     return messages
 
 
+def tools_in_system_template(template: str) -> str:
+    """``template`` (one that takes no tools) preceded by Jinja that does what
+    :func:`with_tools_in_system` does: a server that renders its requests with it (``toolduel
+    serve``) shows the model the prompt toolduel renders locally, tool for tool."""
+    before, _, after = FC_TOOLS_INSTRUCTION.format(tools_json="\0", open=TOOL_CALL_OPEN,
+                                                   close=TOOL_CALL_CLOSE).partition("\0")
+    # a JSON string (ASCII, escaped) is a Jinja string literal of the same text
+    return (
+        "{%- if tools -%}\n"
+        f"{{%- set tools_instruction = {json.dumps(before)} ~ (tools | map('tojson') | join('\\n')) ~ "
+        f"{json.dumps(after)} -%}}\n"
+        "{%- if messages and messages[0].role == 'system' and messages[0].content -%}\n"
+        "{%- set messages = [{'role': 'system', 'content': messages[0].content ~ '\\n\\n' ~ tools_instruction}]"
+        " + messages[1:] -%}\n"
+        "{%- elif messages and messages[0].role == 'system' -%}\n"
+        "{%- set messages = [{'role': 'system', 'content': tools_instruction}] + messages[1:] -%}\n"
+        "{%- else -%}\n"
+        "{%- set messages = [{'role': 'system', 'content': tools_instruction}] + messages -%}\n"
+        "{%- endif -%}\n"
+        "{%- endif -%}\n"
+        + template
+    )
+
+
 class ChatRenderer:
     """A tokenizer's chat template with tools: the template renders them when it takes ``tools``
     (``tool_prompt="template"``, or ``"auto"`` when it mentions them); otherwise they are written

@@ -193,8 +193,8 @@ class EvalConfig(SettingsGroup):
 
     data: str = option("world:plain,hard,two_call,no_call",
                        "bfcl:<categories> (bfcl:all for every python AST category), world:<sets>, or a JSONL path")
-    model: str | None = option(None, "local path or hub id of a causal LM; with `endpoint`, the served model name; "
-                                     "none: the embedded world FC model")
+    model: str | None = option(None, "local path or hub id of a causal LM (none: the embedded world FC model); with "
+                                     "`endpoint`, the served model name (none: the one model the server lists)")
     endpoint: str | None = option(None, "base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str = option("OPENAI_API_KEY", "name of the environment variable holding the endpoint's API key")
     backend: str = option("transformers", "how a local model generates: transformers, or vllm "
@@ -225,8 +225,6 @@ class EvalConfig(SettingsGroup):
             raise ConfigError(f"max_concurrency must be at least 1 (got {self.max_concurrency})")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be a positive number of seconds (got {self.timeout})")
-        if self.endpoint is not None and not self.model:
-            raise ConfigError("an endpoint needs `model`: the model name the server serves")
         if self.endpoint is not None:
             check_http_url("endpoint", self.endpoint)
         check_env_name("api_key_env", self.api_key_env)

@@ -20,7 +20,8 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
 
     # --- the FC model behind an OpenAI-compatible endpoint ---------------------------------------
     endpoint: str | None = option(None, "base URL of the server, with its API prefix, e.g. http://127.0.0.1:8000/v1")
-    model: str | None = option(None, "the model name the server serves (vLLM: the name given to `vllm serve`)")
+    model: str | None = option(None, "the model name the server serves (vLLM: the name given to `vllm serve`; "
+                                            "default: the one model the server lists)")
     api_key_env: str = option("OPENAI_API_KEY", "name of the environment variable holding the endpoint's API key "
                                                 "(unset: requests go without one)")
     max_concurrency: int = option(8, "requests in flight at once")
@@ -52,9 +53,6 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
             raise ConfigError("endpoint is required: the base URL of the FC model's OpenAI-compatible server, "
                               "e.g. --endpoint http://127.0.0.1:8000/v1")
         check_http_url("endpoint", self.endpoint)
-        if not self.model:
-            raise ConfigError("model is required: the model name the endpoint serves, "
-                              "e.g. --model Qwen/Qwen2.5-7B-Instruct")
         for name in ("max_concurrency", "failure_limit", "save_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")

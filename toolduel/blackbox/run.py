@@ -69,8 +69,17 @@ class AttackSummary:
 
 
 def start_attack(config: BlackBoxConfig) -> RunFolder:
+    """A new attack folder for ``config``; with no ``model``, the one the endpoint lists."""
     folder = Path(config.out or f"runs/attack-{time.strftime('%Y%m%d-%H%M%S')}")
     config = dataclasses.replace(config, out=str(folder))
+    if not config.model:
+        from toolduel.models.endpoint import served_model
+
+        try:
+            config = dataclasses.replace(config, model=served_model(config.endpoint, config.api_key_env,
+                                                                    config.timeout))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     RunFolder.create(folder, to_yaml(config), "an attack")
     return RunFolder(folder, config, defaults=ATTACK_STATE)
 

@@ -119,6 +119,33 @@ def parse_chat_completion(data: Any) -> Generation:
                       tool_calls=_check_tool_calls(message.get("tool_calls")), meta=meta)
 
 
+def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 10.0) -> str:
+    """The model a server answers for, when ``{base_url}/models`` lists exactly one: what
+    ``--model`` means when an endpoint is given without it. Raises ValueError otherwise."""
+    key = os.environ.get(api_key_env) if _ENV_NAME.match(api_key_env or "") else None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = f"{base_url.rstrip('/')}/models"
+    try:
+        with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=False) as response:
+            response.raise_for_status()
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > 1_000_000:
+                    raise ValueError("the model list is over 1 MB")
+        names = [entry["id"] for entry in json.loads(body)["data"]]
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError("a model id is not a string")
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"no model named, and {url} did not list the served ones "
+                         f"({type(err).__name__}: {_one_line(_redact(str(err), key), 150)}); name it with --model") \
+            from None
+    if len(names) != 1:
+        raise ValueError(f"no model named, and {url} lists {len(names)} models ({', '.join(names[:5])}); "
+                         "name one with --model")
+    return names[0]
+
+
 class EndpointChatModel:
     """A model served behind ``{base_url}/chat/completions``.
 

@@ -65,8 +65,8 @@ class BuildBudget:
     autocast: bool = True  # bf16 autocast over float32 weights, where the hardware has fast bf16
     # Only the top layers train (None: all); the layers below and the token embeddings (tied to the
     # LM head in SmolLM2; the world's words are all in its vocabulary) stay as pretrained, and run
-    # forward only, in bf16: a step costs a third less on a CPU, at about the same validation
-    # accuracy (docs/BENCHMARKS.md).
+    # forward only, in bf16: a step costs a third less on a CPU (docs/BENCHMARKS.md compares the
+    # validation accuracy of both).
     train_layers: int | None = 20
     seed: int = 0
 
