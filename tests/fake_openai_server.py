@@ -22,6 +22,7 @@ when requests run concurrently). A fault is a :class:`Fault` or one of these str
     "no_choices"               200 with ``"choices": []``
     "trickle:0.2"              200, the body sent a few bytes at a time, 0.2 s apart
     "huge"                     200 declaring a 1 GB body, then sending bytes until the client hangs up
+    "redirect:URL"             307 to URL (another host or port, say)
 
 A responder may also return ``bytes``: the body of a 200 answer, sent as it is.
 
@@ -48,6 +49,7 @@ class Fault:
     status: int = 200
     retry_after: str | None = None
     seconds: float = 0.0
+    location: str | None = None
 
     @classmethod
     def parse(cls, spec: "Fault | str | None") -> "Fault":
@@ -60,6 +62,8 @@ class Fault:
             return cls("http", status=int(head), retry_after=arg or None)
         if head == "sleep":
             return cls("sleep", seconds=min(float(arg or 1.0), MAX_SLEEP_S))
+        if head == "redirect":
+            return cls("redirect", location=arg)
         if head == "trickle":
             return cls("trickle", seconds=min(float(arg or 0.2), MAX_SLEEP_S))
         if head in ("malformed_json", "truncated", "disconnect", "bad_tool_calls", "no_choices", "huge"):
@@ -242,6 +246,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.status == 401:  # like a careless server, echo the credential it was sent
                 message = f"Incorrect API key provided: {self.headers.get('Authorization', '')}"
             return self._send(fault.status, {"error": {"message": message}}, extra)
+        if fault.kind == "redirect":
+            return self._send(307, {"error": {"message": "moved"}}, {"Location": fault.location})
         if fault.kind == "malformed_json":
             return self._send_bytes(200, b'{"choices": [{"message": {"content": "unterminated')
         if fault.kind == "huge":

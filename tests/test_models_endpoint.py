@@ -184,6 +184,21 @@ def test_api_key_is_sent_as_bearer_but_never_shown(fake_openai_server, monkeypat
     assert "retrying" in caplog.text  # the logs were captured, not silent
 
 
+def test_a_redirect_is_not_followed_so_the_key_stays_with_the_configured_host(fake_openai_server, monkeypatch):
+    """A server redirecting to another host or port would get the key if the client followed:
+    it does not; the answer is a failed request naming the redirect, and the other server
+    (here: another port) never hears from the client."""
+    secret = "sk-test-redirect-5150"
+    monkeypatch.setenv("TOOLDUEL_TEST_KEY", secret)
+    with FakeOpenAIServer() as elsewhere:
+        fake_openai_server.faults = lambda index, body: f"redirect:{elsewhere.base_url}/chat/completions"
+        answer, = endpoint(fake_openai_server, max_retries=2).generate([user("hi")], [[]])
+        assert elsewhere.requests == []
+    assert answer.error.startswith("HTTP 307") and secret not in answer.error
+    assert len(fake_openai_server.requests) == 1  # a redirect is no reason to retry
+    assert fake_openai_server.requests[0].headers["Authorization"] == f"Bearer {secret}"
+
+
 def test_missing_key_sends_no_authorization_header(fake_openai_server, monkeypatch):
     monkeypatch.delenv("TOOLDUEL_TEST_KEY", raising=False)
 

@@ -5,7 +5,8 @@ own server) on 127.0.0.1, serving SmolLM2-135M-Instruct zero-shot and the world'
   checkpoint, greedy (the served folder renders the prompt toolduel renders);
 - `toolduel attack --endpoint` stops at its request budget (300) with exit 0, resumes after
   kill -9, and the server's own log shows it never got a request over the budget;
-- a judge behind the same real server verifies queries.
+- a judge behind the same real server verifies queries;
+- the attack trains a LoRA adapter of SmolLM2 as its query model (`--query-lora true`).
 
 The world's FC model is the "test" build (tiny, seconds) so that the attack's hundreds of
 requests take seconds; SmolLM2 answers the parity check and judges. Slow: about three minutes
@@ -203,3 +204,18 @@ def test_a_judge_behind_the_real_server_verifies_queries(world_fc_server, smollm
     verdicts = read_jsonl(out / "judge_cache.jsonl")
     assert verdicts and smollm2_server.requests_received() - judge_before == len(verdicts)  # once per pair
     assert all(isinstance(v.get("valid"), bool) for v in verdicts)
+
+
+def test_the_attack_trains_a_lora_adapter_of_a_real_query_model(world_fc_server, tmp_path, cache):
+    """`toolduel attack --query-model smollm2 --query-lora true`: the trainer settings of the duel
+    reach the black-box attack, on a real pretrained query model."""
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in SEEDS))
+    out = tmp_path / "attack"
+    result = CliRunner().invoke(app, [
+        "attack", "--endpoint", world_fc_server.base_url, "--seeds", str(seeds), "--out", str(out),
+        "--query-model", SMOLLM2, "--query-lora", "true", "--lora-rank", "4", "--attack-steps", "1", *ATTACK,
+        "--harvest-seeds", "0"])
+    assert result.exit_code == 0, result.output
+    adapter = json.loads((out / "query_model" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and not (out / "query_model" / "model.safetensors").exists()
