@@ -111,6 +111,11 @@ def kept_for_resume(run_dir: Path, what: str) -> str:
     return f"everything {what} so far stays in {run_dir}; continue with --resume {run_dir}"
 
 
+def fail_to_load(model: str | None, err: Exception) -> None:
+    """transformers could not load ``model`` (no model at that path, or not one it reads)."""
+    fail(f"cannot load the model {model}: {' '.join(str(err).split())[:300]}")
+
+
 def quiet_transformers() -> None:
     """Our own progress bars say where a run is; the libraries' bars and deprecation notices
     (about their own internals, nothing a user can act on) would bury them."""
@@ -176,7 +181,7 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
             settings = dataclasses.replace(settings, model=served_model(settings.endpoint, settings.api_key_env))
         report = load_samples(settings.data, limit=settings.limit, skip_bad=settings.skip_bad,
                               bfcl_root=settings.bfcl_root)
-    except (ConfigError, DataError, ValueError) as err:
+    except (ConfigError, DataError) as err:
         fail(str(err))
     for skipped in report.skipped:
         console.print(f"[yellow]skipped[/yellow] {skipped}")
@@ -196,8 +201,7 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
     except ConfigError as err:
         fail(str(err))
     except (OSError, ValueError) as err:  # transformers: no model at that path, or not one it reads
-        detail = " ".join(str(err).split())[:300]
-        fail(f"cannot load the model {settings.model}: {detail}")
+        fail_to_load(settings.model, err)
     generation = GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                   seed=settings.seed)
     summary = evaluate(chat_model, report.samples, out_dir, generation, batch_size=settings.batch_size,
@@ -315,7 +319,7 @@ def serve_command(
     except ConfigError as err:
         fail(str(err))
     except (OSError, ValueError) as err:
-        fail(f"cannot load the model {model}: {' '.join(str(err).split())[:300]}")
+        fail_to_load(model, err)
     for change in changes:
         console.print(f"[dim]{escape(change)}[/dim]")
     base_url = f"http://{host}:{port}/v1"

@@ -126,10 +126,8 @@ def serving_checkpoint(source: str, tool_calls: str = "parsed") -> tuple[Path, l
 
 
 def serve(folder: Path, host: str, port: int, dtype: str, device: str) -> None:
-    """Run transformers' server on ``folder`` until interrupted (blocks)."""
-    if not serving_available():
-        raise ConfigError("serving needs transformers' server: pip install 'toolduel[serve]' "
-                          "(FastAPI, uvicorn and openai, for transformers serve)")
+    """Run transformers' server on ``folder`` until interrupted (blocks); needs
+    :func:`serving_available`, which the caller checks before preparing the folder."""
     from transformers.cli.serve import Serve
 
     Serve(force_model=str(folder), host=host, port=port, dtype=dtype, device=device, log_level="warning")

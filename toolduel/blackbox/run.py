@@ -75,11 +75,7 @@ def start_attack(config: BlackBoxConfig) -> RunFolder:
     if not config.model:
         from toolduel.models.endpoint import served_model
 
-        try:
-            config = dataclasses.replace(config, model=served_model(config.endpoint, config.api_key_env,
-                                                                    config.timeout))
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        config = dataclasses.replace(config, model=served_model(config.endpoint, config.api_key_env, config.timeout))
     RunFolder.create(folder, to_yaml(config), "an attack")
     return RunFolder(folder, config, defaults=ATTACK_STATE)
 

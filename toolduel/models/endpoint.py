@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from toolduel.config import ConfigError
 from toolduel.models.base import Generation, GenerationConfig
 from toolduel.schema import Tool
 
@@ -121,7 +122,7 @@ def parse_chat_completion(data: Any) -> Generation:
 
 def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 10.0) -> str:
     """The model a server answers for, when ``{base_url}/models`` lists exactly one: what
-    ``--model`` means when an endpoint is given without it. Raises ValueError otherwise."""
+    ``--model`` means when an endpoint is given without it; else a ConfigError saying to name it."""
     key = os.environ.get(api_key_env) if _ENV_NAME.match(api_key_env or "") else None
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = f"{base_url.rstrip('/')}/models"
@@ -137,11 +138,11 @@ def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: fl
         if not all(isinstance(name, str) for name in names):
             raise TypeError("a model id is not a string")
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"no model named, and {url} did not list the served ones "
+        raise ConfigError(f"no model named, and {url} did not list the served ones "
                          f"({type(err).__name__}: {_one_line(_redact(str(err), key), 150)}); name it with --model") \
             from None
     if len(names) != 1:
-        raise ValueError(f"no model named, and {url} lists {len(names)} models ({', '.join(names[:5])}); "
+        raise ConfigError(f"no model named, and {url} lists {len(names)} models ({', '.join(names[:5])}); "
                          "name one with --model")
     return names[0]
 
