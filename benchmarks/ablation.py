@@ -1,49 +1,210 @@
-"""Adversarial vs untargeted vs no augmentation, at an equal number of added training examples.
+"""Does RL-targeted data beat untargeted data at an equal budget? Arms of one defence each, on
+the embedded world's players, in two regimes, over seeds; resumable.
 
-    python benchmarks/ablation.py --seeds 3 --out ablation.json
-    python benchmarks/ablation.py --seeds 3 --out ablation.json --defend-learning-rate 3e-4
+    python benchmarks/ablation.py --out docs/ablation.json                  # both regimes, 3 seeds
+    python benchmarks/ablation.py --out docs/ablation.json --regimes plain --seeds 1
+    toolduel report --ablation docs/ablation.json --out ablation-report      # the figure
 
 Any other ``--flag value`` is a game setting (as for ``toolduel run``) applied to every arm.
 
-Every arm starts from the same embedded world models (built or cached) and plays one round;
-its defence trains the FC model on the same number of examples:
+**Regimes** (the FC model every arm starts from):
 
-- ``none``: replayed plain seed data only (``budget`` more of it instead of added examples);
-- ``untargeted``: ``budget`` valid queries of the warm query model, before any RL;
-- ``adversarial``: ``budget`` queries of the RL-trained query model that fooled the FC model.
+- ``plain``: the embedded world FC model, warm-started on plain queries only (weak everywhere off plain);
+- ``augmented``: the same warm start on plain queries and three perturbation kinds
+  (:data:`KNOWN_KINDS`; the usual augmentation), the other four held back (weak there only).
+  The query model knows nothing of which kinds are held back.
 
-Writes ``{arm: {"perturbed": {"mean", "std", "values"}, "plain": {...}}}`` with accuracy on the
-world's held-out perturbed queries (``hard``: every perturbation kind) and on plain queries,
-plus the starting accuracy and the settings.
+**Arms**, per regime and seed, each training that FC model once on ``replay`` plain examples
+plus the same number ``budget`` of added examples:
+
+- ``none``: ``budget`` more replayed plain examples;
+- ``untargeted``: valid queries of the warm query model (before any RL), whatever the FC model did;
+- ``selected``: valid queries of the warm query model that the FC model failed (selection without RL);
+- ``adversarial``: valid queries of the RL-trained query model that the FC model failed.
+
+Both query models rewrite the same ``harvest_seeds`` seeds (one query each) and the FC model
+answers each valid query once, greedily; the arms' examples are the first ``budget`` of their
+kind, so every arm adds the same number (the smallest supply of the played arms, when one falls
+short of ``budget``; recorded as ``added``). Every arm is scored on the same held-out sets: the
+world's perturbed queries (``hard``: every kind interleaved, per kind in ``per_kind``), plain
+queries, and BFCL categories (transfer). Attack yield: valid failing queries per 1,000 FC answers
+in each harvest (``yield``), and for the RL model also counting the attack's own answers.
+
+Every step's result is written as soon as it is done under ``--work-dir`` (default: next to
+``--out``); run the same command again to continue an interrupted ablation, or with more seeds
+to extend it. ``--out`` is rebuilt from every finished arm after each one::
+
+    {"plain": {"arms": {arm: {"perturbed": {"mean", "std", "values"}, "plain": {...}, "held_back": {...},
+                              "bfcl": {...}, "sets": {set: {...}}, "added": [...]}},
+               "start": {...}, "yield": {"warm": {...}, "rl": {...}, "rl_with_attack": {...}}, "seeds": [...]},
+     "augmented": {...}, "settings": {...}}
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
+from toolduel import run_files as files
 from toolduel.config import ConfigError, flag_overrides, load_config
+from toolduel.data import named_sets, replay_samples, seed_samples
+from toolduel.duel.attack import run_attack
 from toolduel.duel.config import GameConfig
-from toolduel.duel.loop import run_game, start_run
-from toolduel.run_files import read_jsonl
+from toolduel.duel.defend import defence_samples, defend
+from toolduel.duel.harvest import harvest
+from toolduel.duel.players import load_chat_model, world_models
+from toolduel.evaluate import evaluate
+from toolduel.models import close_model
+from toolduel.models.base import GenerationConfig
+from toolduel.world.phrasing import PERTURBATIONS
 
-ARMS = ("none", "untargeted", "adversarial")
+ARMS = ("none", "untargeted", "selected", "adversarial")
+REGIMES = ("plain", "augmented")
+KNOWN_KINDS = ("paraphrase", "distractor_numbers", "chatty")  # chosen before any run, never changed
+HELD_BACK = tuple(kind for kind in PERTURBATIONS if kind not in KNOWN_KINDS)
+# Settings that change what a finished step means: a resumed ablation must keep them.
+FIXED = ("budget", "replay", "harvest_seeds", "attack_steps", "perturbed_limit", "plain_limit", "bfcl",
+         "bfcl_limit", "world_budget", "game")
 
 
-def arm_config(arm: str, seed: int, out: Path, budget: int, replay: int, base: dict) -> GameConfig:
-    settings = dict(base, out=str(out), rounds=1, seed=seed, heldout="world:plain,hard", pool_budget=budget,
-                    replay_examples=replay)
-    if arm == "none":
-        settings.update(attack_steps=0, harvest_seeds=1, pool_budget=0, replay_examples=replay + budget)
-    elif arm == "untargeted":
-        settings.update(attack_steps=0, harvest_keep="valid")
-    else:
-        settings.update(harvest_keep="successful")
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def game_config(args: argparse.Namespace, seed: int, out: Path) -> GameConfig:
+    settings = dict(args.game, out=str(out), seed=seed, rounds=1, world_budget=args.world_budget,
+                    attack_steps=args.attack_steps, harvest_seeds=args.harvest_seeds, harvest_keep="valid",
+                    harvest_greedy=True, fc_samples=1, pool_budget=None)
     return load_config(GameConfig, overrides=settings)
+
+
+def regime_fc_model(regime: str, args: argparse.Namespace, work: Path) -> Path:
+    """The FC model the regime's arms start from: the embedded world's, or its warm start with
+    :data:`KNOWN_KINDS` added (built once into the work folder)."""
+    from toolduel.training.warm_start import build_world_models, get_budget
+
+    if regime == "plain":
+        return world_models(args.world_budget).fc_path
+    folder = work / "augmented" / "fc_warm_start"
+    if not (folder / "build.json").exists():
+        log(f"regime augmented: warm-starting the FC model on plain + {', '.join(KNOWN_KINDS)}")
+        budget = dataclasses.replace(get_budget(args.world_budget), name="augmented",
+                                     fc_phrasings=",".join(("plain", *KNOWN_KINDS)))
+        shutil.rmtree(folder, ignore_errors=True)
+        scratch = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(scratch, ignore_errors=True)
+        build_world_models(budget, scratch, roles=("fc",))
+        scratch.rename(folder)
+    return folder / "fc"
+
+
+def scored(fc_path: Path, folder: Path, args: argparse.Namespace, config: GameConfig) -> dict:
+    """Accuracy of the FC model in ``fc_path`` on every held-out set (``folder/scores.json``, once)."""
+    done = folder / "scores.json"
+    if done.exists():
+        return files.read_json_object(done)
+    sets = named_sets("world:hard", args.perturbed_limit) | named_sets("world:plain", args.plain_limit) \
+        | named_sets(args.bfcl, args.bfcl_limit)
+    model = load_chat_model(fc_path, config, name="FC model")
+    summaries = {name: evaluate(model, samples, folder / name.replace(":", "_"), GenerationConfig(max_new_tokens=128),
+                                batch_size=config.batch_size, progress=False, meta={"set": name})
+                 for name, samples in sets.items()}
+    close_model(model)
+    per_kind = {kind: c["accuracy"] for kind, c in summaries["hard"]["per_category"].items()}
+    held_back = [c for kind, c in summaries["hard"]["per_category"].items() if kind in HELD_BACK]
+    bfcl = [s for name, s in summaries.items() if name.startswith("bfcl:")]
+    result = {"sets": {name: s["accuracy"] for name, s in summaries.items()}, "per_kind": per_kind,
+              "perturbed": summaries["hard"]["accuracy"], "plain": summaries["plain"]["accuracy"],
+              "held_back": sum(c["correct"] for c in held_back) / max(1, sum(c["n"] for c in held_back)),
+              "bfcl": sum(s["correct"] for s in bfcl) / max(1, sum(s["n"] for s in bfcl)) if bfcl else None}
+    files.write_json_atomic(done, result)
+    return result
+
+
+def harvested(name: str, query_path: Path, fc_path: Path, folder: Path, config: GameConfig) -> list[dict]:
+    """The valid queries of the query model in ``query_path`` on the harvest seeds, each with the
+    FC model's greedy verdict (``folder/valid.jsonl``, once); the yield goes to ``folder/stats.json``."""
+    if (folder / "stats.json").exists():
+        return files.read_jsonl(folder / "valid.jsonl")
+    seeds = seed_samples(config.seeds, config.harvest_seeds, "harvest-1", config.seed)
+    query_model = load_chat_model(query_path, config, name=f"{name} query model")
+    fc_model = load_chat_model(fc_path, config, name="FC model")
+    try:
+        valid, stats = harvest(config, 1, seeds, query_model, fc_model, name, str(fc_path), folder)
+    finally:
+        close_model(query_model)
+        close_model(fc_model)
+    failing = sum(record["attack_success"] for record in valid)
+    stats |= {"answers": len(valid), "failing": failing, "yield": 1000 * failing / max(1, len(valid))}
+    files.write_jsonl_atomic(folder / "valid.jsonl", valid)
+    files.write_json_atomic(folder / "stats.json", stats)
+    log(f"{folder}: {len(valid)} valid of {len(seeds)}, {failing} failing ({stats['yield']:.0f} per 1,000 answers)")
+    return valid
+
+
+def attacked(query_path: Path, fc_path: Path, folder: Path, config: GameConfig) -> Path:
+    """The query model after ``attack_steps`` of GRPO against the FC model (``folder``, once)."""
+    if (folder / "done.json").exists():
+        return folder / files.QUERY_MODEL
+    shutil.rmtree(folder, ignore_errors=True)
+    seeds = seed_samples(config.seeds, config.attack_steps * config.attack_prompts_per_step, "attack-1", config.seed)
+    fc_model = load_chat_model(fc_path, config, name="FC model")
+    started = time.time()
+    result = run_attack(config, seeds, fc_model, query_path, folder, progress=False, on_log=lambda _: None)
+    close_model(fc_model)
+    answers = config.attack_steps * config.attack_prompts_per_step * config.num_generations * config.fc_samples
+    files.write_json_atomic(folder / "done.json", {"steps": result.steps, "fc_answers": answers,
+                                                   "seconds": round(time.time() - started)})
+    return result.query_path
+
+
+def arm_examples(arm: str, warm: list[dict], rl: list[dict]) -> list[dict]:
+    return {"none": [], "untargeted": warm, "selected": [r for r in warm if r["attack_success"]],
+            "adversarial": [r for r in rl if r["attack_success"]]}[arm]
+
+
+def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, work: Path) -> None:
+    folder = work / regime / f"seed{seed}"
+    if all((folder / f"arm-{arm}" / "result.json").exists() for arm in args.arms):
+        return
+    config = game_config(args, seed, folder)
+    world = world_models(args.world_budget)
+    started = time.time()
+    warm = harvested("warm", world.query_path, fc_path, folder / "warm_harvest", config)
+    rl: list[dict] = []
+    if "adversarial" in args.arms:
+        rl_query = attacked(world.query_path, fc_path, folder / "attack", config)
+        rl = harvested("rl", rl_query, fc_path, folder / "rl_harvest", config)
+    supply = {arm: len(arm_examples(arm, warm, rl)) for arm in args.arms if arm != "none"}
+    budget = min([args.budget, *supply.values()])
+    if budget < args.budget:
+        log(f"{regime} seed {seed}: only {budget} added examples per arm (supply {supply}); raise --harvest-seeds")
+    for arm in args.arms:
+        arm_dir = folder / f"arm-{arm}"
+        if (arm_dir / "result.json").exists():
+            continue
+        arm_started = time.time()
+        pool = arm_examples(arm, warm, rl)[:budget]
+        replay = replay_samples(config.seeds, args.replay + (budget if arm == "none" else 0), "replay-1", seed)
+        samples = defence_samples(pool, replay, seed=seed + 1)
+        model_dir = arm_dir / files.FC_MODEL
+        shutil.rmtree(model_dir, ignore_errors=True)
+        defend(config, fc_path, samples, arm_dir, save_to=model_dir)
+        result = scored(model_dir, arm_dir / "eval", args, config) | {
+            "added": len(pool), "replayed": len(replay), "seconds": round(time.time() - arm_started)}
+        files.write_json_atomic(arm_dir / "result.json", result)
+        shutil.rmtree(model_dir)  # 0.5 GB a model; the scores and every answer stay
+        shutil.rmtree(arm_dir / files.TRAINER, ignore_errors=True)
+        log(f"{regime} seed {seed} {arm:11s} perturbed {result['perturbed']:.3f} held back {result['held_back']:.3f} "
+            f"plain {result['plain']:.3f} bfcl {result['bfcl'] if result['bfcl'] is None else round(result['bfcl'], 3)}"
+            f" ({result['seconds']}s)")
+    files.write_json_atomic(folder / "seed.json", {"seconds": round(time.time() - started), "budget": budget,
+                                                  "supply": supply})
 
 
 def summary(values: list[float]) -> dict:
@@ -51,59 +212,120 @@ def summary(values: list[float]) -> dict:
             "values": values}
 
 
-def main() -> None:
+def collect(work: Path, args: argparse.Namespace) -> dict:
+    """The ablation's JSON from every finished step in the work folder."""
+    report: dict = {"settings": {key: getattr(args, key) for key in FIXED} | {"work_dir": str(work)}}
+    for regime in REGIMES:
+        seeds = sorted(work.glob(f"{regime}/seed*/arm-*/result.json"))
+        if not seeds:
+            continue
+        arms: dict[str, dict[str, list]] = {}
+        for path in seeds:
+            arm = path.parent.name.removeprefix("arm-")
+            result = files.read_json_object(path)
+            values = arms.setdefault(arm, {"seeds": []})
+            values["seeds"].append(int(path.parent.parent.name.removeprefix("seed")))
+            for key in ("perturbed", "plain", "held_back", "bfcl", "added"):
+                values.setdefault(key, []).append(result[key])
+            for name, accuracy in {**result["sets"], **{f"kind:{k}": v for k, v in result["per_kind"].items()}}.items():
+                values.setdefault("sets", {}).setdefault(name, []).append(accuracy)
+        section: dict = {"arms": {}, "yield": {}}
+        for arm in ARMS:
+            if arm not in arms:
+                continue
+            values = arms[arm]
+            section["arms"][arm] = {key: summary(values[key]) for key in ("perturbed", "plain", "held_back")} | {
+                "bfcl": summary(values["bfcl"]) if None not in values["bfcl"] else None,
+                "sets": {name: summary(v) for name, v in sorted(values["sets"].items())},
+                "added": values["added"], "seeds": values["seeds"]}
+        start = work / regime / "start" / "scores.json"
+        if start.exists():
+            section["start"] = files.read_json_object(start)
+        for name in ("warm", "rl"):
+            stats = [files.read_json_object(p) for p in sorted(work.glob(f"{regime}/seed*/{name}_harvest/stats.json"))]
+            if stats:
+                section["yield"][name] = summary([s["yield"] for s in stats])
+        with_attack = []
+        for attack in sorted(work.glob(f"{regime}/seed*/attack/done.json")):
+            stats_path = attack.parent.parent / "rl_harvest" / "stats.json"
+            if stats_path.exists():
+                stats = files.read_json_object(stats_path)
+                spent = stats["answers"] + files.read_json_object(attack)["fc_answers"]
+                with_attack.append(1000 * stats["failing"] / max(1, spent))
+        if with_attack:
+            section["yield"]["rl_with_attack"] = summary(with_attack)
+        section["seconds_per_seed"] = [files.read_json_object(p)["seconds"]
+                                       for p in sorted(work.glob(f"{regime}/seed*/seed.json"))]
+        report[regime] = section
+    return report
+
+
+def check_resume(work: Path, args: argparse.Namespace) -> None:
+    """A work folder keeps the settings of its first run: a resume with others would mix results."""
+    path = work / "settings.json"
+    fixed = {key: getattr(args, key) for key in FIXED}
+    if path.exists():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(key for key in FIXED if before.get(key) != fixed[key])
+        if changed:
+            raise SystemExit(f"{work} holds an ablation with other settings ({', '.join(changed)}); "
+                             f"use another --work-dir, or the same settings to continue it")
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        files.write_json_atomic(path, fixed)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="the ablation's JSON")
+    parser.add_argument("--work-dir", type=Path, default=None, help="every step's results (default: <out>.work)")
+    parser.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated: plain, augmented")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--budget", type=int, default=256, help="added examples per arm")
-    parser.add_argument("--replay", type=int, default=256, help="replayed plain examples in every arm")
-    parser.add_argument("--harvest-seeds", type=int, default=768)
-    parser.add_argument("--attack-steps", type=int, default=20)
-    parser.add_argument("--heldout-limit", type=int, default=200)
+    parser.add_argument("--budget", type=int, default=32, help="added examples per arm")
+    parser.add_argument("--replay", type=int, default=64, help="replayed plain examples in every arm")
+    parser.add_argument("--harvest-seeds", type=int, default=256, help="seeds each query model rewrites")
+    parser.add_argument("--attack-steps", type=int, default=8)
+    parser.add_argument("--perturbed-limit", type=int, default=112, help="held-out perturbed queries (16 per kind)")
+    parser.add_argument("--plain-limit", type=int, default=48)
+    parser.add_argument("--bfcl", default="bfcl:simple_python,multiple,irrelevance", help="transfer sets ('' for none)")
+    parser.add_argument("--bfcl-limit", type=int, default=16, help="samples per BFCL category")
     parser.add_argument("--world-budget", default="default")
-    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to play (default: all three)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep the arms' run folders here")
     args, extra = parser.parse_known_args()
-    arms = [arm for arm in ARMS if arm in args.arms.split(",")]
-    if not arms or len(arms) != len(args.arms.split(",")):
-        parser.error(f"--arms takes a comma-separated subset of {', '.join(ARMS)} (got {args.arms!r})")
-
+    for name, choices in (("regimes", REGIMES), ("arms", ARMS)):
+        chosen = [c.strip() for c in getattr(args, name).split(",") if c.strip()]
+        if not chosen or set(chosen) - set(choices):
+            parser.error(f"--{name} takes a comma-separated subset of {', '.join(choices)} (got {getattr(args, name)!r})")
+        setattr(args, name, [c for c in choices if c in chosen])
     try:
-        settings = flag_overrides(extra, GameConfig)
+        args.game = flag_overrides(extra, GameConfig)
+        game_config(args, 0, Path("."))
     except ConfigError as err:
         parser.error(str(err))
-    base = {"harvest_seeds": args.harvest_seeds, "attack_steps": args.attack_steps,
-            "heldout_limit": args.heldout_limit, "world_budget": args.world_budget} | settings
-    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="toolduel-ablation-"))
-    results: dict[str, dict[str, list[float]]] = {arm: {"perturbed": [], "plain": [], "added": []} for arm in arms}
-    start: dict[str, list[float]] = {"perturbed": [], "plain": []}
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    work = args.work_dir or args.out.with_suffix(".work")
+    check_resume(work, args)
     started = time.time()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        for arm in arms:
-            config = arm_config(arm, seed, work_dir / f"{arm}-seed{seed}", args.budget, args.replay, base)
-            run_dir = run_game(start_run(config), progress=False)
-            before, after = read_jsonl(run_dir / "metrics.jsonl")
-            results[arm]["perturbed"].append(after["accuracy"]["hard"])
-            results[arm]["plain"].append(after["accuracy"]["plain"])
-            results[arm]["added"].append(after["pool_size"])
-            if arm == arms[0]:
-                start["perturbed"].append(before["accuracy"]["hard"])
-                start["plain"].append(before["accuracy"]["plain"])
-            print(f"seed {seed} {arm:12s} perturbed {after['accuracy']['hard']:.3f} plain "
-                  f"{after['accuracy']['plain']:.3f} added {after['pool_size']} ({time.time() - started:.0f}s)",
-                  flush=True)
-    report = {arm: {"perturbed": summary(r["perturbed"]), "plain": summary(r["plain"]), "added": r["added"]}
-              for arm, r in results.items()}
-    report["start"] = {"perturbed": summary(start["perturbed"]), "plain": summary(start["plain"])}
-    report["settings"] = vars(args) | base | {"out": str(args.out), "work_dir": str(work_dir),
-                                       "seconds": round(time.time() - started)}
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    for arm in arms:
-        print(f"{arm:12s} perturbed {report[arm]['perturbed']['mean']:.3f} ± {report[arm]['perturbed']['std']:.3f}"
-              f"   plain {report[arm]['plain']['mean']:.3f} ± {report[arm]['plain']['std']:.3f}")
-    print(f"{'start':12s} perturbed {report['start']['perturbed']['mean']:.3f}   plain "
-          f"{report['start']['plain']['mean']:.3f}")
+    for regime in args.regimes:
+        fc_path = regime_fc_model(regime, args, work)
+        scored(fc_path, work / regime / "start", args, game_config(args, 0, work / regime))
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            play_seed(regime, seed, fc_path, args, work)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            files.write_json_atomic(args.out, collect(work, args))
+    report = collect(work, args)
+    files.write_json_atomic(args.out, report)
+    for regime in args.regimes:
+        section = report.get(regime, {})
+        for arm, values in section.get("arms", {}).items():
+            log(f"{regime:9s} {arm:11s} perturbed {values['perturbed']['mean']:.3f} ± {values['perturbed']['std']:.3f}"
+                f"  held back {values['held_back']['mean']:.3f}  plain {values['plain']['mean']:.3f}")
+    log(f"done in {time.time() - started:.0f}s; {args.out}")
 
 
 if __name__ == "__main__":

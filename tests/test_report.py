@@ -452,9 +452,30 @@ def test_a_pool_without_tags_or_failed_attacks_still_reports_traits(tmp_path):
     page = _Page(report.html.read_text())
     assert report.problems == [] and "phrasing" not in report.figures and "phrasing" not in page.tables
     assert "carry no phrasing tag" in report.html.read_text()
-    assert "holds only one of the two groups" in report.html.read_text()
+    assert "Only one of the two groups" in report.html.read_text()
     means = {row[0]: row[2] for row in page.tables["traits"][1:]}
     assert means["words"] == f"{sum(len(p['query'].split()) for p in worked) / len(worked):.2f}"
+
+
+def test_traits_compare_the_pool_with_valid_queries_that_did_not_fool(tmp_path):
+    """A pool of successful attacks only (the default harvest): the harvest records, which carry
+    each valid query's sample and outcome, give the queries that did not fool the FC model."""
+    write_run(tmp_path / "run", rounds=2, pool_per_round=12, heldout_size=4)
+    pool = _records(tmp_path / "run/pool.jsonl")
+    for round_index in (1, 2):
+        path = tmp_path / f"run/rounds/round_{round_index}/harvest.jsonl"
+        mine = [p for p in pool if p["round"] == round_index]
+        harvest = [h | ({"sample": mine[i]["sample"], "fc_success": mine[i]["fc_success"]} if h["valid"] else {})
+                   for i, h in enumerate(h for h in _records(path) if h["valid"])]
+        path.write_text("".join(json.dumps(h) + "\n" for h in harvest))
+    (tmp_path / "run/pool.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pool if p["attack_success"]))
+    data = load_folder(tmp_path / "run")
+    groups = Counter(record["attack_success"] for record in measure.trait_records(data))
+    assert groups == Counter(p["attack_success"] for p in pool) and groups[False] > 0
+    page = _Page(build_report(tmp_path / "run").html.read_text())
+    means = {row[0]: row[3] for row in page.tables["traits"][1:]}
+    fooled_not = [p for p in pool if not p["attack_success"]]
+    assert means["words"] == f"{sum(len(p['query'].split()) for p in fooled_not) / len(fooled_not):.2f}"
 
 
 def test_report_of_a_damaged_run_lists_problems_and_draws_the_rest(run, tmp_path, capsys):

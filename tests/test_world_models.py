@@ -144,6 +144,21 @@ def test_fc_rows_of_every_phrasing_for_a_reference_model_stay_in_the_train_split
     assert NO_CALL_REPLY in answers[1::3]  # later turns keep their own share
 
 
+def test_fc_phrasings_name_the_kinds_an_fc_warm_start_sees():
+    import dataclasses
+
+    from toolduel.training.warm_start import BUDGETS, training_rows
+
+    budget = dataclasses.replace(BUDGETS["test"], fc_answers=30)
+    assert training_rows(budget)["fc"] == fc_examples(30, seed=budget.seed, turns=budget.fc_turns)  # as before
+    some = dataclasses.replace(budget, fc_phrasings="plain,chatty,terse")
+    assert training_rows(some)["fc"] == fc_examples(30, seed=budget.seed, turns=budget.fc_turns,
+                                                    phrasings=("plain", "chatty", "terse"))
+    assert training_rows(some)["fc"] != training_rows(budget)["fc"]
+    with pytest.raises(ValueError, match="unknown phrasings: shouting"):
+        training_rows(dataclasses.replace(budget, fc_phrasings="plain,shouting"))
+
+
 def test_query_rows_cover_every_style_and_stay_valid():
     from toolduel.referee.validity import check_query
     from toolduel.world.generator import split_of

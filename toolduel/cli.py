@@ -43,7 +43,8 @@ app.add_typer(world_app, name="world", help="The embedded synthetic tool world a
 
 from toolduel.report import report_command  # noqa: E402 - light: matplotlib loads only when a report is built
 
-app.command("report", help="Render the weakness report (HTML + PNG) of a run or eval folder.")(report_command)
+app.command("report", help="Render the weakness report (HTML + PNG) of a run or eval folder, or the figures of "
+                           "an ablation's JSON.")(report_command)
 
 
 @app.callback()

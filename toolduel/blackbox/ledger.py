@@ -179,6 +179,7 @@ class QueryLedger:
             "fc_model": getattr(self.fc_model, "name", None), "fc_outputs": outcome.fc_outputs,
             "verdicts": outcome.verdicts, "fc_errors": outcome.fc_errors, "fc_success": outcome.fc_success,
             "attack_success": None if outcome.fc_success is None else outcome.fc_success < 1.0,
+            "sample": adversarial_sample(seed, outcome.query).to_dict() if outcome.valid else None,
             "requests": requests, "attempts": attempts, "time": round(time.time(), 3),
         }
         with self._lock:

@@ -15,7 +15,7 @@ from toolduel.models.base import GenerationConfig
 from toolduel.progress import console
 from toolduel.prompts import sample_queries
 from toolduel.referee.judge import build_judge
-from toolduel.referee.outcome import pool_record, score_queries, step_stats
+from toolduel.referee.outcome import adversarial_sample, pool_record, score_queries, step_stats
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
 from toolduel.world.lexicon import world_lexicon
@@ -43,7 +43,11 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
                              judge=judge if judge is not None else build_judge(config))
     harvest_records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query,
                         "valid": o.valid, "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
-                        "fc_success": o.fc_success} for index, (seed, o) in enumerate(zip(seeds, outcomes))]
+                        "fc_success": o.fc_success,
+                        # what a valid query asks for: the report compares the traits of queries that
+                        # fooled the FC model with those that did not
+                        "sample": adversarial_sample(seed, o.query).to_dict() if o.valid else None}
+                       for index, (seed, o) in enumerate(zip(seeds, outcomes))]
     files.write_jsonl_atomic(out_dir / files.HARVEST, harvest_records)
     # Seeds may repeat (drawn with replacement): the harvest position makes each pool id unique.
     pool = [pool_record(f"r{round_index}-{index}-{seed.id}", round_index, seed, outcome, query_checkpoint,

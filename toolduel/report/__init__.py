@@ -2,7 +2,8 @@
 
     load.py      read a run folder or an eval folder; every missing or corrupt file is one problem line
     measure.py   the numbers shown: series per round, error kinds, phrasing, rejections, examples
-    traits.py    measured traits of a query; attacks that worked vs. failed
+    traits.py    measured traits of a query; valid queries that fooled the FC model vs. not
+    ablation.py  the figures and tables of an ablation's JSON (benchmarks/ablation.py)
     figures.py   matplotlib figures (Agg), returned so tests can read the plotted values
     page.py      HTML: inline CSS, base64 images, escaped data, no script, no external link
     build.py     the sections, in order; ``build_report``
@@ -46,7 +47,8 @@ def __getattr__(name: str):
 
 def report_command(run_dir: Path, out: Path | None = None) -> Report:
     """Write the weakness report of a run folder or a `toolduel eval` folder: one HTML file
-    that opens offline, plus its figures as PNG (default: RUN_DIR/report/)."""
+    that opens offline, plus its figures as PNG (default: RUN_DIR/report/). Given the JSON of an
+    ablation (benchmarks/ablation.py), draw its arms and attack yield (default: <name>-report/)."""
     from rich.markup import escape
 
     from toolduel.progress import console

@@ -130,7 +130,7 @@ def _phrasing_section(b: _Builder) -> list[str]:
 
 
 def _traits_section(b: _Builder) -> list[str]:
-    comparison = compare_traits(b.data.pool)
+    comparison = compare_traits(measure.trait_records(b.data))
     first = next(iter(comparison.values()))
     if not first["n_worked"] + first["n_failed"]:
         return []
@@ -141,10 +141,12 @@ def _traits_section(b: _Builder) -> list[str]:
         note = ("Traits come sorted by how well they separate the two groups: the effect is the difference of "
                 "means over the pooled standard deviation.")
     else:
-        note = ("The pool holds only one of the two groups (a run that keeps only successful attacks, say): "
-                "the means describe it, and there is nothing to compare it with.")
-    return [b.figure("traits", draw.traits_figure(comparison), "Measured traits of attacks that worked and failed"),
-            html.table("traits", ["trait", "what it measures", "mean: worked", "mean: failed", "difference",
+        note = ("Only one of the two groups is in the run's files (a run folder whose harvest records carry "
+                "no sample and whose pool keeps only successful attacks, say): the means describe it, and "
+                "there is nothing to compare it with.")
+    return [b.figure("traits", draw.traits_figure(comparison),
+                     "Measured traits of valid queries that fooled the FC model and of those that did not"),
+            html.table("traits", ["trait", "what it measures", "mean: fooled", "mean: did not fool", "difference",
                                   "effect (sd units)"], rows),
             html.paragraph(note)]
 
@@ -227,6 +229,10 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Report:
     return where they are and the problems found; raises :class:`ReportError` only when
     ``run_dir`` is no folder."""
     run_dir = Path(run_dir)
+    if run_dir.is_file() and run_dir.suffix == ".json":  # an ablation's results (benchmarks/ablation.py)
+        from toolduel.report.ablation import build_ablation_report
+
+        return build_ablation_report(run_dir, out)
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such folder")
     out = Path(out) if out is not None else run_dir / REPORT

@@ -160,27 +160,29 @@ def phrasing_figure(stats: dict[str, dict]) -> Figure | None:
 
 
 def traits_figure(comparison: dict[str, dict]) -> Figure | None:
-    """Mean of each trait among attacks that worked and that failed, one panel per trait."""
+    """Mean of each trait among valid queries that fooled the FC model (``worked``) and that did
+    not (``failed``), one panel per trait."""
     if not comparison or not any(row["n_worked"] or row["n_failed"] for row in comparison.values()):
         return None
-    figure, axes = _figure("Traits of attacks that worked vs. failed (means)", columns=len(comparison))
+    figure, axes = _figure("Traits of valid queries: fooled the FC model vs. did not (means)",
+                           columns=len(comparison))
     for ax, (trait, row) in zip(axes, comparison.items()):
         values = [_value(row["worked"]), _value(row["failed"])]
-        bars = ax.bar(["worked", "failed"], values, color=["#d62728", "#7f7f7f"])
-        bars[0].set_label(f"worked (n={row['n_worked']})")
-        bars[1].set_label(f"failed (n={row['n_failed']})")
+        bars = ax.bar(["fooled", "not"], values, color=["#d62728", "#7f7f7f"])
+        bars[0].set_label(f"fooled the FC model (n={row['n_worked']})")
+        bars[1].set_label(f"did not fool it (n={row['n_failed']})")
         ax.set_title(trait.replace("_", " "), fontsize=10)
-        ax.set_xlabel("attack")
+        ax.set_xlabel("query")
         ax.tick_params(labelsize=9)
         for bar, value in zip(bars, values):
             if not math.isnan(value):
                 ax.annotate(f"{value:.2g}", (bar.get_x() + bar.get_width() / 2, value), xytext=(0, 2),
                             textcoords="offset points", ha="center", fontsize=9)
         ax.margins(y=0.15)
-    axes[0].set_ylabel("mean over attacks")
+    axes[0].set_ylabel("mean over queries")
     first = next(iter(comparison.values()))
     figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9,
-                  frameon=False, title=f"{first['n_worked'] + first['n_failed']} pool attacks")
+                  frameon=False, title=f"{first['n_worked'] + first['n_failed']} valid queries")
     return figure
 
 

@@ -143,6 +143,23 @@ def kinds_present(*tables: dict[int, dict[str, int]]) -> list[str]:
     return [k for k in ERROR_KINDS if k in seen] + sorted(seen - set(ERROR_KINDS))
 
 
+def trait_records(data: RunData) -> list[dict]:
+    """The valid queries whose traits the report compares, each with its sample and whether it
+    fooled the FC model: every valid harvested (or, black-box, scored) query that carries its
+    sample, so that queries that did not fool the FC model are there too; a round whose records
+    carry no sample (a run folder from before they did) gives its pool records instead."""
+    records = []
+    for round_index in data.rounds:
+        harvested = [h for h in data.harvest.get(round_index, []) if h.get("valid") is True
+                     and isinstance(h.get("sample"), dict) and isinstance(h.get("fc_success"), (int, float))]
+        if harvested:
+            records += [{"query": str(h.get("query", "")), "sample": h["sample"],
+                         "attack_success": h["fc_success"] < 1.0} for h in harvested]
+        else:
+            records += [record for record in data.pool if record.get("round") == round_index]
+    return records
+
+
 def phrasing_stats(pool: list[dict]) -> dict[str, dict]:
     """Per seed phrasing tag: ``n`` attacks, ``worked`` successes, ``rate``, and ``by_round``
     {round: (worked, n)}; records without a tag are left out."""

@@ -1,4 +1,4 @@
-"""Simple measured traits of a query, and how they differ between attacks that worked and not.
+"""Simple measured traits of a query, and how they differ between valid queries that fooled the FC model and not.
 
 Pure functions over plain data: a query string and a sample dict (``Sample.to_dict()``: its
 ``tools`` and its ``gold`` calls ``{name: {arg: [acceptable values]}}``).
@@ -120,8 +120,8 @@ def _effect(worked: list[float], failed: list[float]) -> float | None:
 
 
 def compare_traits(records: Iterable[dict]) -> dict[str, dict]:
-    """Per trait: ``worked`` and ``failed`` (mean over attacks that did and did not make the FC
-    model fail), their ``difference``, the standardised ``effect`` (None where it is undefined) and
+    """Per trait: ``worked`` and ``failed`` (mean over valid queries that did and did not make the
+    FC model fail), their ``difference``, the standardised ``effect`` (None where it is undefined) and
     the group sizes. ``records`` are pool records; one without a boolean ``attack_success`` or a
     ``sample`` is left out. Traits come sorted by the size of their effect, largest first."""
     groups: dict[bool, list[dict]] = {True: [], False: []}

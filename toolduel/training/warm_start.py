@@ -55,7 +55,9 @@ class BuildBudget:
     query_examples: int
     fc_turns: int = 3  # answers per FC training conversation (they share one tool list)
     # "plain" for the duel's FC model; "all" (every phrasing kind, more no-call answers) for a
-    # reference FC model stronger than it, e.g. a solving judge (benchmarks/warm_start.py)
+    # reference FC model stronger than it, e.g. a solving judge (benchmarks/warm_start.py); or a
+    # comma-separated list of phrasings, e.g. "plain,paraphrase,chatty" for an FC model trained with
+    # some of the usual augmentation (benchmarks/ablation.py)
     fc_phrasings: str = "plain"
     batch_size: int = 8  # FC conversations per step
     learning_rate: float = 3e-4
@@ -170,9 +172,15 @@ def training_rows(budget: BuildBudget) -> dict[str, list[dict]]:
     from toolduel.world.phrasing import PHRASINGS
     from toolduel.world.training_data import fc_examples, query_examples
 
-    fc = fc_examples(budget.fc_answers, seed=budget.seed, turns=budget.fc_turns) if budget.fc_phrasings == "plain" \
-        else fc_examples(budget.fc_answers, seed=budget.seed, turns=budget.fc_turns, phrasings=PHRASINGS,
+    if budget.fc_phrasings == "all":
+        fc = fc_examples(budget.fc_answers, seed=budget.seed, turns=budget.fc_turns, phrasings=PHRASINGS,
                          kind_weights=(0.3, 0.2, 0.5))
+    else:
+        phrasings = tuple(budget.fc_phrasings.split(","))
+        unknown = set(phrasings) - set(PHRASINGS)
+        if unknown:
+            raise ValueError(f"fc_phrasings names unknown phrasings: {', '.join(sorted(unknown))}")
+        fc = fc_examples(budget.fc_answers, seed=budget.seed, turns=budget.fc_turns, phrasings=phrasings)
     return {"fc": fc, "query": query_examples(budget.query_examples, seed=budget.seed)}
 
 

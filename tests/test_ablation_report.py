@@ -1,0 +1,72 @@
+"""`toolduel report ABLATION.json`: the ablation's figures show its numbers; bad files are one error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from matplotlib.collections import PathCollection
+from typer.testing import CliRunner
+
+from toolduel.cli import app
+from toolduel.report import ReportError, build_report
+from toolduel.report.ablation import ARMS, METRICS, accuracy_figure, yield_figure
+
+
+def _summary(values):
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return {"mean": mean, "std": std, "values": values}
+
+
+def _ablation() -> dict:
+    arms = {arm: {metric: _summary([0.1 * (i + 1) + 0.01 * seed + 0.05 * (metric == "plain") for seed in range(3)])
+                  for metric in METRICS} | {"added": [32, 32, 32], "seeds": [0, 1, 2]}
+            for i, arm in enumerate(ARMS)}
+    return {"plain": {"arms": arms, "start": {"perturbed": 0.5, "held_back": 0.45, "plain": 0.9, "bfcl": 0.3},
+                      "yield": {"warm": _summary([150.0, 170.0, 160.0]), "rl": _summary([400.0, 380.0, 420.0])}},
+            "settings": {"budget": 32}}
+
+
+def test_the_accuracy_figure_draws_each_arms_mean_spread_and_seeds():
+    report = _ablation()
+    figure = accuracy_figure(report, problems := [])
+    (ax,) = figure.axes
+    bars = [patch for patch in ax.patches]
+    assert len(bars) == len(ARMS) * len(METRICS)
+    for position, arm in enumerate(ARMS):  # matplotlib adds each arm's bars together, in metric order
+        heights = [bar.get_height() for bar in bars[position * len(METRICS):(position + 1) * len(METRICS)]]
+        assert heights == pytest.approx([report["plain"]["arms"][arm][m]["mean"] for m in METRICS])
+    dots = sorted(y for collection in ax.collections if isinstance(collection, PathCollection)  # the scatter
+                  for _, y in collection.get_offsets())
+    expected = sorted(v for arm in ARMS for m in METRICS for v in report["plain"]["arms"][arm][m]["values"])
+    assert dots == pytest.approx(expected) and problems == []
+
+
+def test_the_yield_figure_draws_both_query_models():
+    figure = yield_figure(_ablation(), [])
+    heights = [bar.get_height() for bar in figure.axes[0].patches]
+    assert heights == pytest.approx([160.0, 400.0])
+
+
+def test_report_of_an_ablation_json_writes_page_and_figures(tmp_path):
+    path = tmp_path / "ablation.json"
+    report = _ablation()
+    report["plain"]["arms"]["selected"]["plain"] = {"mean": "high"}  # a damaged entry: drawn without it
+    path.write_text(json.dumps(report))
+    result = build_report(path)
+    assert result.html == tmp_path / "ablation-report" / "report.html"
+    assert set(result.figures) == {"ablation", "ablation_yield"} and all(p.exists() for p in result.figures.values())
+    assert result.problems == ["plain.selected.plain: not a summary with mean, std and values; left out"]
+    page = result.html.read_text()
+    assert "0.410 ± 0.010" in page and "adversarial" in page  # the adversarial arm's perturbed mean ± std
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"arms": {}}), json.dumps([1, 2])])
+def test_a_file_that_is_no_ablation_is_one_error(tmp_path, text):
+    path = tmp_path / "odd.json"
+    path.write_text(text)
+    with pytest.raises(ReportError, match="odd.json"):
+        build_report(path)
+    done = CliRunner().invoke(app, ["report", str(path)])
+    assert done.exit_code == 2 and "odd.json" in done.output  # SystemExit(2) with the line; a crash exits 1
