@@ -3,7 +3,7 @@ the embedded world's players, in two regimes, over seeds; resumable.
 
     python benchmarks/ablation.py --out docs/ablation.json                  # both regimes, 3 seeds
     python benchmarks/ablation.py --out docs/ablation.json --regimes plain --seeds 1
-    toolduel report --ablation docs/ablation.json --out ablation-report      # the figure
+    toolduel report docs/ablation.json                                      # the figures
 
 Any other ``--flag value`` is a game setting (as for ``toolduel run``) applied to every arm.
 
@@ -56,7 +56,7 @@ from toolduel.data import named_sets, replay_samples, seed_samples
 from toolduel.duel.attack import run_attack
 from toolduel.duel.config import GameConfig
 from toolduel.duel.defend import defence_samples, defend
-from toolduel.duel.harvest import harvest
+from toolduel.duel.harvest import harvest, harvest_seeds
 from toolduel.duel.players import load_chat_model, world_models
 from toolduel.evaluate import evaluate
 from toolduel.models import close_model
@@ -131,7 +131,7 @@ def harvested(name: str, query_path: Path, fc_path: Path, folder: Path, config: 
     FC model's greedy verdict (``folder/valid.jsonl``, once); the yield goes to ``folder/stats.json``."""
     if (folder / "stats.json").exists():
         return files.read_jsonl(folder / "valid.jsonl")
-    seeds = seed_samples(config.seeds, config.harvest_seeds, "harvest-1", config.seed)
+    seeds = harvest_seeds(config, 1)
     query_model = load_chat_model(query_path, config, name=f"{name} query model")
     fc_model = load_chat_model(fc_path, config, name="FC model")
     try:
