@@ -74,6 +74,21 @@ def test_a_changed_number_is_not_grounded_by_a_prefix_or_a_longer_number():
     assert not check_query("Convert 12.55 km to mi", LENGTH).valid
 
 
+def test_a_number_with_a_leading_zero_is_not_the_number():
+    # "0488.5" reads as an identifier or a typo, not as 488.5 (a query the attack wrote).
+    assert not check_query("Convert 012.5 km to mi", LENGTH).valid
+    assert not check_query("Add 012 yoga mats", CART).valid
+    assert check_query("Convert 12.5 km to mi, not 0.5", LENGTH).valid
+
+
+def test_numbers_in_a_comma_list_are_each_grounded():
+    # BFCL writes "points A(3,4)" and "the factorial of 5,10 and 15": a list, not 34 or 510.
+    points = sample_of(Call("convert_length", {"value": 3, "from_unit": "km", "to_unit": "mi"}))
+    assert check_query("Convert 3,4 km to mi", points).valid
+    assert check_query("Convert 1,000 km to mi", sample_of(
+        Call("convert_length", {"value": 1000, "from_unit": "km", "to_unit": "mi"}))).valid
+
+
 def test_function_names_and_call_syntax_leak():
     leaked = check_query("Please call add_to_cart for 12 yoga mats", CART)
     assert not leaked.valid and leaked.error_type == "leak"

@@ -192,14 +192,14 @@ def test_unknown_world_set_names_the_valid_ones():
 def test_world_sample_command_writes_seeded_jsonl(tmp_path):
     from typer.testing import CliRunner
 
-    from toolduel.world.commands import world_app
+    from toolduel.cli import app  # the real command line: `world sample` is one of two `world` commands
 
     out = tmp_path / "samples.jsonl"
-    result = CliRunner().invoke(world_app, ["sample", "--n", "12", "--seed", "3", "--kind", "chatty", "--out", str(out)])
+    result = CliRunner().invoke(app, ["world", "sample", "--n", "12", "--seed", "3", "--kind", "chatty", "--out", str(out)])
     assert result.exit_code == 0, result.output
     samples = [Sample.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
     assert len(samples) == 12 and {s.meta["phrasing"] for s in samples} == {"chatty"}
     assert [s.to_dict() for s in samples] == [s.to_dict() for s in generate_samples(
         12, seed=3, kinds=("one_call",), phrasings=("chatty",))]
-    bad = CliRunner().invoke(world_app, ["sample", "--kind", "nonsense", "--out", str(out)])
+    bad = CliRunner().invoke(app, ["world", "sample", "--kind", "nonsense", "--out", str(out)])
     assert bad.exit_code != 0 and "plain" in bad.output

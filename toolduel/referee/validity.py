@@ -4,8 +4,8 @@ Without this gate the query model wins by dropping or changing information, whic
 weakness of the FC model but a broken question. :func:`check_query` checks that
 
 - every gold value that must be given is grounded in the query: written as is (case and
-  spacing aside), as the same number ("12", "12.0", "1,000"), or as one of its surface
-  forms ("a dozen" and "twelve" for 12, "kilometers" for km, "May 12th, 2025" for
+  spacing aside), as the same number ("12", "12.0", "1,000"; not "012"), or as one of its
+  surface forms ("a dozen" and "twelve" for 12, "kilometers" for km, "May 12th, 2025" for
   2025-05-12), which the :class:`Lexicon` given knows;
 - the query names each gold function's intent, when the lexicon knows its words: for a
   function of the embedded world, at least one of the words that its phrasings use and few
@@ -49,7 +49,8 @@ _CALL_SYNTAX = (
     re.compile(r"\b[A-Za-z_][\w.]*\(\s*\w+\s*="),  # f(a=..., python-style call
     re.compile(r"\[\s*[A-Za-z_][\w.]*\("),  # [f( BFCL-style list of calls
 )
-_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
+# A number as people write one: no leading zero ("0488.5" is not 488.5), thousands grouped by three.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:[1-9]\d{0,2}(?:,\d{3})+|[1-9]\d*|0)(?:\.\d+)?(?!\w)")
 
 
 @dataclass
@@ -91,13 +92,7 @@ def _contains(normalized_query: str, form: str) -> bool:
 
 
 def _numbers_in(query: str) -> set[float]:
-    out = set()
-    for match in _NUMBER.findall(unicodedata.normalize("NFKC", query)):
-        try:
-            out.add(float(match.replace(",", "")))
-        except ValueError:
-            continue
-    return out
+    return {float(match.replace(",", "")) for match in _NUMBER.findall(unicodedata.normalize("NFKC", query))}
 
 
 def no_forms(value: Any) -> Sequence[str]:
