@@ -58,4 +58,7 @@ def main(model_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
+    from toolduel.training.processes import exit_process
+
     main(sys.argv[1], sys.argv[2])
+    exit_process(0)  # as the `toolduel` command ends

@@ -33,7 +33,8 @@ def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(_free_port()), *args]
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS),
+                        "PYTHONFAULTHANDLER": "1"}  # a process that aborts says where
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
@@ -58,6 +59,40 @@ def test_two_processes_take_the_same_step(tmp_path, tiny_qwen2, tiny_tokenizer):
     for name in ("fc_model", "attack/query_model"):
         assert (tmp_path / "out" / name / "config.json").exists()
         assert not (tmp_path / "out" / (name + ".tmp")).exists()
+
+
+# A process in a group ends without the interpreter's teardown (toolduel.training.processes.exit_process):
+# the exit code, the exit handlers and what was printed must all survive that.
+IN_A_GROUP = """
+import atexit, sys
+from pathlib import Path
+import torch.distributed
+from toolduel.training.processes import exit_process
+
+torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:{port}", rank=0, world_size=1)
+atexit.register(lambda: Path(sys.argv[1]).write_text("ran"))
+print("work done", end="")  # no newline: still in the buffer
+exit_process(3)
+"""
+
+
+def test_a_process_in_a_group_ends_with_its_code_its_exit_handlers_and_its_output(tmp_path):
+    handler_file = tmp_path / "handler"
+    result = subprocess.run([sys.executable, "-c", IN_A_GROUP.format(port=_free_port()), str(handler_file)],
+                            capture_output=True, text=True, timeout=120, env=os.environ | {"PYTHONFAULTHANDLER": "1"})
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert handler_file.read_text() == "ran"
+    assert result.stdout == "work done"
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["eval", "--no-such-flag", "1"], 2)])
+def test_the_command_ends_with_the_code_click_gives(argv, code, monkeypatch, capsys):
+    from toolduel.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["toolduel", *argv])
+    with pytest.raises(SystemExit) as ended:  # alone (no group): a plain sys.exit
+        main()
+    assert ended.value.code == code
 
 
 @pytest.mark.slow

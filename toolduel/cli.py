@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -331,8 +332,20 @@ def serve_command(
     serve(folder, host=host, port=port, dtype=dtype, device=device)
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The ``toolduel`` command, ending the process through :func:`exit_process` (see there why)."""
+    from toolduel.training.processes import exit_process
+
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code
+    else:  # pragma: no cover - click ends every command with SystemExit
+        code = 0
+    if isinstance(code, str):  # a message, as `sys.exit("...")` gives
+        print(code, file=sys.stderr)
+        code = 1
+    exit_process(code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
