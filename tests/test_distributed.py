@@ -64,24 +64,27 @@ def test_two_processes_take_the_same_step(tmp_path, tiny_qwen2, tiny_tokenizer):
 # A process in a group ends without the interpreter's teardown (toolduel.training.processes.exit_process):
 # the exit code, the exit handlers and what was printed must all survive that.
 IN_A_GROUP = """
-import atexit, sys
+import atexit, sys, threading, time
 from pathlib import Path
 import torch.distributed
 from toolduel.training.processes import exit_process
 
 torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:{port}", rank=0, world_size=1)
 atexit.register(lambda: Path(sys.argv[1]).write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(0.5), Path(sys.argv[2]).write_text("finished"))).start()
 print("work done", end="")  # no newline: still in the buffer
 exit_process(3)
 """
 
 
-def test_a_process_in_a_group_ends_with_its_code_its_exit_handlers_and_its_output(tmp_path):
-    handler_file = tmp_path / "handler"
-    result = subprocess.run([sys.executable, "-c", IN_A_GROUP.format(port=_free_port()), str(handler_file)],
-                            capture_output=True, text=True, timeout=120, env=os.environ | {"PYTHONFAULTHANDLER": "1"})
+def test_a_process_in_a_group_ends_with_its_code_its_threads_its_exit_handlers_and_its_output(tmp_path):
+    handler_file, thread_file = tmp_path / "handler", tmp_path / "thread"
+    result = subprocess.run([sys.executable, "-c", IN_A_GROUP.format(port=_free_port()), str(handler_file),
+                             str(thread_file)], capture_output=True, text=True, timeout=120,
+                            env=os.environ | {"PYTHONFAULTHANDLER": "1"})
     assert result.returncode == 3, result.stderr[-3000:]
     assert handler_file.read_text() == "ran"
+    assert thread_file.read_text() == "finished"
     assert result.stdout == "work done"
 
 

@@ -11,6 +11,7 @@ import atexit
 import functools
 import os
 import sys
+import threading
 from typing import Any, NoReturn
 
 from toolduel.config import ConfigError
@@ -49,14 +50,18 @@ def _destroy_process_group() -> None:
 def exit_process(code: int) -> NoReturn:
     """End this process with ``code``.
 
-    In a process group, the exit handlers run (the group is destroyed among them) and the
-    process then ends without the interpreter's teardown: even with the group destroyed,
-    about one two-process CPU run in twenty finished its work and then aborted there, with no
-    Python code running ("terminate called without an active exception", SIGABRT), which
-    ``accelerate launch`` reports as a failed run. Alone, a plain ``sys.exit``."""
+    In a process group, what a normal exit does first is done (other threads joined, the exit
+    handlers run, the group destroyed among them) and the process then ends without the rest of
+    the interpreter's teardown: even with the group destroyed, about one two-process CPU run in
+    twenty finished its work and then aborted there, with no Python code running ("terminate
+    called without an active exception", SIGABRT), which ``accelerate launch`` reports as a
+    failed run. Alone, a plain ``sys.exit``."""
     distributed = sys.modules.get("torch.distributed")  # not imported: no group, and no need to import it
     if distributed is None or not (distributed.is_available() and distributed.is_initialized()):
         sys.exit(code)
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
