@@ -89,7 +89,7 @@ def test_a_process_in_a_group_ends_with_its_code_its_threads_its_exit_handlers_a
 
 
 @pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["eval", "--no-such-flag", "1"], 2)])
-def test_the_command_ends_with_the_code_click_gives(argv, code, monkeypatch, capsys):
+def test_the_command_ends_with_the_code_click_gives(argv, code, monkeypatch):
     from toolduel.cli import main
 
     monkeypatch.setattr(sys, "argv", ["toolduel", *argv])

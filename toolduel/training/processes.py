@@ -37,14 +37,9 @@ def process_state() -> Any:
 def _end_processes_at_exit() -> None:
     """Destroy the process group when the interpreter exits (on every path out, errors included):
     left to the interpreter's own teardown, gloo's threads can abort a process."""
-    atexit.register(_destroy_process_group)
+    from accelerate import PartialState
 
-
-def _destroy_process_group() -> None:
-    import torch.distributed
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    atexit.register(lambda: PartialState().destroy_process_group())
 
 
 def exit_process(code: int) -> NoReturn:
