@@ -19,16 +19,19 @@ plus the same number ``budget`` of added examples:
 
 - ``none``: ``budget`` more replayed plain examples;
 - ``untargeted``: valid queries of the warm query model (before any RL), whatever the FC model did;
-- ``selected``: valid queries of the warm query model that the FC model failed (selection without RL);
-- ``adversarial``: valid queries of the RL-trained query model that the FC model failed.
+- ``selected``: valid queries of the warm query model that are weaknesses of the FC model
+  (selection without RL);
+- ``adversarial``: valid queries of the RL-trained query model that are weaknesses of the FC model.
 
-Both query models rewrite the same ``harvest_seeds`` seeds (one query each) and the FC model
-answers each valid query once, greedily; the arms' examples are the first ``budget`` of their
-kind, so every arm adds the same number (the smallest supply of the played arms, when one falls
-short of ``budget``; recorded as ``added``). Every arm is scored on the same held-out sets: the
-world's perturbed queries (``hard``: every kind interleaved, per kind in ``per_kind``), plain
-queries, and BFCL categories (transfer). Attack yield: valid failing queries per 1,000 FC answers
-in each harvest (``yield``), and for the RL model also counting the attack's own answers.
+Both query models rewrite the same ``harvest_seeds`` seeds (one query each) and the referee
+scores each valid query as the duel does (``fc_samples`` answers at ``fc_temperature``; a
+weakness is a query the FC model fails on some answer and, with the solvability floor, gets
+right on another); the arms' examples are the first ``budget`` of their kind, so every arm adds
+the same number (the smallest supply of the played arms, when one falls short of ``budget``;
+recorded as ``added``). Every arm is scored on the same held-out sets: the world's perturbed
+queries (``hard``: every kind interleaved, per kind in ``per_kind``), plain queries, and BFCL
+categories (transfer). Attack yield: weaknesses per 1,000 FC answers in each harvest
+(``yield``), and for the RL model also counting the attack's own answers.
 
 Every step's result is written as soon as it is done under ``--work-dir`` (default: next to
 ``--out``); run the same command again to continue an interrupted ablation, or with more seeds
@@ -79,7 +82,7 @@ def log(message: str) -> None:
 def game_config(args: argparse.Namespace, seed: int, out: Path) -> GameConfig:
     settings = dict(args.game, out=str(out), seed=seed, rounds=1, world_budget=args.world_budget,
                     attack_steps=args.attack_steps, harvest_seeds=args.harvest_seeds, harvest_keep="valid",
-                    harvest_greedy=True, fc_samples=1, pool_budget=None)
+                    pool_budget=None)
     return load_config(GameConfig, overrides=settings)
 
 
@@ -126,9 +129,14 @@ def scored(fc_path: Path, folder: Path, args: argparse.Namespace, config: GameCo
     return result
 
 
+def weakness(record: dict, config: GameConfig) -> bool:
+    """A pool record the referee counts as a weakness of the FC model (see the module docstring)."""
+    return bool(record["attack_success"]) and (bool(record.get("solvable")) or not config.solvability_floor)
+
+
 def harvested(name: str, query_path: Path, fc_path: Path, folder: Path, config: GameConfig) -> list[dict]:
     """The valid queries of the query model in ``query_path`` on the harvest seeds, each with the
-    FC model's greedy verdict (``folder/valid.jsonl``, once); the yield goes to ``folder/stats.json``."""
+    FC model's verdicts (``folder/valid.jsonl``, once); the yield goes to ``folder/stats.json``."""
     if (folder / "stats.json").exists():
         return files.read_jsonl(folder / "valid.jsonl")
     seeds = harvest_seeds(config, 1)
@@ -139,8 +147,9 @@ def harvested(name: str, query_path: Path, fc_path: Path, folder: Path, config: 
     finally:
         close_model(query_model)
         close_model(fc_model)
-    failing = sum(record["attack_success"] for record in valid)
-    stats |= {"answers": len(valid), "failing": failing, "yield": 1000 * failing / max(1, len(valid))}
+    failing = sum(weakness(record, config) for record in valid)
+    answers = sum(len(record["verdicts"]) for record in valid)
+    stats |= {"answers": answers, "failing": failing, "yield": 1000 * failing / max(1, answers)}
     files.write_jsonl_atomic(folder / "valid.jsonl", valid)
     files.write_json_atomic(folder / "stats.json", stats)
     log(f"{folder}: {len(valid)} valid of {len(seeds)}, {failing} failing ({stats['yield']:.0f} per 1,000 answers)")
@@ -163,9 +172,9 @@ def attacked(query_path: Path, fc_path: Path, folder: Path, config: GameConfig) 
     return result.query_path
 
 
-def arm_examples(arm: str, warm: list[dict], rl: list[dict]) -> list[dict]:
-    return {"none": [], "untargeted": warm, "selected": [r for r in warm if r["attack_success"]],
-            "adversarial": [r for r in rl if r["attack_success"]]}[arm]
+def arm_examples(arm: str, warm: list[dict], rl: list[dict], config: GameConfig) -> list[dict]:
+    return {"none": [], "untargeted": warm, "selected": [r for r in warm if weakness(r, config)],
+            "adversarial": [r for r in rl if weakness(r, config)]}[arm]
 
 
 def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, work: Path) -> None:
@@ -180,7 +189,7 @@ def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, w
     if "adversarial" in args.arms:
         rl_query = attacked(world.query_path, fc_path, folder / "attack", config)
         rl = harvested("rl", rl_query, fc_path, folder / "rl_harvest", config)
-    supply = {arm: len(arm_examples(arm, warm, rl)) for arm in args.arms if arm != "none"}
+    supply = {arm: len(arm_examples(arm, warm, rl, config)) for arm in args.arms if arm != "none"}
     budget = min([args.budget, *supply.values()])
     if budget < args.budget:
         log(f"{regime} seed {seed}: only {budget} added examples per arm (supply {supply}); raise --harvest-seeds")
@@ -189,7 +198,7 @@ def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, w
         if (arm_dir / "result.json").exists():
             continue
         arm_started = time.time()
-        pool = arm_examples(arm, warm, rl)[:budget]
+        pool = arm_examples(arm, warm, rl, config)[:budget]
         replay = replay_samples(config.seeds, args.replay + (budget if arm == "none" else 0), "replay-1", seed)
         samples = defence_samples(pool, replay, seed=seed + 1)
         model_dir = arm_dir / files.FC_MODEL

@@ -65,7 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "fc_samples": 2, "harvest_seeds": 64, "eval_samples": 32, "defend_steps": 4, "defend_batch_size": 16},
     "tiny": {"tokenizer_texts": 200, "vocab_size": 400, "gen_prompts": 4, "gen_tokens": 16, "gen_batch_size": 4,
              "attack_steps": 2, "attack_prompts_per_step": 2, "num_generations": 2, "max_query_tokens": 12,
-             "fc_samples": 1, "harvest_seeds": 4, "eval_samples": 2, "defend_steps": 2, "defend_batch_size": 4},
+             "fc_samples": 2, "harvest_seeds": 4, "eval_samples": 2, "defend_steps": 2, "defend_batch_size": 4},
 }
 
 

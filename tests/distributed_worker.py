@@ -44,7 +44,8 @@ def main(model_dir: str, out: str) -> None:
     state = process_state()
     out_dir = Path(out)
     config = GameConfig(defend_batch_size=4, defend_epochs=2.0, defend_learning_rate=1e-2, attack_steps=1,
-                        attack_prompts_per_step=2, num_generations=2, max_query_tokens=8, fc_samples=1)
+                        attack_prompts_per_step=2, num_generations=2, max_query_tokens=8, fc_samples=1,
+                        solvability_floor=False)
     samples = generate_samples(4, seed=0, kinds=("one_call",), id_prefix="dist")
     before = checksum(load_causal_lm(model_dir))
     steps: list[int] = []

@@ -192,6 +192,18 @@ def _pool_round(rng: random.Random, run_dir: Path, round_index: int, size: int) 
     return pool, harvest, after
 
 
+def _fresh_attack(rng: random.Random, round_index: int, size: int = 10) -> list[dict]:
+    """Fresh-attack records of one round: valid or not, p_F over 4 answers, answerable or not."""
+    records = []
+    for index in range(size):
+        valid = rng.random() < 0.8
+        fc_success = rng.choice([0.0, 0.25, 0.5, 1.0]) if valid else None
+        records.append({"round": round_index, "index": index, "seed_id": f"fresh-{index}", "query": f"query {index}",
+                        "valid": valid, "reasons": [] if valid else ["ungrounded: x"], "fc_success": fc_success,
+                        "solvable": bool(fc_success), "sample": None})
+    return records
+
+
 def _heldout_sample(set_name: str, number: int) -> tuple[str, tuple, str | None]:
     """(category, request, phrasing) of a held-out set's ``number``-th sample: "hard" mixes
     perturbation kinds (its categories), "bfcl:all" mixes BFCL categories."""
@@ -244,10 +256,13 @@ def write_run(run_dir: str | Path, rounds: int = 3, pool_per_round: int = 20, he
             append_jsonl(run_dir / POOL, pool)
             append_jsonl(round_dir(run_dir, round_index) / "harvest.jsonl", harvest)
             append_jsonl(round_dir(run_dir, round_index) / "after_defence.jsonl", after)
+            fresh = _fresh_attack(rng, round_index)
+            append_jsonl(round_dir(run_dir, round_index) / "fresh_attack.jsonl", fresh)
             written["pool"] += pool
             written["harvest"][round_index], written["after_defence"][round_index] = harvest, after
-            line |= {  # as the game: this round's queries against the defended FC model, and before
-                "attack_success_rate": sum(not a["verdict"]["valid"] for a in after) / len(after),
+            line |= {  # as the game: fresh queries against the defended FC model, and the harvest's before
+                "attack_success_rate": sum(1 - r["fc_success"] for r in fresh if r["valid"] and r["solvable"]
+                                           and r["fc_success"] < 1) / len(fresh),
                 "attack_success_rate_before_defence": sum(r["attack_success"] for r in pool) / len(pool),
                 "validity_rate": sum(h["valid"] for h in harvest) / len(harvest),
                 "pool_size": len(written["pool"])}

@@ -3,6 +3,8 @@ where the last one stopped (more seeds, a lost arm), and other settings are refu
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -45,3 +47,54 @@ def test_an_ablation_continues_where_it_stopped(tmp_path):
 
     other = _ablation(out, "--seeds", "2", "--budget", "3")
     assert other.returncode != 0 and "other settings (budget)" in other.stderr
+
+
+def _load_ablation():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks/ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_arm_adds_the_same_number_of_examples_and_only_weaknesses(tmp_path, monkeypatch):
+    """The arms differ only in which examples they add: the same number (> 0) each, from the
+    harvests' weaknesses (failed on some answer, right on another) for selected and adversarial."""
+    from toolduel.referee.outcome import AttackOutcome, pool_record
+    from toolduel.world.generator import generate_samples
+
+    monkeypatch.setenv("TOOLDUEL_CACHE", str(tmp_path / "cache"))
+    ablation = _load_ablation()
+    seeds = generate_samples(12, seed=3, kinds=("one_call",), phrasings=("plain",))
+
+    def records(name: str, successes: list[float]) -> list[dict]:  # valid harvested queries, k = 4 answers
+        out = []
+        for index, (seed, p) in enumerate(zip(seeds, successes)):
+            verdicts = [{"valid": i < 4 * p, "error_type": None if i < 4 * p else "wrong_value",
+                         "kind": "ok" if i < 4 * p else "wrong_value"} for i in range(4)]
+            outcome = AttackOutcome(query=f"{name} {index}: {seed.query}", valid=True, reasons=[],
+                                    fc_outputs=[""] * 4, verdicts=verdicts, fc_success=p)
+            out.append(pool_record(f"{name}-{index}", 1, seed, outcome, name, "fc"))
+        return out
+
+    # warm: 2 weaknesses (p = 0.5, 0.25), 1 failure nobody answered (p = 0), 3 answered right
+    harvests = {"warm_harvest": records("warm", [1.0, 0.5, 0.0, 1.0, 0.25, 1.0]),
+                "rl_harvest": records("rl", [0.75, 0.0, 0.5, 0.5, 1.0])}  # 3 weaknesses
+    monkeypatch.setattr(ablation, "harvested", lambda name, query, fc, folder, config: harvests[folder.name])
+    monkeypatch.setattr(ablation, "attacked", lambda query, fc, folder, config: query)
+    defended: dict[str, list] = {}
+    real_defend = ablation.defend
+    monkeypatch.setattr(ablation, "defend", lambda config, fc, samples, arm_dir, save_to: defended.setdefault(
+        arm_dir.name, samples) and real_defend(config, fc, samples, arm_dir, save_to=save_to))
+    args = argparse.Namespace(game={}, world_budget="test", attack_steps=1, harvest_seeds=6, budget=3, replay=4,
+                              arms=list(ablation.ARMS), perturbed_limit=7, plain_limit=2, bfcl="", bfcl_limit=1)
+    fc_path = ablation.world_models("test").fc_path
+    ablation.play_seed("plain", 0, fc_path, args, tmp_path / "work")
+
+    added = {arm: json.loads((tmp_path / f"work/plain/seed0/arm-{arm}/result.json").read_text())["added"]
+             for arm in ablation.ARMS}
+    assert added == {"none": 0, "untargeted": 2, "selected": 2, "adversarial": 2}  # the scarcest supply: 2 weaknesses
+    queries = {arm: sorted(s.query for s in samples if not s.id.startswith("replay")) for arm, samples in defended.items()}
+    assert all(len(samples) == 4 + 2 for samples in defended.values())  # replay 4, plus 2 added (or replayed)
+    assert queries["arm-selected"] == sorted([harvests["warm_harvest"][1]["query"], harvests["warm_harvest"][4]["query"]])
+    assert queries["arm-adversarial"] == sorted([harvests["rl_harvest"][0]["query"], harvests["rl_harvest"][2]["query"]])
+    assert queries["arm-none"] == []  # its two extra examples are replayed ones

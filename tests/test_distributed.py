@@ -106,7 +106,7 @@ def test_a_lora_round_under_accelerate_launch_writes_every_file_once(tmp_path, t
         "-m", "toolduel.cli", "run", "--out", str(run_dir), "--no-progress", "--rounds", "1",
         "--world-budget", "test", "--attack-steps", "1", "--attack-prompts-per-step", "2", "--num-generations",
         "2", "--harvest-seeds", "6", "--heldout", "world:plain", "--heldout-limit", "3", "--max-query-tokens", "12",
-        "--harvest-keep", "valid", "--fc-samples", "1", "--batch-size", "8", "--replay-examples", "8",
+        "--harvest-keep", "valid", "--fc-samples", "2", "--batch-size", "8", "--replay-examples", "8",
         "--defend-batch-size", "4", "--query-lora", "true", "--fc-lora", "true", "--lora-rank", "4",
         cwd=tmp_path)
     assert (result.stdout + result.stderr).count("run folder:") == 1  # one process speaks for all

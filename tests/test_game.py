@@ -16,10 +16,11 @@ from toolduel.cli import app
 from toolduel.config import ConfigError, load_config
 from toolduel.duel.config import GameConfig
 from toolduel.run_files import read_jsonl
+from toolduel.world.generator import generate_samples
 
 TINY = ["--rounds", "1", "--world-budget", "test", "--attack-steps", "1", "--attack-prompts-per-step", "2",
         "--num-generations", "2", "--harvest-seeds", "6", "--heldout", "world:plain,no_call", "--heldout-limit",
-        "3", "--max-query-tokens", "12", "--harvest-keep", "valid", "--fc-samples", "1", "--batch-size", "8"]
+        "3", "--max-query-tokens", "12", "--harvest-keep", "valid", "--fc-samples", "2", "--batch-size", "8"]
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("run-*.yaml"))
 
 
@@ -125,6 +126,17 @@ def test_bad_game_settings_are_one_line_errors(args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"fc_samples": 1}, "solvability_floor needs fc_samples >= 2"),
+    ({"harvest_greedy": True}, "harvest_greedy answers each harvested query once"),
+])
+def test_the_solvability_floor_refuses_settings_that_cannot_show_an_answerable_query(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        GameConfig(**settings)
+    GameConfig(**settings, solvability_floor=False)  # counting every failure: allowed
+    GameConfig(**settings, judge_model="judge", judge_mode="solve")  # a solving judge shows it
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_run_config_loads(path):
     assert isinstance(load_config(GameConfig, path), GameConfig)
@@ -185,9 +197,73 @@ def test_the_harvest_scores_greedily_when_asked(tmp_path):
 
     for greedy, kept in ((True, 0), (False, 2)):
         fc = ShakyFC()
-        config = GameConfig(out=str(tmp_path), fc_samples=4, harvest_greedy=greedy)
+        config = GameConfig(out=str(tmp_path), fc_samples=4, harvest_greedy=greedy, solvability_floor=False)
         pool, stats = harvest(config, 1, [seed, seed], QueryModel(), fc, "q", "fc", tmp_path)
         assert len(pool) == kept and fc.temperatures == [0.0 if greedy else config.fc_temperature]
         assert stats["attack_success_rate"] == (0.0 if greedy else 1.0)
         records = read_jsonl(tmp_path / "harvest.jsonl")
         assert [r["fc_success"] for r in records] == [1.0 if greedy else 0.0] * 2
+
+
+def test_the_harvest_pools_only_failures_some_answer_got_right(tmp_path):
+    """The solvability floor: a query the FC model fails on every answer may be impossible, so
+    it is not a weakness; one it answers right sometimes is."""
+    from toolduel.duel.harvest import harvest
+    from toolduel.models.base import Generation
+    from toolduel.world.lexicon import world_lexicon  # noqa: F401 - the harvest's gate
+
+    seeds = generate_samples(2, seed=5, kinds=("one_call",), phrasings=("plain",))
+    queries = {seed.query: seed for seed in seeds}
+
+    class Echo:  # the query model repeats its seed
+        name = "echo"
+
+        def generate(self, conversations, tools, config=None):
+            return [Generation(next(q for q in queries if q in c[-1]["content"])) for c in conversations]
+
+    class HalfRight:  # right on every other answer to the first seed's query, never on the second's
+        name = "half right"
+
+        def __init__(self):
+            self.calls = 0
+
+        def generate(self, conversations, tools, config=None):
+            out = []
+            for conversation in conversations:
+                seed = queries[conversation[-1]["content"]]
+                self.calls += 1
+                right = seed is seeds[0] and self.calls % 2 == 0
+                out.append(Generation(calls_text(seed.gold, right)))
+            return out
+
+    config = GameConfig(out=str(tmp_path), fc_samples=4)
+    pool, stats = harvest(config, 1, seeds, Echo(), HalfRight(), "q", "fc", tmp_path)
+    assert [p["seed_id"] for p in pool] == [seeds[0].id]  # 2 of 4 right: answerable, pooled
+    assert pool[0]["fc_success"] == 0.5 and pool[0]["solvable"] is True
+    records = read_jsonl(tmp_path / "harvest.jsonl")
+    assert [(r["fc_success"], r["solvable"]) for r in records] == [(0.5, True), (0.0, False)]
+    assert stats["unanswered_rate"] == 0.5 and stats["attack_success_rate"] == pytest.approx(0.25)
+    unfloored, _ = harvest(GameConfig(out=str(tmp_path), fc_samples=4, solvability_floor=False), 1, seeds, Echo(),
+                           HalfRight(), "q", "fc", tmp_path)
+    assert len(unfloored) == 2  # without the floor the impossible-looking query is pooled too
+
+
+def calls_text(gold, right: bool) -> str:
+    """The gold calls as the FC model writes them, or the same arguments given to a wrong function."""
+    calls = [{"name": g.name if right else "wrong_function",
+              "arguments": {k: v[0] for k, v in g.arguments.items() if v and v[0] != ""}} for g in gold]
+    return "".join(f"<tool_call>{json.dumps(c)}</tool_call>" for c in calls)
+
+
+def test_seeds_that_the_evaluation_also_holds_stop_the_run(tmp_path):
+    out = tmp_path / "run"
+    result = _run("--out", str(out), *TINY, "--seeds", "bfcl:simple_python", "--extra-eval", "bfcl:simple_python",
+                  "--extra-eval-limit", "5")
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert "share samples with the evaluation" in line and "bfcl:simple_python: 5 samples (simple_python_0" in line
+    assert not out.exists()  # stopped before a run folder was written
+    from toolduel.duel.loop import check_no_overlap
+
+    check_no_overlap(GameConfig(seeds="bfcl:simple_python", extra_eval="bfcl:multiple"))  # nothing shared
+    check_no_overlap(GameConfig(seeds="bfcl:simple_python", extra_eval="bfcl:simple_python", allow_overlap=True))

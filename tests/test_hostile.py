@@ -206,7 +206,7 @@ def test_pool_ids_stay_unique_when_seeds_repeat(tmp_path):
         def generate(self, conversations, tools, config=None):
             return [Generation(seed.query if any("Seed:" in m["content"] for m in c) else "no") for c in conversations]
 
-    pool, _ = harvest(GameConfig(fc_samples=1, reward_form="attack"), 1, [seed] * 4, Echo(), Echo(), "q", "f", tmp_path)
+    pool, _ = harvest(GameConfig(fc_samples=1, solvability_floor=False), 1, [seed] * 4, Echo(), Echo(), "q", "f", tmp_path)
     assert len(pool) == 4 and len({p["id"] for p in pool}) == 4
     assert [r["index"] for r in read_jsonl(tmp_path / "harvest.jsonl")] == [0, 1, 2, 3]
 

@@ -17,7 +17,7 @@ from toolduel.models.base import Generation
 from toolduel.models.endpoint import EndpointChatModel
 from toolduel.referee.judge import Judge, JudgePrompt, build_judge, parse_verdict
 from toolduel.referee.outcome import score_queries
-from toolduel.referee.rewards import QueryReward
+from toolduel.referee.rewards import QueryReward, QueryRewardSettings
 from toolduel.run_files import read_jsonl
 from toolduel.schema import Call, GoldCall, Sample, Tool
 from toolduel.world.lexicon import world_lexicon
@@ -228,7 +228,9 @@ def test_judge_rejections_are_invalid_and_judge_failures_have_no_reward(fake_ope
     assert outcomes[1].reasons == ["judge: it also asks about Berlin"]
     assert outcomes[3].reasons[0].startswith("ungrounded")  # the rules ran first: the judge was not asked
     assert fc.prompts == ["Paris weather please"]  # the FC model only answers what the judge accepted
-    rewards = QueryReward(fc, k=1, judge=judge, lexicon=world_lexicon())(queries, sample=[json.dumps(SEED.to_dict())] * 4)
+    settings = QueryRewardSettings(floor=False, invalid_penalty=-1.0)
+    rewards = QueryReward(fc, k=1, settings=settings, judge=judge, lexicon=world_lexicon())(
+        queries, sample=[json.dumps(SEED.to_dict())] * 4)
     assert rewards == [1.0, -1.0, None, -1.0]  # the judge's failure is no verdict: no reward, not a penalty
 
 
@@ -254,7 +256,8 @@ def test_harvest_passes_queries_through_the_judge_named_in_the_config(fake_opena
             return [Generation(text) for text in ("Paris weather please", "Paris and Berlin weather?")]
 
     config = GameConfig(out=str(tmp_path), judge_model="judge-model", judge_endpoint=fake_openai_server.base_url,
-                        judge_api_key_env="TOOLDUEL_TEST_KEY", fc_samples=1, harvest_keep="valid")
+                        judge_api_key_env="TOOLDUEL_TEST_KEY", fc_samples=1, solvability_floor=False,
+                        harvest_keep="valid")
     pool, stats = harvest(config, 1, [SEED, SEED], QueryModel(), ScriptedFC(), "q", "fc", tmp_path)
 
     records = read_jsonl(tmp_path / "harvest.jsonl")
@@ -277,7 +280,7 @@ def test_the_duels_attack_reward_asks_the_judge_named_in_the_config(fake_openai_
     out = tmp_path_factory.mktemp("duel")
     config = GameConfig(out=str(out), judge_model="judge-model", judge_endpoint=fake_openai_server.base_url,
                         judge_api_key_env="TOOLDUEL_TEST_KEY", attack_steps=1, attack_prompts_per_step=2,
-                        num_generations=2, max_query_tokens=12, fc_samples=1)
+                        num_generations=2, max_query_tokens=12, fc_samples=1, solvability_floor=False)
     fc = ScriptedFC()
 
     result = run_attack(config, [seed, seed], fc, query_path, out, progress=False, on_log=lambda line: None)

@@ -91,7 +91,8 @@ def test_grpo_attack_trains_only_the_adapter_and_continues_it_next_round(tmp_pat
     monkeypatch.setattr(outcome, "check_query", lambda query, sample, lexicon=None: ValidityVerdict(
         valid=len(query) % 2 == 0, reasons=[] if len(query) % 2 == 0 else ["test: odd length"]))
     config = GameConfig(**LORA, attack_steps=1, attack_prompts_per_step=2, num_generations=4, max_query_tokens=8,
-                        fc_samples=1, reward_form="attack", attack_learning_rate=5e-2)
+                        fc_samples=1, solvability_floor=False, invalid_penalty=-1.0,
+                        attack_learning_rate=5e-2)
     seeds = generate_samples(2, seed=2, kinds=("one_call",), id_prefix="attack")
     first = run_attack(config, seeds, SilentFCModel(), base_dir, tmp_path / "round_1", progress=False,
                        on_log=lambda message: None)

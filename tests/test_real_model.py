@@ -95,7 +95,7 @@ def test_one_grpo_step_on_smollm2_writes_the_step_log_and_the_query_model(smollm
     seed = Sample(id="p", tools=[ping], messages=[{"role": "user", "content": "ping the server"}],
                   gold=[GoldCall("ping_server")])
     attack = AttackSettings(attack_steps=1, attack_prompts_per_step=2, num_generations=2, max_query_tokens=16,
-                            fc_samples=1, reward_form="attack")
+                            fc_samples=1, solvability_floor=False)
     result = train_query_model(query_dir, [seed, seed], QueryReward(SilentFC(), k=1), tmp_path / "out",
                                attack=attack, trainer=TrainerSettings(), seed=0, progress=False,
                                on_log=lambda line: None)

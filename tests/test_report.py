@@ -293,14 +293,14 @@ def test_rejection_bars_are_harvest_counts(run):
 def test_rounds_table_holds_metrics(run):
     rows = run["page"].tables["rounds"]
     header = rows[0]
-    assert header == ["round", *(f"accuracy: {s}" for s in sorted(HELDOUT_SETS)), "attack success: before defence",
-                      "after defence", "validity", "pool size", "seconds"]
+    assert header == ["round", *(f"accuracy: {s}" for s in sorted(HELDOUT_SETS)), "attack success: before defence (harvest)",
+                      "after defence (fresh queries)", "validity", "pool size", "seconds"]
     for row, metric in zip(rows[1:], run["metrics"], strict=True):
         cells = dict(zip(header, row))
         assert cells["round"] == str(metric["round"])
         assert all(cells[f"accuracy: {s}"] == _pct(metric["accuracy"][s]) for s in HELDOUT_SETS)
-        assert cells["after defence"] == _pct(metric["attack_success_rate"])
-        assert cells["attack success: before defence"] == _pct(metric.get("attack_success_rate_before_defence"))
+        assert cells["after defence (fresh queries)"] == _pct(metric["attack_success_rate"])
+        assert cells["attack success: before defence (harvest)"] == _pct(metric.get("attack_success_rate_before_defence"))
         assert cells["validity"] == _pct(metric["validity_rate"])
         assert cells["pool size"] == str(metric["pool_size"]) == str(sum(p["round"] <= metric["round"]
                                                                           for p in run["pool"]))

@@ -75,13 +75,28 @@ def test_query_rewards_combine_validity_success_and_penalties():
                                    length_penalty_per_char=0.01, free_chars=10)
     queries = ["12 km please", "12 km please", "twelve km", "x" * 30]
     rewards = query_rewards(queries, valid=[True, True, False, True], fc_success=[0.25, 0.25, None, 1.0],
-                            settings=settings)
+                            solvable=[True, True, False, True], settings=settings)
     assert rewards == pytest.approx([
         0.75 - 0.02,        # 1 - p, two characters over the free length
         0.75 - 0.2 - 0.02,  # the same query again: duplicate penalty
-        -1.0,               # invalid: fixed penalty
+        -1.0,               # invalid: the penalty asked for
         0.0 - 0.2,          # FC model always right: nothing, and 20 characters too long
     ])
+
+
+def test_the_floor_pays_nothing_for_a_query_nobody_answered():
+    queries = ["a", "b", "c", "d", "e"]
+    rewards = query_rewards(queries, valid=[True, True, True, False, True], fc_success=[0.0, 0.0, 0.75, None, 1.0],
+                            solvable=[False, True, True, False, True], settings=QueryRewardSettings())
+    assert rewards == pytest.approx([
+        0.0,    # every answer wrong and no reference solved it: maybe impossible, not paid
+        1.0,    # every answer wrong, but a reference solver answered it: the strongest attack
+        0.25,   # right on 3 of 4 answers: 1 - p
+        None,   # invalid: left out of the update (TRL gives a None no advantage), by default
+        0.0,    # always right: no failure
+    ])
+    without = query_rewards(queries[:1], [True], [0.0], [False], QueryRewardSettings(floor=False))
+    assert without == [1.0]  # the floor off: 1 - p_F, unanswerable or not
 
 
 class ScriptedFC:
@@ -111,10 +126,14 @@ def test_score_queries_gates_validity_and_scores_k_answers():
 
 
 def test_query_reward_is_a_trl_reward_function():
-    reward = QueryReward(ScriptedFC(), k=1, lexicon=world_lexicon())
-    values = reward(["Please convert twelve km", "Convert 12 km now", "nothing"], sample=[SEED_JSON] * 3)
-    assert values == [1.0, 0.0, -1.0]  # fooled it, did not, invalid
+    queries = ["Please convert twelve km", "Convert 12 km now", "nothing"]
+    reward = QueryReward(ScriptedFC(), k=1, lexicon=world_lexicon(),
+                         settings=QueryRewardSettings(floor=False, invalid_penalty=-1.0))
+    assert reward(queries, sample=[SEED_JSON] * 3) == [1.0, 0.0, -1.0]  # fooled it, did not, invalid
     assert len(reward.history) == 1 and reward.history[0][0].fc_outputs == [WRONG_VALUE]
+    # the defaults: the scripted model never answers "twelve" right, so nothing shows that query
+    # answerable (no reward), and the invalid query is left out of the update
+    assert QueryReward(ScriptedFC(), k=1, lexicon=world_lexicon())(queries, sample=[SEED_JSON] * 3) == [0.0, 0.0, None]
 
 
 def test_adversarial_sample_replaces_only_the_last_user_message():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -12,7 +13,7 @@ from collections import Counter
 import jsonschema
 import pytest
 
-from toolduel.referee.validity import check_query
+from toolduel.referee.validity import check_query, nothing_held_out
 from toolduel.schema import OPTIONAL, Sample
 from toolduel.world.functions import all_functions, domains, world_tools
 from toolduel.world.generator import (
@@ -28,6 +29,8 @@ from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS
 from toolduel.world.surface import indirect_forms, number_words, surface_forms
 
 WORLD = world_lexicon()  # the rule check knows the world's surface forms and intent words
+# A rewrite of a seed may fall in the held-out split, which the gate refuses (tested on its own)
+REWRITES = dataclasses.replace(WORLD, held_out=nothing_held_out)
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +146,15 @@ def test_perturbations_change_the_query_but_not_the_request():
         queries = {rephrase(sample, phrasing, rng) for _ in range(5)} - {None}
         assert queries and sample.query not in queries, phrasing
         for query in queries:
-            assert check_query(query, sample, WORLD).valid, (phrasing, query)
+            assert check_query(query, sample, REWRITES).valid, (phrasing, query)
 
 
 def test_the_worlds_rewrites_of_a_seed_stay_within_the_gates_growth_bound():
     # the gate's MAX_GROWTH is sized from these: no style of the world adds more to its seed
     rng = random.Random(1)
     seeds = generate_samples(300, seed=3, phrasings=("plain",))
-    failures = [(phrasing, query, check_query(query, seed, WORLD).reasons) for seed in seeds for phrasing in PHRASINGS
-                for query in [rephrase(seed, phrasing, rng)] if query and not check_query(query, seed, WORLD).valid]
+    failures = [(phrasing, query, check_query(query, seed, REWRITES).reasons) for seed in seeds for phrasing in PHRASINGS
+                for query in [rephrase(seed, phrasing, rng)] if query and not check_query(query, seed, REWRITES).valid]
     assert failures == []
 
 

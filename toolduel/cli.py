@@ -60,9 +60,9 @@ def settings_flags(config_class: type, **command_options: Any) -> Callable:
     ``settings`` holds the flags given, their values read as YAML (``true``, ``3e-4``, ``null``)."""
     fields = fields_in_order(config_class)
 
-    def panel(name: str) -> str:
-        owner = next(c for c in config_class.__mro__ if name in vars(c).get("__annotations__", {}))
-        return owner.PANEL
+    def panel(name: str) -> str:  # the group that brings the setting, even where a program changes its default
+        owners = [c for c in config_class.__mro__ if name in vars(c).get("__annotations__", {})]
+        return owners[-1].PANEL
 
     def flag(field: dataclasses.Field) -> inspect.Parameter:
         text = escape(f"{field.metadata['help']} (default: {field.default})")  # keeps [vllm] and the like

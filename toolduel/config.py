@@ -164,7 +164,9 @@ def to_yaml(config: Any) -> str:
 
 
 def fields_in_order(config_class: type) -> list[dataclasses.Field]:
-    """A config's settings: its own first, then those of each settings group it is made of."""
+    """A config's settings: its own first, then those of each settings group it is made of (a
+    setting whose default a program changes stays in its group)."""
     fields = {field.name: field for field in dataclasses.fields(config_class)}
-    return [fields[name] for cls in config_class.__mro__ for name in vars(cls).get("__annotations__", {})
-            if name in fields]
+    names = [name for cls in config_class.__mro__ for name in vars(cls).get("__annotations__", {}) if name in fields]
+    last = {name: position for position, name in enumerate(names)}
+    return [fields[name] for position, name in enumerate(names) if last[name] == position]

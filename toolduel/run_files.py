@@ -13,7 +13,10 @@ Every file name of a run folder is written here only. A duel (``toolduel run``):
         fc_model/                     the FC model after this round's defence (with fc_lora: a PEFT adapter)
         attack_log.jsonl              per attack step: queries, attack success, validity, seconds
         harvest.jsonl                 every harvested query, valid or not, with rejection reasons
-        after_defence.jsonl           the new FC model's answers to this round's pool queries
+        fresh_attack.jsonl            the round's query model on fresh seeds against the defended FC model:
+                                      every query, as in harvest.jsonl (what the after-defence rate is measured on)
+        after_defence.jsonl           the defended FC model's answers to this round's pool queries (which it
+                                      trained on: the report's examples, not a rate)
         eval/<set>/results.jsonl      held-out evaluation, the format of `toolduel eval`
         eval/<set>/summary.json
       final_fc_model/                 the FC model after the last round (always a full, merged checkpoint)
@@ -21,18 +24,22 @@ Every file name of a run folder is written here only. A duel (``toolduel run``):
       report/                         the weakness report (HTML + PNG)
 
 A metrics line holds at least ``round``, ``accuracy`` ({held-out set: accuracy}),
-``attack_success_rate`` and ``validity_rate``; also ``pool_size``, ``error_kinds``
-({set: {kind: count}}), ``error_types`` and ``seconds`` ({phase: seconds}).
+``attack_success_rate`` (the round's query model against the defended FC model, on fresh
+queries) and ``validity_rate`` (of the harvest); also ``attack_success_rate_before_defence`` (the
+harvest's queries against the FC model before the defence), ``attack`` (both measurements in
+full: ``before_defence``, ``after_defence``), ``pool_size``, ``error_kinds`` ({set: {kind:
+count}}), ``error_types`` and ``seconds`` ({phase: seconds}).
 
 A pool record (one JSON line) holds ``id``, ``round``, ``seed_id``, ``query_checkpoint``,
 ``fc_checkpoint``, ``query``, ``seed_query``, ``phrasing`` (the seed's tag, where known),
 ``sample`` (``Sample.to_dict()`` with the adversarial query as its user message),
 ``fc_outputs`` (raw texts of the k FC samples), ``verdicts`` (their verdict dicts),
-``fc_success`` (mean score), ``attack_success`` (bool: the FC model failed), ``error_type``
-and ``kind`` (of the first failing verdict, or None).
+``fc_success`` (mean score), ``attack_success`` (bool: the FC model failed), ``solvable`` (bool:
+some answer was right, or a solving judge answered it), ``reference_solved``, ``error_type`` and
+``kind`` (of the first failing verdict, or None).
 
 A harvest record holds ``round``, ``seed_id``, ``query``, ``valid`` and ``reasons`` (why the
-validity gate rejected it; empty when valid).
+validity gate rejected it; empty when valid), ``fc_success``, ``solvable`` and ``sample``.
 
 An after-defence record holds ``id`` (the pool record's), ``round``, ``raw_output``, ``verdict``.
 
@@ -80,6 +87,7 @@ TRAINER = "trainer"
 ATTACK_LOG = "attack_log.jsonl"
 HARVEST = "harvest.jsonl"
 HARVEST_STATS = "harvest_stats.json"
+FRESH_ATTACK = "fresh_attack.jsonl"
 AFTER_DEFENCE = "after_defence.jsonl"
 ROUND_METRICS = "metrics.json"
 EVAL = "eval"

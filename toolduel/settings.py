@@ -54,13 +54,17 @@ class AttackSettings(SettingsGroup):
     max_query_tokens: int = option(48, "longest query the query model writes")
     query_temperature: float = option(0.7, "sampling temperature of the query model (the embedded query model's "
                                            "samples are 0.9 valid at 0.7, 0.75 at 1.0)")
-    fc_samples: int = option(1, "k: FC model answers per query, whose mean score is p_F")
+    fc_samples: int = option(4, "k: FC model answers per query, whose mean score is p_F")
     fc_temperature: float = option(0.7, "sampling temperature of the FC model when k > 1")
+    solvability_floor: bool = option(True, "a failure counts (in the reward, the harvest and every attack success "
+                                           "rate) only where the query is answerable: the FC model right on some of "
+                                           "its fc_samples answers, or a solve-mode judge right on it")
     reward_form: str = option("attack", "attack: 1-p; learnability: 4p(1-p) (needs fc_samples >= 2); band: 1-p "
                                         "inside band")
     band_low: float = option(0.1, "band form: lowest p_F that is paid")
     band_high: float = option(0.9, "band form: highest p_F that is paid")
-    invalid_penalty: float = option(-1.0, "reward of a query that fails the validity gate")
+    invalid_penalty: float | None = option(None, "reward of a query that fails the validity gate (none: left out of "
+                                                 "the update, no advantage and not in its group's baseline)")
     duplicate_penalty: float = option(0.2, "subtracted for a near-duplicate of an earlier query in the batch")
     query_lora: bool = option(False, "train the query model as a LoRA adapter (PEFT) instead of in full")
     vllm_server_port: int = option(8000, "use_vllm in server mode: port of `trl vllm-serve` holding the query model")
@@ -79,6 +83,11 @@ class AttackSettings(SettingsGroup):
         if self.reward_form == "learnability" and self.fc_samples < 2:
             raise ConfigError("reward_form learnability pays 4p(1-p), which is 0 for every query when p comes from "
                               "one answer (fc_samples 1): use fc_samples >= 2, or reward_form attack")
+        solver = getattr(self, "judge_model", None) and getattr(self, "judge_mode", None) == "solve"
+        if self.solvability_floor and self.fc_samples < 2 and not solver:
+            raise ConfigError("solvability_floor needs fc_samples >= 2 (a query is answerable when the FC model is "
+                              "right on some of its answers; with one answer no failure ever is) or a judge in "
+                              "judge_mode solve; or set solvability_floor false to count unanswerable failures too")
         if not 0.0 <= self.band_low <= self.band_high <= 1.0:
             raise ConfigError(f"need 0 <= band_low <= band_high <= 1 (got {self.band_low}, {self.band_high})")
         for name in ("attack_learning_rate", "query_temperature"):
@@ -87,8 +96,9 @@ class AttackSettings(SettingsGroup):
         check_port("vllm_server_port", self.vllm_server_port)
 
     def reward_settings(self) -> QueryRewardSettings:
-        return QueryRewardSettings(form=self.reward_form, invalid_penalty=self.invalid_penalty,
-                                   duplicate_penalty=self.duplicate_penalty, band=(self.band_low, self.band_high))
+        return QueryRewardSettings(form=self.reward_form, floor=self.solvability_floor,
+                                   invalid_penalty=self.invalid_penalty, duplicate_penalty=self.duplicate_penalty,
+                                   band=(self.band_low, self.band_high))
 
     def fc_generation(self, samples: int | None = None, seed: int | None = None) -> GenerationConfig:
         """How the FC model answers attacks: sampled when p_F is a mean over k > 1 answers (k:

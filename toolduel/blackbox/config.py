@@ -18,6 +18,13 @@ from toolduel.training.warm_start import check_world_budget
 class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
     PANEL = "Endpoint, budget, seeds, harvest"
 
+    # --- the attack's defaults where every FC answer is a paid request ----------------------------
+    fc_samples: int = option(1, "k: FC model answers per query, whose mean score is p_F (each a request)")
+    solvability_floor: bool = option(False, "a failure counts (in the reward, the adversarial set and the attack "
+                                            "success rate) only where the query is answerable: the endpoint right on "
+                                            "some of its fc_samples answers (fc_samples >= 2: k requests a query), "
+                                            "or a solve-mode judge right on it")
+
     # --- the FC model behind an OpenAI-compatible endpoint ---------------------------------------
     endpoint: str | None = option(None, "base URL of the server, with its API prefix, e.g. http://127.0.0.1:8000/v1")
     model: str | None = option(None, "the model name the server serves (vLLM: the name given to `vllm serve`; "

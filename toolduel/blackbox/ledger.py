@@ -17,7 +17,9 @@ takes the last record of each key (:func:`latest_records`). A record holds ``id`
 ``seed_id``, ``query``, ``status`` (scored or failed), ``valid``, ``reasons`` (the validity
 gate's, as in a harvest record), ``error`` (why it failed), ``fc_model``, ``fc_outputs``,
 ``verdicts``, ``fc_errors`` (answers that failed; the others make ``fc_success``),
-``fc_success``, ``attack_success``, ``requests`` (sent to the FC endpoint for it), ``attempts``
+``fc_success``, ``attack_success`` (valid and some answer wrong), ``solvable`` (some answer
+right, or a solving judge right: see :mod:`toolduel.referee.outcome`), ``reference_solved``,
+``requests`` (sent to the FC endpoint for it), ``attempts``
 (HTTP attempts, retries included) and ``time``.
 
 The budget counts requests before they are sent and saves the count at once, so a run killed
@@ -67,7 +69,8 @@ def outcome_from_record(record: dict) -> AttackOutcome:
     return AttackOutcome(query=record["query"], valid=bool(record["valid"]), reasons=list(record.get("reasons") or []),
                          fc_outputs=list(record.get("fc_outputs") or []), verdicts=list(record.get("verdicts") or []),
                          fc_success=record.get("fc_success"), error=record.get("error"),
-                         fc_errors=list(record.get("fc_errors") or []))
+                         fc_errors=list(record.get("fc_errors") or []),
+                         reference_solved=record.get("reference_solved") is True)
 
 
 class RequestBudget:
@@ -178,7 +181,9 @@ class QueryLedger:
             "valid": outcome.valid, "reasons": outcome.reasons, "error": outcome.error,
             "fc_model": getattr(self.fc_model, "name", None), "fc_outputs": outcome.fc_outputs,
             "verdicts": outcome.verdicts, "fc_errors": outcome.fc_errors, "fc_success": outcome.fc_success,
-            "attack_success": None if outcome.fc_success is None else outcome.fc_success < 1.0,
+            "attack_success": None if outcome.fc_success is None else outcome.fooled,
+            "solvable": None if outcome.fc_success is None else outcome.solvable,
+            "reference_solved": outcome.reference_solved,
             "sample": adversarial_sample(seed, outcome.query).to_dict() if outcome.valid else None,
             "requests": requests, "attempts": attempts, "time": round(time.time(), 3),
         }

@@ -201,7 +201,7 @@ def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, p
         return "budget"
     if ledger.outage is not None:
         return "endpoint"
-    files.write_json_atomic(run.dir / files.HARVEST_STATS, step_stats(outcomes))
+    files.write_json_atomic(run.dir / files.HARVEST_STATS, step_stats(outcomes, config.solvability_floor))
     run.mark("harvest")
     return None
 
@@ -223,19 +223,20 @@ def write_findings(run: RunFolder, seeds: list[Sample], on_log: Callable[[str], 
     adversarial, unknown = [], set()
     endpoint = f"{config.model} at {config.endpoint}"
     for record in scored:
-        if not record["valid"] or (config.harvest_keep == "successful" and not record["attack_success"]):
+        outcome = outcome_from_record(record)
+        if not outcome.valid or (config.harvest_keep == "successful" and not outcome.weakness(config.solvability_floor)):
             continue
         if record["seed_id"] not in by_id:
             unknown.add(record["seed_id"])
             continue
         where = f"step {record['step']}" if record.get("step") else files.QUERY_MODEL
-        adversarial.append(pool_record(record["id"], 1, by_id[record["seed_id"]], outcome_from_record(record), where,
+        adversarial.append(pool_record(record["id"], 1, by_id[record["seed_id"]], outcome, where,
                                        endpoint) | {"phase": record["phase"], "step": record.get("step")})
     if unknown:
         on_log(f"[yellow]left out[/yellow] queries of {len(unknown)} seed(s) no longer in {config.seeds}")
     files.write_jsonl_atomic(run.dir / files.POOL, adversarial)
     files.write_pool_dataset(adversarial, run.dir / files.POOL_DATASET)
-    stats = step_stats([outcome_from_record(r) for r in records])
+    stats = step_stats([outcome_from_record(r) for r in records], config.solvability_floor)
     metrics = {"round": 1, "accuracy": {}, "attack_success_rate": None,
                "attack_success_rate_before_defence": stats["attack_success_rate"],
                "validity_rate": stats["validity_rate"], "pool_size": len(adversarial), "queries": len(records),

@@ -13,7 +13,9 @@ A spec names where samples come from:
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from pathlib import Path
 
 from toolduel.data.bfcl import BFCL_AST_CATEGORIES, DataError, load_bfcl
@@ -22,7 +24,7 @@ from toolduel.run_files import seeded_draw
 from toolduel.schema import Sample
 
 __all__ = ["BFCL_AST_CATEGORIES", "WORLD_TRAIN", "DataError", "LoadReport", "check_spec", "load_samples", "named_sets",
-           "replay_samples", "seed_pool", "seed_samples"]
+           "overlaps", "replay_samples", "seed_pool", "seed_samples"]
 
 WORLD_TRAIN = "world:train"
 
@@ -130,3 +132,27 @@ def replay_samples(spec: str, n: int, stream: str, seed: int) -> list[Sample]:
         return replay_requests(n, seed=random.Random(f"{seed}:{stream}").randrange(10**9),
                                id_prefix=f"replay-{stream}")
     return seeded_draw(load_samples(spec).samples, n, stream, seed)
+
+
+def _request_key(sample: Sample) -> str:
+    query = re.sub(r"\s+", " ", sample.query.lower()).strip()
+    return json.dumps([query, [gold.to_bfcl() for gold in sample.gold]], sort_keys=True, default=str)
+
+
+def overlaps(seeds: str, evaluated: dict[str, list[Sample]]) -> list[str]:
+    """Where the samples of the ``seeds`` spec (the duel's seeds and replay) are also in an
+    ``evaluated`` set (by name): the same sample id, or the same query and gold calls. One entry
+    per set, ``"<set>: <n> samples (<first ids>)"``; empty when they share nothing.
+    ``world:train`` is drawn from the world's training split, so it shares no query with the
+    world's held-out sets, and it holds no sample of another source."""
+    if seeds == WORLD_TRAIN:
+        return []
+    pool = load_samples(seeds).samples
+    ids, requests = {s.id for s in pool}, {_request_key(s) for s in pool}
+    found = []
+    for name, samples in evaluated.items():
+        shared = [s.id for s in samples if s.id in ids or _request_key(s) in requests]
+        if shared:
+            more = ", ..." if len(shared) > 3 else ""
+            found.append(f"{name}: {len(shared)} samples ({', '.join(shared[:3])}{more})")
+    return found

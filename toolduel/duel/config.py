@@ -27,9 +27,12 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     heldout_limit: int | None = option(48, "samples per held-out set")
     extra_eval: str | None = option(None, "another data spec evaluated every round, e.g. bfcl:simple_python")
     extra_eval_limit: int | None = option(50, "samples per category of extra_eval")
+    allow_overlap: bool = option(False, "start even where the seeds (and so the pool and the replay) share samples "
+                                        "with heldout or extra_eval: an evaluation of what the FC model trained on")
     # --- harvest --------------------------------------------------------------------------------
     harvest_seeds: int = option(64, "seed samples the trained query model rewrites per round")
-    harvest_keep: str = option("successful", "successful: pool only queries that fooled the FC model; valid: all")
+    harvest_keep: str = option("successful", "successful: pool only valid queries that fooled the FC model (answerable "
+                                             "ones, with solvability_floor); valid: every valid query")
     harvest_greedy: bool = option(False, "harvest: the FC model answers each query once, greedily as in evaluation "
                                          "(true), or fc_samples times at fc_temperature as in the attack (false)")
     pool_budget: int | None = option(None, "at most this many pool records added per round (equal-budget comparisons)")
@@ -71,6 +74,10 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.harvest_keep not in ("successful", "valid"):
             raise ConfigError(f"harvest_keep must be successful or valid (got {self.harvest_keep!r})")
+        if self.harvest_greedy and self.solvability_floor and not (self.judge_model and self.judge_mode == "solve"):
+            raise ConfigError("harvest_greedy answers each harvested query once, which cannot show that a failed query "
+                              "is answerable (solvability_floor): drop harvest_greedy, use a judge in judge_mode solve, "
+                              "or set solvability_floor false")
         if self.defend not in ("sft", "grpo"):
             raise ConfigError(f"defend must be sft or grpo (got {self.defend!r})")
         for name in ("pool_budget", "replay_examples"):

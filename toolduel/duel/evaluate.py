@@ -1,8 +1,10 @@
 """Phase 4, evaluate: the defended FC model on the held-out sets, and this round's attack against it.
 
-Each held-out set is evaluated exactly as ``toolduel eval`` does (:func:`toolduel.evaluate.evaluate`);
-the round's harvested queries are scored again against the new FC model, as the harvest scored
-them, to show how much of the attack the defence closed. One metrics line per round.
+Each held-out set is evaluated exactly as ``toolduel eval`` does (:func:`toolduel.evaluate.evaluate`).
+The round's attack is measured again on *fresh* queries: its query model rewrites seeds it was
+never trained on and the defence never saw, against the defended FC model, gated, judged and
+scored as the harvest scored its queries. The queries the defence trained on (the round's pool)
+are answered again only as examples for the report. One metrics line per round.
 """
 
 from __future__ import annotations
@@ -10,21 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 from toolduel import run_files as files
-from toolduel.data import named_sets
-from toolduel.duel.harvest import harvest_scoring, harvest_seeds
-from toolduel.duel.players import fc_player
+from toolduel.data import named_sets, seed_samples
+from toolduel.duel.harvest import attack_records
+from toolduel.duel.players import fc_player, load_chat_model
 from toolduel.evaluate import evaluate
 from toolduel.models import close_model
 from toolduel.models.base import GenerationConfig
 from toolduel.progress import console
-from toolduel.referee.outcome import score_queries, step_stats
+from toolduel.referee.outcome import AttackOutcome, score_answers, step_stats
 from toolduel.run_files import RunFolder
-from toolduel.world.lexicon import world_lexicon
+from toolduel.schema import Sample
 
 
 def phase_evaluate(run: RunFolder, round_index: int, progress: bool) -> dict:
     """Held-out accuracy of the current FC model; for a round, also the attack success of this
-    round's queries against the defended FC model, and its answers to the pool's queries."""
+    round's query model against the defended FC model on fresh queries, and the defended FC
+    model's answers to the pool's queries."""
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     fc_model = fc_player(run)
     metrics: dict[str, Any] = {"round": round_index, "accuracy": {}, "error_kinds": {}, "error_types": {},
@@ -38,7 +41,7 @@ def phase_evaluate(run: RunFolder, round_index: int, progress: bool) -> dict:
         metrics["error_kinds"][name] = summary["error_kinds"]
         metrics["error_types"][name] = summary["error_types"]
     if round_index > 0:
-        metrics.update(attack_after_defence(run, round_index, fc_model))
+        metrics.update(attack_after_defence(run, round_index, fc_model, progress))
     close_model(fc_model)
     metrics["pool_size"] = len(files.read_jsonl(run.dir / files.POOL))
     prefix = f"{round_index}:"
@@ -49,37 +52,53 @@ def phase_evaluate(run: RunFolder, round_index: int, progress: bool) -> dict:
     return metrics
 
 
-def attack_after_defence(run: RunFolder, round_index: int, fc_model: Any) -> dict:
-    """This round's harvested queries against the defended FC model: its attack success now,
-    before the defence, and the new answers to the pool's queries (``after_defence.jsonl``)."""
+def fresh_seeds(config: Any, round_index: int) -> list[Sample]:
+    """As many seeds as the harvest's, drawn on their own stream: none of the round's training data."""
+    return seed_samples(config.seeds, config.harvest_seeds, f"fresh-attack-{round_index}", config.seed)
+
+
+def attack_after_defence(run: RunFolder, round_index: int, fc_model: Any, progress: bool = False) -> dict:
+    """The round's query model against the defended FC model on fresh queries (``fresh_attack.jsonl``),
+    beside the harvest's measurement against the FC model before the defence; and the defended
+    model's answers to the round's pool queries (``after_defence.jsonl``)."""
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
-    seeds = harvest_seeds(config, round_index)
-    harvested = [r for r in files.read_jsonl(out_dir / files.HARVEST)
-                 if r.get("seed_id") in {s.id for s in seeds} and isinstance(r.get("query"), str)]
-    for position, record in enumerate(harvested):  # a run folder from before harvest records were indexed
-        record.setdefault("index", position)
-    harvested = [r for r in harvested if isinstance(r["index"], int) and 0 <= r["index"] < len(seeds)
-                 and seeds[r["index"]].id == r["seed_id"]]
-    k, generation = harvest_scoring(config)  # scored as the harvest scored them
-    outcomes = score_queries(fc_model, [seeds[r["index"]] for r in harvested], [r["query"] for r in harvested],
-                             k=k, generation=generation, lexicon=world_lexicon())
-    by_index = {r["index"]: o for r, o in zip(harvested, outcomes)}
+    query_model = load_chat_model(run.path("query_path"), config, progress, "query model")
+    try:
+        outcomes, records = attack_records(config, round_index, fresh_seeds(config, round_index), query_model,
+                                           fc_model)
+    finally:
+        close_model(query_model)
+    files.write_jsonl_atomic(out_dir / files.FRESH_ATTACK, records)
+    after = step_stats(outcomes, config.solvability_floor)
     pool = files.read_jsonl(out_dir / files.POOL)
-    first_index = {}  # for pool records from before they carried their harvest position
-    for record in harvested:
-        first_index.setdefault(record["seed_id"], record["index"])
-    answers = {p["id"]: by_index.get(p.get("harvest_index", first_index.get(p.get("seed_id")))) for p in pool}
-    after = [{"id": p["id"], "round": round_index, "raw_output": answers[p["id"]].fc_outputs[0],
-              "verdict": answers[p["id"]].verdicts[0]} for p in pool
-             if answers[p["id"]] is not None and answers[p["id"]].valid and answers[p["id"]].verdicts]
-    files.write_jsonl_atomic(out_dir / files.AFTER_DEFENCE, after)
+    files.write_jsonl_atomic(out_dir / files.AFTER_DEFENCE, answers_to_pool(pool, round_index, fc_model))
     before = files.read_json_object(out_dir / files.HARVEST_STATS)
     attack_log = files.read_jsonl(out_dir / files.ATTACK_LOG)
-    return {"attack_success_rate": step_stats(outcomes)["attack_success_rate"],
+    return {"attack_success_rate": after["attack_success_rate"],
             "attack_success_rate_before_defence": before["attack_success_rate"],
             "validity_rate": before["validity_rate"],
+            "attack": {"before_defence": before, "after_defence": after},
             "pool_added": len(pool),
             "attack_steps": [{k: s[k] for k in ("step", "attack_success_rate", "validity_rate")} for s in attack_log]}
+
+
+def answers_to_pool(pool: list[dict], round_index: int, fc_model: Any) -> list[dict]:
+    """The FC model's greedy answer to each pool record's query, checked (after-defence records)."""
+    samples = {}
+    for record in pool:
+        try:
+            samples[record["id"]] = Sample.from_dict(record["sample"])
+        except (KeyError, TypeError, ValueError):  # a record without its sample has nothing to answer
+            continue
+    generations = fc_model.generate([s.messages for s in samples.values()], [s.tools for s in samples.values()],
+                                    GenerationConfig(max_new_tokens=128))
+    after = []
+    for (record_id, sample), generation in zip(samples.items(), generations):
+        answered = score_answers(AttackOutcome(sample.query, True, []), sample, [generation])
+        if answered.verdicts:
+            after.append({"id": record_id, "round": round_index, "raw_output": answered.fc_outputs[0],
+                          "verdict": answered.verdicts[0]})
+    return after
 
 
 def rebuild_metrics(run: RunFolder) -> None:
@@ -91,13 +110,16 @@ def rebuild_metrics(run: RunFolder) -> None:
 def print_round(metrics: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"round {metrics['round']}")
+    caption = ("attack success: the round's query model against the FC model before its defence (the harvest's "
+               "queries) / after it (fresh queries)") if metrics["round"] > 0 else None
+    table = Table(title=f"round {metrics['round']}", caption=caption)
     for column in [*metrics["accuracy"], "attack success", "validity", "pool"]:
         table.add_column(column, justify="right")
 
     def percent(value: float | None) -> str:
         return "-" if value is None else f"{value:.1%}"
 
-    table.add_row(*[percent(v) for v in metrics["accuracy"].values()], percent(metrics["attack_success_rate"]),
-                  percent(metrics["validity_rate"]), str(metrics.get("pool_size", 0)))
+    attack = f"{percent(metrics.get('attack_success_rate_before_defence'))} / {percent(metrics['attack_success_rate'])}"
+    table.add_row(*[percent(v) for v in metrics["accuracy"].values()], attack, percent(metrics["validity_rate"]),
+                  str(metrics.get("pool_size", 0)))
     console.print(table)

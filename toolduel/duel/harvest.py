@@ -1,5 +1,6 @@
 """Phase 2, harvest: the trained query model rewrites fresh seeds; the valid queries that fooled
-the FC model join the adversarial pool, with their provenance (:func:`toolduel.referee.outcome.pool_record`)."""
+the FC model, and could be answered (the solvability floor), join the adversarial pool, with
+their provenance (:func:`toolduel.referee.outcome.pool_record`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from toolduel.models.base import GenerationConfig
 from toolduel.progress import console
 from toolduel.prompts import sample_queries
 from toolduel.referee.judge import build_judge
-from toolduel.referee.outcome import adversarial_sample, pool_record, score_queries, step_stats
+from toolduel.referee.outcome import AttackOutcome, adversarial_sample, pool_record, score_queries, step_stats
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
 from toolduel.world.lexicon import world_lexicon
@@ -32,29 +33,37 @@ def harvest_seeds(config: GameConfig, round_index: int) -> list[Sample]:
     return seed_samples(config.seeds, config.harvest_seeds, f"harvest-{round_index}", config.seed)
 
 
-def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
-            query_checkpoint: str, fc_checkpoint: str, out_dir: Path, judge: Any = None) -> tuple[list[dict], dict]:
-    """Sample a query per seed, gate validity (rules, and the judge: by default the one the
-    config names), let the FC model answer; returns the pool records of this round and the
-    harvest stats. Every query, valid or not, goes to ``harvest.jsonl``."""
+def attack_records(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
+                   judge: Any = None) -> tuple[list[AttackOutcome], list[dict]]:
+    """Sample a query per seed, gate validity (rules, and the judge: by default the one the config
+    names), let the FC model answer: the outcomes, and one record per query, valid or not, as
+    ``harvest.jsonl`` holds them."""
     queries = sample_queries(query_model, seeds, config.query_generation(config.seed + round_index))
     k, generation = harvest_scoring(config)
     outcomes = score_queries(fc_model, seeds, queries, k=k, generation=generation, lexicon=world_lexicon(),
                              judge=judge if judge is not None else build_judge(config))
-    harvest_records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query,
-                        "valid": o.valid, "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
-                        "fc_success": o.fc_success,
-                        # what a valid query asks for: the report compares the traits of queries that
-                        # fooled the FC model with those that did not
-                        "sample": adversarial_sample(seed, o.query).to_dict() if o.valid else None}
-                       for index, (seed, o) in enumerate(zip(seeds, outcomes))]
-    files.write_jsonl_atomic(out_dir / files.HARVEST, harvest_records)
+    records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query,
+                "valid": o.valid, "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
+                "fc_success": o.fc_success, "solvable": o.solvable,
+                # what a valid query asks for: the report compares the traits of queries that
+                # fooled the FC model with those that did not
+                "sample": adversarial_sample(seed, o.query).to_dict() if o.valid else None}
+               for index, (seed, o) in enumerate(zip(seeds, outcomes))]
+    return outcomes, records
+
+
+def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
+            query_checkpoint: str, fc_checkpoint: str, out_dir: Path, judge: Any = None) -> tuple[list[dict], dict]:
+    """The query model's queries for ``seeds`` (:func:`attack_records`, every one written to
+    ``harvest.jsonl``); returns the pool records of this round and the harvest stats."""
+    outcomes, records = attack_records(config, round_index, seeds, query_model, fc_model, judge)
+    files.write_jsonl_atomic(out_dir / files.HARVEST, records)
     # Seeds may repeat (drawn with replacement): the harvest position makes each pool id unique.
     pool = [pool_record(f"r{round_index}-{index}-{seed.id}", round_index, seed, outcome, query_checkpoint,
                         fc_checkpoint) | {"harvest_index": index}
             for index, (seed, outcome) in enumerate(zip(seeds, outcomes))
-            if outcome.valid and (config.harvest_keep == "valid" or outcome.fc_success < 1.0)]
-    return pool[:config.pool_budget], step_stats(outcomes)
+            if outcome.valid and (config.harvest_keep == "valid" or outcome.weakness(config.solvability_floor))]
+    return pool[:config.pool_budget], step_stats(outcomes, config.solvability_floor)
 
 
 def phase_harvest(run: RunFolder, round_index: int, progress: bool) -> None:

@@ -23,6 +23,7 @@ from typing import Callable
 from toolduel import run_files as files
 from toolduel.checkpoints import export_merged
 from toolduel.config import ConfigError, load_config, to_yaml
+from toolduel.data import DataError, named_sets, overlaps
 from toolduel.duel.attack import phase_attack
 from toolduel.duel.config import GameConfig
 from toolduel.duel.defend import phase_defend
@@ -44,6 +45,19 @@ def _open(folder: Path, config: GameConfig) -> RunFolder:
     return RunFolder(folder, config, defaults=RUN_STATE, writer=writer)
 
 
+def check_no_overlap(config: GameConfig) -> None:
+    """A :class:`ConfigError` naming the shared samples where the seeds, and so the pool and the
+    replay the FC model trains on, overlap the sets it is evaluated on (unless ``allow_overlap``)."""
+    if config.allow_overlap:
+        return
+    evaluated = named_sets(config.heldout, config.heldout_limit) | named_sets(config.extra_eval,
+                                                                              config.extra_eval_limit)
+    shared = overlaps(config.seeds, evaluated)
+    if shared:
+        raise ConfigError(f"seeds {config.seeds} share samples with the evaluation, which the FC model would then "
+                          f"train on: {'; '.join(shared)}; use other seeds, or allow_overlap true to go on anyway")
+
+
 def start_run(config: GameConfig) -> RunFolder:
     """A new run folder. With several processes the main one names and creates it (the default
     name is a timestamp, which the processes would not agree on) and tells the others."""
@@ -51,8 +65,9 @@ def start_run(config: GameConfig) -> RunFolder:
     if is_main_process():
         folder = Path(config.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
         try:
+            check_no_overlap(config)
             RunFolder.create(folder, to_yaml(dataclasses.replace(config, out=str(folder))), "a run")
-        except ConfigError as err:
+        except (ConfigError, DataError) as err:
             error = str(err)
     folder, error = share_from_main((folder, error))
     if error:

@@ -1,4 +1,5 @@
-"""The referee's account of a query: is it valid, what did the FC model answer, did it fail?
+"""The referee's account of a query: is it valid, what did the FC model answer, did it fail,
+and could it have been answered?
 
 :func:`score_queries` is the rollout referee of both programs: the validity gate
 (:func:`gate`: the rule check of :mod:`toolduel.referee.validity`, then the judge of
@@ -7,6 +8,12 @@ each valid query, checked against the gold calls (:func:`score_answers`). The re
 :class:`AttackOutcome` per query, which the rewards, the harvest, the evaluation of attacks
 and the black-box ledger all read. :func:`pool_record` turns a valid outcome into an
 adversarial pool record (layout: :mod:`toolduel.run_files`).
+
+A valid query that the FC model fails is a *weakness* only if it is answerable (the
+solvability floor): the FC model is right on some of its ``k`` answers (``0 < p_F``), or a
+reference solver (the judge in ``solve`` mode) answered it. A query nobody answers may be
+impossible in a way the gate cannot see, and paying for it teaches the query model to write
+impossible queries.
 """
 
 from __future__ import annotations
@@ -38,10 +45,30 @@ class AttackOutcome:
     fc_success: float | None = None
     error: str | None = None
     fc_errors: list[str] = field(default_factory=list)  # answers that never came (left out of p_F)
+    reference_solved: bool = False  # a solving judge answered the query right
 
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    @property
+    def fooled(self) -> bool:
+        """Valid, scored, and the FC model wrong on at least one answer."""
+        return self.valid and self.fc_success is not None and self.fc_success < 1.0
+
+    @property
+    def solvable(self) -> bool:
+        """Answerable: the FC model right on some answer, or a reference solver right on it."""
+        return self.reference_solved or (self.fc_success is not None and self.fc_success > 0.0)
+
+    def weakness(self, floor: bool = True) -> bool:
+        """A real FC error: fooled and, with the solvability ``floor``, answerable."""
+        return self.fooled and (self.solvable or not floor)
+
+    @property
+    def error_type(self) -> str | None:
+        """The checker's error type of the FC model's first wrong answer."""
+        return next((v["error_type"] for v in self.verdicts if not v["valid"]), None)
 
 
 def adversarial_sample(seed: Sample, query: str) -> Sample:
@@ -71,6 +98,8 @@ def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None
                 outcomes[index].valid, outcomes[index].error = False, verdict.error
             elif not verdict.valid:
                 outcomes[index].valid, outcomes[index].reasons = False, list(verdict.reasons)
+            else:  # a solving judge that passes a query has answered it
+                outcomes[index].reference_solved = getattr(judge, "mode", "verify") == "solve"
     return outcomes
 
 
@@ -114,16 +143,21 @@ def score_queries(fc_model: ChatModel, seeds: list[Sample], queries: list[str], 
     return outcomes
 
 
-def step_stats(outcomes: list[AttackOutcome]) -> dict:
-    """Validity rate and attack success rate (mean of validity * (1 - p_F)) of a batch of queries;
-    queries that could not be scored (``failed``: endpoint, judge or budget) are counted apart."""
+def step_stats(outcomes: list[AttackOutcome], floor: bool = True) -> dict:
+    """Rates over a batch of scored queries (those that could not be scored, ``failed``: endpoint,
+    judge or budget, are counted apart): validity; attack success, the mean of ``1 - p_F`` over
+    the valid queries that are weaknesses (answerable ones only, with the solvability ``floor``),
+    invalid and other queries counting 0; the share of weaknesses; and the share of valid queries
+    that no answer got right and no reference solved (``unanswered``, what the floor keeps out)."""
     scored = [o for o in outcomes if not o.failed]
-    n = len(scored) or 1
+    n, valid = len(scored) or 1, [o for o in scored if o.valid]
     return {
         "queries": len(outcomes),
         "failed": len(outcomes) - len(scored),
-        "validity_rate": sum(o.valid for o in scored) / n,
-        "attack_success_rate": sum(1.0 - o.fc_success for o in scored if o.valid) / n,
+        "validity_rate": len(valid) / n,
+        "attack_success_rate": sum(1.0 - o.fc_success for o in scored if o.weakness(floor)) / n,
+        "weakness_rate": sum(o.weakness(floor) for o in scored) / n,
+        "unanswered_rate": sum(not o.solvable for o in valid) / (len(valid) or 1),
     }
 
 
@@ -137,6 +171,6 @@ def pool_record(record_id: str, round_index: int, seed: Sample, outcome: AttackO
         "query": outcome.query, "seed_query": seed.query, "phrasing": None,
         "sample": adversarial_sample(seed, outcome.query).to_dict(),
         "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_success": outcome.fc_success,
-        "attack_success": outcome.fc_success < 1.0,
-        "error_type": failing["error_type"] if failing else None, "kind": failing["kind"] if failing else None,
+        "attack_success": outcome.fooled, "solvable": outcome.solvable, "reference_solved": outcome.reference_solved,
+        "error_type": outcome.error_type, "kind": failing["kind"] if failing else None,
     }

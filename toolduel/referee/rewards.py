@@ -3,14 +3,19 @@
 - The FC reward is the checker's score, so the number the FC model trains on and the number
   the evaluation reports cannot drift apart (partial credit is an option for tiny models,
   whose GRPO groups are otherwise often all-zero).
-- The query reward is ``validity * (1 - p_F)``: the query model is paid when the FC model
-  fails on a query that still asks for the gold calls. ``p_F`` is the FC model's mean score
-  over ``k`` samples. Variants: ``learnability`` pays ``4 p (1 - p)``, most where the FC
-  model sometimes succeeds (a weakness it can learn to fix); ``band`` pays ``1 - p`` only for
-  ``band_low <= p <= band_high``. Invalid queries get a fixed penalty; near-duplicates within
-  a batch and overlong queries lose a little. A query that could not be scored at all (the
-  endpoint never answered, the judge could not be asked) gets None, which TRL leaves out of its
-  group's baseline and gives no advantage.
+- The query reward is ``validity * (1 - p_F)`` above the solvability floor: the query model is
+  paid when the FC model fails on a query that still asks for the gold calls and that can be
+  answered (:meth:`~toolduel.referee.outcome.AttackOutcome.solvable`: the FC model right on
+  some of its ``k`` answers, or a reference solver right on it). ``p_F`` is the FC model's mean
+  score over ``k`` samples; below the floor (``p_F = 0``, no reference) the query earns 0, so
+  with ``k = 4`` the pay is a band over ``p_F`` that starts at ``1/k``: an impossible query
+  earns nothing. Variants: ``learnability`` pays ``4 p (1 - p)``, most where the FC model
+  sometimes succeeds (a weakness it can learn to fix); ``band`` pays ``1 - p`` only for
+  ``band_low <= p <= band_high``. An invalid query gets ``invalid_penalty``, by default None:
+  TRL leaves a None out of its group's baseline and gives it no advantage, so invalid queries
+  do not swamp a group's signal. Near-duplicates within a batch and overlong queries lose a
+  little. A query that could not be scored at all (the endpoint never answered, the judge
+  could not be asked) gets None too.
 
 Dataset rows carry their sample as JSON in the ``sample`` column (``Sample.to_dict()``).
 """
@@ -109,7 +114,8 @@ def near_duplicates(queries: list[str], threshold: float = 0.9) -> list[bool]:
 @dataclass
 class QueryRewardSettings:
     form: str = "attack"
-    invalid_penalty: float = -1.0
+    floor: bool = True  # pay only answerable failures (the solvability floor)
+    invalid_penalty: float | None = None  # None: left out of the update
     duplicate_penalty: float = 0.2
     duplicate_threshold: float = 0.9
     length_penalty_per_char: float = 0.0  # past `free_chars`
@@ -121,16 +127,19 @@ class QueryRewardSettings:
             raise ValueError(f"reward form must be one of {REWARD_FORMS}, got {self.form!r}")
 
 
-def query_rewards(queries: list[str], valid: list[bool], fc_success: list[float | None],
-                  settings: QueryRewardSettings) -> list[float]:
-    """Pure: rewards from validity and the FC model's success (None for invalid queries)."""
+def query_rewards(queries: list[str], valid: list[bool], fc_success: list[float | None], solvable: list[bool],
+                  settings: QueryRewardSettings) -> list[float | None]:
+    """Pure: rewards from validity, the FC model's success (None for invalid queries) and
+    whether each query is answerable (see the module docstring)."""
     duplicates = near_duplicates(queries, settings.duplicate_threshold)
-    rewards = []
-    for query, is_valid, success, duplicate in zip(queries, valid, fc_success, duplicates, strict=True):
+    rewards: list[float | None] = []
+    for query, is_valid, success, answerable, duplicate in zip(queries, valid, fc_success, solvable, duplicates,
+                                                                strict=True):
         if not is_valid or success is None:
             rewards.append(settings.invalid_penalty)
             continue
-        reward = attack_value(success, settings.form, settings.band)
+        below_floor = settings.floor and not answerable
+        reward = 0.0 if below_floor else attack_value(success, settings.form, settings.band)
         reward -= settings.duplicate_penalty if duplicate else 0.0
         reward -= settings.length_penalty_per_char * max(0, len(query) - settings.free_chars)
         rewards.append(reward)
@@ -141,7 +150,8 @@ def query_rewards(queries: list[str], valid: list[bool], fc_success: list[float 
 
 
 class QueryReward:
-    """``validity * (1 - p_F)`` against a frozen FC model, as a TRL reward function.
+    """``validity * (1 - p_F)`` above the solvability floor, against a frozen FC model, as a TRL
+    reward function.
 
     Keeps the outcomes of every batch in ``history`` (cleared by the caller) for the attack log."""
 
@@ -162,7 +172,8 @@ class QueryReward:
         queries = [completion_text(c).strip() for c in completions]
         outcomes = self.outcomes([as_sample(s) for s in sample], queries, kwargs.get("trainer_state"))
         self.history.append(outcomes)
-        rewards = query_rewards(queries, [o.valid for o in outcomes], [o.fc_success for o in outcomes], self.settings)
+        rewards = query_rewards(queries, [o.valid for o in outcomes], [o.fc_success for o in outcomes],
+                                [o.solvable for o in outcomes], self.settings)
         return [None if outcome.failed else reward for outcome, reward in zip(outcomes, rewards)]
 
     def outcomes(self, samples: list[Sample], queries: list[str], trainer_state: Any = None) -> list[AttackOutcome]:

@@ -12,6 +12,11 @@ weakness of the FC model but a broken question. :func:`check_query` checks that
   other functions do ("vacuum",
   "forecast", "times"), typos forgiven; without it, a grounded query for another function
   ("Turn on the lights in the bedroom" for the vacuum's "bedroom") would pass;
+- every value that could swap with another parameter's is said in its own role ("Convert 12.5
+  mi to km" asks for mi -> km, whatever values it shares with the gold km -> mi): see
+  :mod:`toolduel.referee.roles`;
+- the query is not held-out text (the lexicon says which texts an evaluation holds out), so no
+  pool or replay ever trains on an evaluation's queries;
 - no function name or call syntax leaks into the query;
 - the query's length is within bounds, and it is at most ``MAX_GROWTH`` characters longer than
   the seed it rewrites: the world's own rewrites of a request add at most 110 (a chatty
@@ -38,7 +43,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolduel.schema import OPTIONAL, Sample
+from toolduel.referee.roles import RoleCues, named_pairs, role_swaps
+from toolduel.schema import OPTIONAL, Sample, Tool
 
 MIN_CHARS = 4
 MAX_CHARS = 600
@@ -62,8 +68,8 @@ class ValidityVerdict:
 
     @property
     def error_type(self) -> str | None:
-        """The first failed rule's type (``ungrounded``, ``off_intent``, ``repeated``, ``leak``, ``length``,
-        ``empty``)."""
+        """The first failed rule's type (``ungrounded``, ``role_swapped``, ``off_intent``, ``repeated``,
+        ``leak``, ``heldout``, ``length``, ``empty``)."""
         return self.reasons[0].split(":", 1)[0] if self.reasons else None
 
 
@@ -77,22 +83,40 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _contains(normalized_query: str, form: str) -> bool:
+def _form_pattern(form: str) -> str | None:
+    """A regex for ``form`` in normalized text, or None for a form that normalizes to nothing."""
     needle = normalize(form)
     if not needle:
-        return False
+        return None
     # No letter or digit may touch a word-like end of the match, nor a decimal part: "12" is
     # not in "12.5"; a symbol end ("$", "°c") may touch the number it belongs to.
     before = r"(?<![\w.])" if needle[0].isalnum() else ""
     after = r"(?!\w|[.,]\d)" if needle[-1].isdigit() else ""
     if needle[-1].isalpha():
         after = r"(?:e?s)?(?!\w)"  # a plural still names the thing: "yoga mats" for "yoga mat"
-    pattern = before + re.escape(needle) + after
-    return re.search(pattern, normalized_query) is not None
+    return before + re.escape(needle) + after
+
+
+def _contains(normalized_query: str, form: str) -> bool:
+    pattern = _form_pattern(form)
+    return pattern is not None and re.search(pattern, normalized_query) is not None
 
 
 def _numbers_in(query: str) -> set[float]:
     return {float(match.replace(",", "")) for match in _NUMBER.findall(unicodedata.normalize("NFKC", query))}
+
+
+def _places(normalized_query: str, value: Any, forms: Callable[[Any], Sequence[str]]) -> list[tuple[int, int]]:
+    """The spans of ``normalized_query`` that say ``value``: as a number, as written, or in a form."""
+    spans = []
+    if isinstance(value, (int, float)):
+        spans += [m.span() for m in _NUMBER.finditer(normalized_query)
+                  if float(m.group().replace(",", "")) == float(value)]
+    for form in dict.fromkeys([str(value), *forms(value)]):
+        pattern = _form_pattern(form)
+        if pattern is not None:
+            spans += [m.span() for m in re.finditer(pattern, normalized_query)]
+    return spans
 
 
 def no_forms(value: Any) -> Sequence[str]:
@@ -101,6 +125,10 @@ def no_forms(value: Any) -> Sequence[str]:
 
 def no_intent_words(name: str) -> Collection[str] | None:
     return None
+
+
+def nothing_held_out(query: str, sample: Sample) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -117,13 +145,18 @@ class ExtraForms:
 @dataclass(frozen=True)
 class Lexicon:
     """What the rule check knows of the tools' language: the ways a value may be said
-    (``surface_forms(value)``: "a dozen" for 12, "kilometers" for km) and the words that name
-    a function's intent (``intent_words(name)``, None: not checked). The default knows neither,
-    so a value must be written as it is and intent goes unchecked; the programs pass the
-    embedded world's (:func:`toolduel.world.lexicon.world_lexicon`)."""
+    (``surface_forms(value)``: "a dozen" for 12, "kilometers" for km), the words that name
+    a function's intent (``intent_words(name)``, None: not checked), the parameters of a tool
+    that could swap and the words that say each one's role (``role_cues(tool)``; the default
+    knows pairs named as one, such as ``from_unit`` / ``to_unit``), and which query texts an
+    evaluation holds out (``held_out(query, seed)``). The default knows no forms, no intent
+    words and no held-out text, so a value must be written as it is and intent goes unchecked;
+    the programs pass the embedded world's (:func:`toolduel.world.lexicon.world_lexicon`)."""
 
     surface_forms: Callable[[Any], Sequence[str]] = no_forms
     intent_words: Callable[[str], Collection[str] | None] = no_intent_words
+    role_cues: Callable[[Tool], Mapping[str, RoleCues]] = named_pairs
+    held_out: Callable[[str, Sample], bool] = nothing_held_out
 
     def with_forms(self, extra: Mapping[str, Sequence[str]]) -> "Lexicon":
         """This lexicon, with more forms for some values (keyed by ``str(value)``)."""
@@ -212,9 +245,11 @@ def check_query(query: str, sample: Sample, lexicon: Lexicon | None = None, min_
     elif max_growth is not None and sample.query and length > len(sample.query.strip()) + max_growth:
         reasons.append(f"length: {length} characters, {length - len(sample.query.strip())} more than the "
                        f"seed's (at most {max_growth} more)")
+    lexicon = lexicon or Lexicon()
+    if lexicon.held_out(query, sample):
+        reasons.append("heldout: the query is held-out text of an evaluation set (never trained on)")
     reasons.extend(_leaks(query, sample))
     reasons.extend(_repeats(query, sample))
-    lexicon = lexicon or Lexicon()
     for name in dict.fromkeys(gold.name for gold in sample.gold):
         words = lexicon.intent_words(name)
         if words and not names_intent(query, words):
@@ -225,4 +260,7 @@ def check_query(query: str, sample: Sample, lexicon: Lexicon | None = None, min_
                 continue
             if not any(is_grounded(answer, query, lexicon.surface_forms) for answer in answers):
                 reasons.append(f"ungrounded: {gold.name}.{param}={answers[0]!r}")
+    said = normalize(query.replace("%", " percent "))  # "20%" says "20 percent": its role word stays
+    reasons.extend(role_swaps(said, sample, lexicon.role_cues,
+                              lambda value: _places(said, value, lexicon.surface_forms)))
     return ValidityVerdict(not reasons, reasons)

@@ -50,8 +50,8 @@ class _Builder:
             self.body.append(html.section(title, *parts, section_id=title.lower().replace(" ", "-")))
 
 
-RATE_COLUMNS = {measure.ATTACK_SUCCESS_BEFORE: "attack success: before defence",
-                measure.ATTACK_SUCCESS: "after defence", measure.VALIDITY: "validity"}
+RATE_COLUMNS = {measure.ATTACK_SUCCESS_BEFORE: "attack success: before defence (harvest)",
+                measure.ATTACK_SUCCESS: "after defence (fresh queries)", measure.VALIDITY: "validity"}
 
 
 def _pool_size(data: RunData, round_index: int) -> int | str:

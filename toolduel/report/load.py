@@ -16,6 +16,7 @@ from toolduel.run_files import (
     AFTER_DEFENCE,
     CONFIG,
     EVAL,
+    FRESH_ATTACK,
     HARVEST,
     METRICS,
     POOL,
@@ -47,6 +48,7 @@ class RunData:
     pool: list[dict] = field(default_factory=list)
     harvest: dict[int, list[dict]] = field(default_factory=dict)  # round -> records
     after_defence: dict[str, dict] = field(default_factory=dict)  # pool record id -> record
+    fresh_attack: dict[int, list[dict]] = field(default_factory=dict)  # round -> records
     evals: dict[int, dict[str, EvalSet]] = field(default_factory=dict)  # round -> set name -> evaluation
     config_text: str | None = None
     state: dict | None = None
@@ -209,6 +211,8 @@ def _load_rounds(data: RunData) -> None:
                     data.after_defence.update({str(r["id"]): r for r in records})
             elif round_index > 0:
                 problems.append(f"{_name(path / name, folder)}: missing")
+        if (path / FRESH_ATTACK).exists():  # runs from before the fresh measurement have none
+            data.fresh_attack[round_index] = read_records(path / FRESH_ATTACK, folder, problems, ("valid",))
         evals = {}
         for set_folder in sorted(p for p in (path / EVAL).glob("*") if p.is_dir()):
             evaluation = load_eval_set(set_folder, folder, problems)

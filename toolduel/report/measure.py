@@ -26,10 +26,10 @@ KIND_LABELS = {
     "bad_sample": "sample cannot be judged",
 }
 ERROR_KINDS = tuple(kind for kind in KINDS if kind != "ok")
-ATTACK_SUCCESS = "attack success after defence"
-ATTACK_SUCCESS_BEFORE = "attack success before defence"
+ATTACK_SUCCESS = "attack success after defence (fresh queries)"
+ATTACK_SUCCESS_BEFORE = "attack success before defence (harvested queries)"
 VALIDITY = "validity rate"
-STILL_FAILING = "successful attacks still failing after defence"
+STILL_FAILING = "pool queries still failed after the defence trained on them"
 
 
 def kind_label(kind: str) -> str:
@@ -89,11 +89,21 @@ def _number_or(value, computed: float | None) -> float | None:
     return _rate(value) if _rate(value) is not None else _rate(computed)
 
 
+def fresh_attack_success(records: list[dict]) -> float | None:
+    """Attack success over fresh-attack records, as the duel measures it: the mean of ``1 - p_F``
+    over the valid, answerable queries the FC model failed, every scored query counting."""
+    scored = [r for r in records if not any(str(reason).startswith("not_scored") for reason in r.get("reasons") or [])]
+    failed = [1.0 - r["fc_success"] for r in scored if r.get("valid") is True and _rate(r.get("fc_success")) is not None
+              and r["fc_success"] < 1.0 and r.get("solvable") is not False]
+    return sum(failed) / len(scored) if scored else None
+
+
 def attack_rates(data: RunData) -> dict[str, dict[int, float | None]]:
-    """Per duel round: attack success against the FC model after the round's defence
-    (``attack_success_rate``) and before it (``attack_success_rate_before_defence``, else the
-    share of the round's pool records that beat the FC model), the validity rate, and the share
-    of the round's successful attacks the defended FC model still gets wrong."""
+    """Per duel round: attack success against the FC model after the round's defence, on fresh
+    queries (``attack_success_rate``), and before it, on the harvest's
+    (``attack_success_rate_before_defence``, else the share of the round's pool records that beat
+    the FC model), the validity rate, and the share of the round's successful attacks the defended
+    FC model, trained on them, still gets wrong."""
     series: dict[str, dict[int, float | None]] = {ATTACK_SUCCESS_BEFORE: {}, ATTACK_SUCCESS: {}, VALIDITY: {},
                                                   STILL_FAILING: {}}
     for round_index in [r for r in data.rounds if r > 0]:
@@ -105,8 +115,9 @@ def attack_rates(data: RunData) -> dict[str, dict[int, float | None]]:
         failing_after = {i: not v.get("valid") for i, v in after.items() if isinstance(v, dict)}
         series[ATTACK_SUCCESS_BEFORE][round_index] = _number_or(metric.get("attack_success_rate_before_defence"),
                                                                 _mean(outcomes))
+        # measured on fresh queries only: the pool's queries are what the defence trained on
         series[ATTACK_SUCCESS][round_index] = _number_or(metric.get("attack_success_rate"),
-                                                         _mean(list(failing_after.values())))
+                                                         fresh_attack_success(data.fresh_attack.get(round_index, [])))
         series[VALIDITY][round_index] = _number_or(metric.get("validity_rate"), _mean(valid))
         series[STILL_FAILING][round_index] = _mean([failing_after[str(r["id"])] for r in pool
                                                     if succeeded(r) and str(r["id"]) in failing_after])

@@ -103,7 +103,7 @@ def train_query_model(query_path: str | Path, seeds: list[Sample], reward: Query
             mine = [o for batch in reward.history for o in batch]
             reward.history.clear()
             outcomes = gather_from_all(mine)  # every process's queries, not only the main one's
-            record = {"step": state.global_step, **step_stats(outcomes)}
+            record = {"step": state.global_step, **step_stats(outcomes, reward.settings.floor)}
             steps.append(record)
             if args.process_index == 0:  # the processes step in lockstep: the main process's clock times it
                 files.append_jsonl(log_path, [record | {"seconds": round(seconds, 3)}])

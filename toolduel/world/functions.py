@@ -275,8 +275,9 @@ _FUNCTION_WORDS = frozenset({"and", "also", "does", "for", "from", "how", "into"
                              "then", "this", "using", "what", "when", "will", "with"})
 
 
-# Pools whose values say what is being measured: "kilometers" asks for a length conversion.
-_MEASURE_POOLS = ("length_unit", "weight_unit", "volume_unit", "temp_scale")
+# Pools whose values say what is being measured: "kilometers" asks for a length conversion, "euros" for
+# a currency one.
+_MEASURE_POOLS = ("length_unit", "weight_unit", "volume_unit", "temp_scale", "currency")
 
 
 def _phrasing_words(function: Function) -> set[str]:
@@ -284,7 +285,7 @@ def _phrasing_words(function: Function) -> set[str]:
              *(phrase for p in function.params for phrase in (*p.phrases, *p.alt_phrases))]
     words = {w for text in texts for w in re.findall(r"[a-z]+", text.replace("{v}", " ").lower())
              if len(w) >= 3 and w not in _FUNCTION_WORDS}
-    units = [v for p in function.params if p.pool in _MEASURE_POOLS for v in POOL_ENUMS[p.pool]]
+    units = [v for p in function.params if p.pool in _MEASURE_POOLS and p.required for v in POOL_ENUMS[p.pool]]
     return words | {w for unit in units for form in (unit, *surface_forms(unit))
                     for w in re.findall(r"[a-z]+", form.lower()) if len(w) >= 2}
 
