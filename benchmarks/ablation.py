@@ -216,6 +216,34 @@ def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, w
                                                   "supply": supply})
 
 
+# Paired comparisons in the JSON: (arm, against) on the perturbed held-out set.
+PAIRS = (("adversarial", "untargeted"), ("selected", "untargeted"), ("untargeted", "none"), ("adversarial", "none"))
+
+
+def item_scores(arm_dir: Path, name: str = "hard") -> dict[str, int]:
+    """1 or 0 per held-out item (by id) of an arm's evaluation of set ``name``."""
+    return {r["id"]: int(bool(r["valid"])) for r in files.read_jsonl(arm_dir / "eval" / name / files.RESULTS)}
+
+
+def paired(work: Path, regime: str, arm: str, against: str) -> dict | None:
+    """``arm`` minus ``against`` on the same perturbed held-out items and seeds: the mean
+    difference with a 95% interval over the (seed, item) pairs (normal approximation), and the
+    difference per seed."""
+    differences, per_seed = [], []
+    for seed_dir in sorted(work.glob(f"{regime}/seed*")):
+        if not all((seed_dir / f"arm-{a}" / "result.json").exists() for a in (arm, against)):
+            continue
+        ours, theirs = item_scores(seed_dir / f"arm-{arm}"), item_scores(seed_dir / f"arm-{against}")
+        seed_differences = [ours[item] - theirs[item] for item in ours if item in theirs]
+        differences += seed_differences
+        per_seed.append(statistics.fmean(seed_differences))
+    if len(differences) < 2:
+        return None
+    mean, error = statistics.fmean(differences), statistics.stdev(differences) / len(differences) ** 0.5
+    return {"mean": mean, "ci95": [mean - 1.96 * error, mean + 1.96 * error], "pairs": len(differences),
+            "per_seed": per_seed}
+
+
 def summary(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
@@ -263,6 +291,8 @@ def collect(work: Path, args: argparse.Namespace) -> dict:
                 with_attack.append(1000 * stats["failing"] / max(1, spent))
         if with_attack:
             section["yield"]["rl_with_attack"] = summary(with_attack)
+        section["paired"] = {f"{arm} - {against}": result for arm, against in PAIRS
+                             if (result := paired(work, regime, arm, against)) is not None}
         section["seconds_per_seed"] = [files.read_json_object(p)["seconds"]
                                        for p in sorted(work.glob(f"{regime}/seed*/seed.json"))]
         report[regime] = section

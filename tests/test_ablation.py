@@ -44,6 +44,8 @@ def test_an_ablation_continues_where_it_stopped(tmp_path):
     assert results["untargeted"].exists()
     report = json.loads(out.read_text())
     assert all(v["seeds"] == [0, 1] for v in report["plain"]["arms"].values())
+    paired = report["plain"]["paired"]["adversarial - untargeted"]  # the same 7 items in each of 2 seeds
+    assert paired["pairs"] == 14 and len(paired["per_seed"]) == 2 and paired["ci95"][0] <= paired["mean"]
 
     other = _ablation(out, "--seeds", "2", "--budget", "3")
     assert other.returncode != 0 and "other settings (budget)" in other.stderr

@@ -83,6 +83,7 @@ TIP = world_sample(Call("calculate_tip", {"bill_amount": 80, "tip_percent": 15, 
     (LENGTH, "What's 12.5 km in mi"),                  # "in" after a unit: the one converted to
     (LENGTH, "How long is 12.5 in km expressed in mi"),  # "12.5 in km": the unit of the number
     (LENGTH, "In miles, how long is 12.5 km?"),
+    (LENGTH, "In km, convert the length 12.5 to mi"),  # "in" opening a request names no role
     (LENGTH, "What is the mi equivalent of 12.5 km"),
     (CURRENCY, "How many euros do I get for 100 dollars"),
     (CURRENCY, "What would 100 USD be in euros"),
@@ -103,6 +104,8 @@ def test_values_in_their_roles_are_valid(sample, query):
     (LENGTH, "How many km is 12.5 miles", "to_unit"),
     (LENGTH, "Express 12.5 miles as km", "to_unit"),
     (CURRENCY, "Exchange 100 EUR into USD", "to_currency"),
+    (CURRENCY, "What would 100 euros be in USD", "to_currency"),
+    (LENGTH, "What is 12.5 mi in km", "to_unit"),  # "in" after a unit: the one converted to
     (DAYS, "How many days between 2025-06-01 and 2025-03-01", "end_date"),
     (FLIGHTS, "I want to fly to Paris, leaving from Tokyo on March 1st, 2025", "destination"),
     (HOTEL, "Hotel in Paris from 2025-03-01: 3 adults, 2 nights", "guests"),

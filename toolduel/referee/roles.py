@@ -9,7 +9,9 @@ A function's parameters that could swap form a *group*: a pair named as one (``f
 knows the function, parameters of one type whose values overlap (a hotel's nights and guests).
 Each parameter of a group has :class:`RoleCues`: phrases said right before its value ("from",
 "between", "leaving"; "to", "into", "and"; "# in", where ``#`` stands for a number: the unit of
-"12.5 in km" is the one converted from) or right after it ("nights", "guests", "percent").
+"12.5 in km" is the one converted from; "@ in", where ``@`` stands for another value of the
+group: the unit of "mi in km" is the one converted to) or right after it ("nights", "guests",
+"percent").
 
 Each place the query says a gold value is read for its cue: the longest phrase of the group
 that ends right before it or, taking precedence, starts right after it (a noun binds a number
@@ -30,7 +32,7 @@ from typing import Any
 
 from toolduel.schema import OPTIONAL, Sample, Tool
 
-NUMBER_TOKEN = "#"
+NUMBER_TOKEN, VALUE_TOKEN = "#", "@"
 _NUMBER_WORDS = frozenset(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand half "
@@ -58,7 +60,7 @@ _SPAN_STEMS = {"date", "time", "day", "datetime", "year", "month", "hour"}
 # General English: how a request says which end of the pair a value is.
 PAIR_CUES = {
     "conversion": (RoleCues(before=("from", "out of", "# in", "in #", "of #")),
-                   RoleCues(before=("to", "into", "in", "as", "expressed in", "in terms of", "how many",
+                   RoleCues(before=("to", "into", "@ in", "be in", "as", "expressed in", "in terms of", "how many",
                                     "converted to", "converted into"))),
     "route": (RoleCues(before=("from", "out of", "leaving", "departing", "departing from", "flying out of",
                                "starting in", "starting from")),
@@ -106,22 +108,26 @@ def _is_number(token: str) -> bool:
     return token in _NUMBER_WORDS or re.fullmatch(r"[$€£¥]?\d[\d,]*(\.\d+)?", token) is not None
 
 
-def _same(cue: str, token: str) -> bool:
+def _same(cue: str, token: str, value_words: frozenset[str]) -> bool:
     """``token`` says ``cue``: the same word, a plural, or (a word of five letters or more) with a
-    typo, as the noisy requests of the world write them ("pecrent")."""
+    typo, as the noisy requests of the world write them ("pecrent"); a number for ``#``, a word of
+    one of the group's values for ``@``."""
     if cue == NUMBER_TOKEN:
         return _is_number(token)
+    if cue == VALUE_TOKEN:
+        return token in value_words
     if token == cue or token == cue + "s" or cue == token + "s":
         return True
     return len(cue) >= 5 and abs(len(token) - len(cue)) <= 1 and SequenceMatcher(None, cue, token).ratio() >= 0.75
 
 
-def _ends_with(tokens: Sequence[str], cue: Sequence[str]) -> bool:
-    return len(cue) <= len(tokens) and all(_same(c, t) for c, t in zip(cue, tokens[len(tokens) - len(cue):]))
+def _ends_with(tokens: Sequence[str], cue: Sequence[str], value_words: frozenset[str]) -> bool:
+    return len(cue) <= len(tokens) and all(_same(c, t, value_words)
+                                           for c, t in zip(cue, tokens[len(tokens) - len(cue):]))
 
 
-def _starts_with(tokens: Sequence[str], cue: Sequence[str]) -> bool:
-    return len(cue) <= len(tokens) and all(_same(c, t) for c, t in zip(cue, tokens))
+def _starts_with(tokens: Sequence[str], cue: Sequence[str], value_words: frozenset[str]) -> bool:
+    return len(cue) <= len(tokens) and all(_same(c, t, value_words) for c, t in zip(cue, tokens))
 
 
 def _tokens(text: str) -> list[str]:
@@ -133,18 +139,20 @@ def _longest(matches: dict[str, int]) -> set[str]:
     return {param for param, length in matches.items() if length == best and best}
 
 
-def claims(before: list[str], after: list[str], group: Mapping[str, RoleCues]) -> set[str]:
+def claims(before: list[str], after: list[str], group: Mapping[str, RoleCues],
+           value_words: frozenset[str] = frozenset()) -> set[str]:
     """The parameters of ``group`` whose cue is said around a value (``before`` and ``after`` it,
-    as tokens): the longest cue after it, else the longest before it (determiners skipped)."""
-    following = {param: max((len(c.split()) for c in cues.after if _starts_with(after, c.split())), default=0)
-                 for param, cues in group.items()}
+    as tokens): the longest cue after it, else the longest before it (determiners skipped).
+    ``value_words``: the last word of every form of the group's values (what ``@`` matches)."""
+    following = {param: max((len(c.split()) for c in cues.after if _starts_with(after, c.split(), value_words)),
+                            default=0) for param, cues in group.items()}
     if _longest(following):
         return _longest(following)
     tails = [before]
     while tails[-1] and tails[-1][-1] in _DETERMINERS:
         tails.append(tails[-1][:-1])
-    preceding = {param: max((len(c.split()) for tail in tails for c in cues.before if _ends_with(tail, c.split())),
-                            default=0) for param, cues in group.items()}
+    preceding = {param: max((len(c.split()) for tail in tails for c in cues.before
+                             if _ends_with(tail, c.split(), value_words)), default=0) for param, cues in group.items()}
     return _longest(preceding)
 
 
@@ -165,7 +173,7 @@ def role_swaps(normalized: str, sample: Sample, cues_of: Callable[[Tool], Mappin
 
     ``normalized``: the query as the rule check reads it; ``cues_of(tool)``: the parameters of
     the tool that could swap, with their cues; ``places(value)``: the spans of ``normalized``
-    that say ``value``."""
+    that say ``value`` (in any of its forms)."""
     tools = {tool.name: tool for tool in sample.tools}
     reasons = []
     for name in dict.fromkeys(gold.name for gold in sample.gold):
@@ -175,9 +183,13 @@ def role_swaps(normalized: str, sample: Sample, cues_of: Callable[[Tool], Mappin
         calls = [gold for gold in sample.gold if gold.name == name]
         taken = {param: {_key(a) for call in calls for a in _stated_answers(call.arguments.get(param, []))}
                  for param in group}
+        said = [normalized[start:end].split() for param in group for call in calls
+                for answer in _stated_answers(call.arguments.get(param, [])) for start, end in places(answer)]
+        value_words = frozenset(words[-1].strip(_TRIM) for words in said if words)
         for call in calls:
             for param in group:
-                reason = _swap(normalized, param, _stated_answers(call.arguments.get(param, [])), group, taken, places)
+                reason = _swap(normalized, param, _stated_answers(call.arguments.get(param, [])), group, taken, places,
+                               value_words)
                 if reason:
                     reasons.append(f"role_swapped: {name}.{param}={reason}")
     return list(dict.fromkeys(reasons))
@@ -188,7 +200,7 @@ def _key(value: Any) -> Any:
 
 
 def _swap(normalized: str, param: str, answers: list[Any], group: Mapping[str, RoleCues], taken: dict[str, set],
-          places: Callable[[Any], Iterable[tuple[int, int]]]) -> str | None:
+          places: Callable[[Any], Iterable[tuple[int, int]]], value_words: frozenset[str]) -> str | None:
     """Why ``param``'s value is swapped, or None: said in its own role somewhere, or never cued
     as another parameter that does not take it."""
     contrary = None
@@ -197,7 +209,7 @@ def _swap(normalized: str, param: str, answers: list[Any], group: Mapping[str, R
             before, after = _tokens(normalized[:start]), _tokens(normalized[end:])
             if _inside_a_number(before, after):
                 continue
-            claimed = claims(before, after, group)
+            claimed = claims(before, after, group, value_words)
             if param in claimed:
                 return None
             others = [other for other in claimed if _key(answer) not in taken[other]]
