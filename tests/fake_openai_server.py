@@ -26,6 +26,8 @@ when requests run concurrently). A fault is a :class:`Fault` or one of these str
 
 A responder may also return ``bytes``: the body of a 200 answer, sent as it is.
 
+``GET /v1/models`` lists ``models`` (default: one, "fake"), as a server without ``--model`` is asked.
+
 Every wait is bounded and wakes at :meth:`stop`, so teardown never hangs.
 """
 
@@ -121,6 +123,7 @@ class FakeOpenAIServer:
     def __init__(self, responder: Callable[[dict], dict] = default_responder,
                  faults: FaultScript | None = None) -> None:
         self.responder = responder
+        self.models = ["fake"]  # what GET /v1/models lists
         self.faults = faults  # the property below copies a list, so the caller's stays intact
         self.requests: list[ReceivedRequest] = []
         self.in_flight = 0
@@ -207,6 +210,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            return self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.fake.models]})
+        return self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -260,3 +260,46 @@ def test_parse_retry_after():
     assert parse_retry_after("-3") == 0.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_a_key_echoed_across_the_cut_of_an_error_line_is_hidden_whole(fake_openai_server, monkeypatch):
+    """The error line keeps 200 characters of the body: the key is redacted before the cut, so no
+    part of it reaches the error (a long key echoed past the cut used to leave most of it)."""
+    secret = "sk-" + "0123456789abcdef" * 11  # 179 characters: it starts inside the kept 200 and ends outside
+    monkeypatch.setenv("TOOLDUEL_TEST_KEY", secret)
+    fake_openai_server.faults = ["401"]
+    answer = endpoint(fake_openai_server, max_retries=0).generate([user("hi")], [[]])[0]
+    assert answer.error.startswith("HTTP 401") and "Bearer ***" in answer.error
+    assert not any(secret[i:i + 8] in answer.error for i in range(len(secret) - 8))
+
+
+def test_a_key_read_from_a_crlf_file_is_sent_without_its_line_end_and_an_inner_control_character_is_refused(
+        fake_openai_server, monkeypatch):
+    monkeypatch.setenv("TOOLDUEL_TEST_KEY", "sk-crlf-0123456789\r\n")
+    answer = endpoint(fake_openai_server).generate([user("hi")], [[]])[0]
+    assert answer.error is None and fake_openai_server.requests[0].headers["Authorization"] == "Bearer sk-crlf-0123456789"
+    monkeypatch.setenv("TOOLDUEL_TEST_KEY", "sk-in\rside-0123456789")
+    with pytest.raises(ValueError, match="TOOLDUEL_TEST_KEY holds control characters") as error:
+        endpoint(fake_openai_server)
+    assert "sk-in" not in str(error.value)
+
+
+def test_a_short_key_does_not_rewrite_answers(fake_openai_server, monkeypatch):
+    monkeypatch.setenv("TOOLDUEL_TEST_KEY", "0")  # a placeholder key some local servers take
+    fake_openai_server.responder = lambda body: {"role": "assistant", "content": "10 of 100", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "add", "arguments": '{"a": 0, "b": "10"}'}}]}
+    answer = endpoint(fake_openai_server).generate([user("add")], [[]])[0]
+    assert answer.text == "10 of 100" and answer.tool_calls[0]["function"]["arguments"] == '{"a": 0, "b": "10"}'
+
+
+def test_a_server_listing_the_key_as_its_model_is_refused(fake_openai_server, monkeypatch):
+    from toolduel.config import ConfigError
+    from toolduel.models.endpoint import served_model
+
+    secret = "sk-reflected-0123456789"
+    monkeypatch.setenv("TOOLDUEL_TEST_KEY", secret)
+    assert served_model(fake_openai_server.base_url, "TOOLDUEL_TEST_KEY") == "fake"
+    fake_openai_server.models = [secret]
+    with pytest.raises(ConfigError, match="lists the API key as a model id") as error:
+        served_model(fake_openai_server.base_url, "TOOLDUEL_TEST_KEY")
+    assert secret not in str(error.value)

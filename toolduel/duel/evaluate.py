@@ -13,6 +13,7 @@ from typing import Any
 
 from toolduel import run_files as files
 from toolduel.data import named_sets, seed_samples
+from toolduel.duel.config import GameConfig
 from toolduel.duel.harvest import attack_records
 from toolduel.duel.players import fc_player, load_chat_model
 from toolduel.evaluate import evaluate
@@ -52,7 +53,7 @@ def phase_evaluate(run: RunFolder, round_index: int, progress: bool) -> dict:
     return metrics
 
 
-def fresh_seeds(config: Any, round_index: int) -> list[Sample]:
+def fresh_seeds(config: GameConfig, round_index: int) -> list[Sample]:
     """As many seeds as the harvest's, drawn on their own stream: none of the round's training data."""
     return seed_samples(config.seeds, config.harvest_seeds, f"fresh-attack-{round_index}", config.seed)
 
@@ -90,6 +91,8 @@ def answers_to_pool(pool: list[dict], round_index: int, fc_model: Any) -> list[d
             samples[record["id"]] = Sample.from_dict(record["sample"])
         except (KeyError, TypeError, ValueError):  # a record without its sample has nothing to answer
             continue
+    if not samples:
+        return []
     generations = fc_model.generate([s.messages for s in samples.values()], [s.tools for s in samples.values()],
                                     GenerationConfig(max_new_tokens=128))
     after = []

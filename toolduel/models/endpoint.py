@@ -9,9 +9,13 @@ pieces, within ``timeout`` seconds in all (a server trickling bytes cannot hold 
 open) and up to ``max_response_bytes`` (a larger body is refused unread).
 
 The API key is read from the environment variable *named* by ``api_key_env`` when a batch
-starts; it is never stored on the object, in a config dict, in ``repr`` or in a log line, and
-an answer that echoes it has it replaced by ``***`` before anyone sees the answer. Redirects
-are not followed, so the key goes to the configured host only.
+starts (:func:`api_key`: the whitespace a CRLF file leaves around it is dropped, control
+characters inside it are refused); it is never stored on the object, in a config dict, in
+``repr`` or in a log line. Every text from the endpoint or from an exception has the key
+replaced by ``***`` before it is cut short, kept or shown, and an answer's calls are redacted
+value by value; a key shorter than :data:`MIN_SECRET_CHARS` is not searched for (redacting "0"
+would rewrite ordinary answers). Redirects are not followed, so the key goes to the configured
+host only, and a server that lists the key as its model id is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +42,19 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 409, 425, 429})  # plus every 5xx
 # Upper case only: a pasted key (often lower-case hex or "sk-...") then never passes for a name.
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+MIN_SECRET_CHARS = 8  # a shorter key guards nothing a reader could use, and "0" is in many answers
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def api_key(env_name: str) -> str | None:
+    """The key in the environment variable ``env_name`` (None when unset or blank), without the
+    whitespace around it; a ``ValueError`` naming the variable, never the key, when it holds
+    control characters."""
+    raw = os.environ.get(env_name) if _ENV_NAME.match(env_name or "") else None
+    key = raw.strip() if raw else None
+    if key and _CONTROL.search(key):
+        raise ValueError(f"the API key in {env_name} holds control characters; export it as one line of text")
+    return key or None
 
 
 @dataclass
@@ -123,7 +140,10 @@ def parse_chat_completion(data: Any) -> Generation:
 def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 10.0) -> str:
     """The model a server answers for, when ``{base_url}/models`` lists exactly one: what
     ``--model`` means when an endpoint is given without it; else a ConfigError saying to name it."""
-    key = os.environ.get(api_key_env) if _ENV_NAME.match(api_key_env or "") else None
+    try:
+        key = api_key(api_key_env)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = f"{base_url.rstrip('/')}/models"
     try:
@@ -141,9 +161,12 @@ def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: fl
         raise ConfigError(f"no model named, and {url} did not list the served ones "
                          f"({type(err).__name__}: {_one_line(_redact(str(err), key), 150)}); name it with --model") \
             from None
+    names = [_redact(name, key) for name in names]
+    if key and any("***" in name for name in names):
+        raise ConfigError(f"no model named, and {url} lists the API key as a model id; name the model with --model")
     if len(names) != 1:
-        raise ConfigError(f"no model named, and {url} lists {len(names)} models ({', '.join(names[:5])}); "
-                         "name one with --model")
+        raise ConfigError(f"no model named, and {url} lists {len(names)} models "
+                          f"({_one_line(', '.join(names[:5]), 200)}); name one with --model")
     return names[0]
 
 
@@ -178,6 +201,7 @@ class EndpointChatModel:
             # Never echo the value: someone may have pasted the key itself here.
             raise ValueError("api_key_env must be the upper-case NAME of an environment variable "
                              "(e.g. OPENAI_API_KEY), not the key itself; export the key in that variable")
+        api_key(api_key_env)  # a key that cannot be sent is refused now, not at the first request
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise ValueError("need max_concurrency >= 1, max_retries >= 0 and timeout > 0; got "
                              f"{max_concurrency}, {max_retries}, {timeout}")
@@ -233,17 +257,17 @@ class EndpointChatModel:
         bodies = [self.request_body(conv, conv_tools, config,
                                     None if config.seed is None else config.seed + i)
                   for i, (conv, conv_tools) in enumerate(zip(conversations, tools))]
-        api_key = os.environ.get(self.api_key_env) or None
-        if api_key is None:
+        key = api_key(self.api_key_env)
+        if key is None:
             logger.debug("%s is not set; sending requests without an Authorization header", self.api_key_env)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         timeout = httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout))
         limits = httpx.Limits(max_connections=self.max_concurrency,
                               max_keepalive_connections=self.max_concurrency)
         with httpx.Client(timeout=timeout, limits=limits, headers=headers, follow_redirects=False) as client, \
                 ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(bodies)),
                                    thread_name_prefix="toolduel-endpoint") as pool:
-            futures = [pool.submit(self._answer, client, body, api_key) for body in bodies]
+            futures = [pool.submit(self._answer, client, body, key) for body in bodies]
             return [future.result() for future in futures]
 
     def _answer(self, client: httpx.Client, body: dict, api_key: str | None) -> Generation:
@@ -251,9 +275,9 @@ class EndpointChatModel:
         started, waited = time.monotonic(), 0.0
         for attempt in range(self.max_retries + 1):
             try:
-                outcome = self._attempt(client, body)
+                outcome = self._attempt(client, body, api_key)
             except Exception as exc:  # a bug or an exotic transport error must not sink the batch
-                outcome = _Failure(f"{type(exc).__name__}: {exc}", retryable=False)
+                outcome = _Failure(_redact(f"{type(exc).__name__}: {exc}", api_key), retryable=False)
             if isinstance(outcome, Generation):
                 outcome.meta.update(attempts=attempt + 1, waited_s=round(waited, 3),
                                     latency_s=round(time.monotonic() - started, 3))
@@ -263,17 +287,17 @@ class EndpointChatModel:
                 break
             delay = self._backoff(attempt, failure.retry_after)
             logger.info("retrying %s in %.2fs (attempt %d/%d): %s", self.name, delay, attempt + 1,
-                        self.max_retries + 1, _redact(failure.reason, api_key))
+                        self.max_retries + 1, failure.reason)
             time.sleep(delay)
             waited += delay
-        reason = _redact(_one_line(f"{failure.reason} (after {attempt + 1} attempt"
-                                   f"{'s' if attempt else ''})"), api_key)
+        reason = _one_line(f"{failure.reason} (after {attempt + 1} attempt{'s' if attempt else ''})")
         logger.warning("%s: request failed: %s", self.name, reason)
         return Generation(text="", error=reason,
                           meta={"attempts": attempt + 1, "waited_s": round(waited, 3),
                                 "latency_s": round(time.monotonic() - started, 3)})
 
-    def _attempt(self, client: httpx.Client, body: dict) -> Generation | _Failure:
+    def _attempt(self, client: httpx.Client, body: dict, api_key: str | None) -> Generation | _Failure:
+        """One request; every failure's reason already redacted (see the module docstring)."""
         deadline = time.monotonic() + self.timeout
         try:
             with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
@@ -281,23 +305,24 @@ class EndpointChatModel:
         except httpx.TimeoutException as exc:
             return _Failure(f"timeout ({type(exc).__name__})", retryable=True)
         except httpx.TransportError as exc:  # refused, reset, or a body cut short
-            return _Failure(f"connection error ({type(exc).__name__}: {exc})", retryable=True)
+            return _Failure(_redact(f"connection error ({type(exc).__name__}: {exc})", api_key), retryable=True)
         if isinstance(content, _Failure):
             return content
         status = response.status_code
         if not 200 <= status < 300:
             retryable = status in RETRY_STATUSES or status >= 500
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            text = content.decode("utf-8", errors="replace")
+            text = _redact(content.decode("utf-8", errors="replace"), api_key)
             return _Failure(f"HTTP {status}: {_one_line(text, 200)}", retryable, retry_after)
         try:
             data = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
-            return _Failure(f"malformed JSON in the answer ({_one_line(str(exc), 120)})", retryable=False)
+            return _Failure(f"malformed JSON in the answer ({_one_line(_redact(str(exc), api_key), 120)})",
+                            retryable=False)
         try:
             return parse_chat_completion(data)
         except ValueError as exc:
-            return _Failure(str(exc), retryable=False)
+            return _Failure(_redact(str(exc), api_key), retryable=False)
 
     def _read_bounded(self, response: httpx.Response, deadline: float) -> bytes | _Failure:
         """The body, read in pieces until ``deadline`` (a timeout, retried) and ``max_response_bytes``
@@ -324,7 +349,19 @@ class EndpointChatModel:
 
 
 def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
+    """``text`` with ``secret`` replaced by ``***`` (a secret under :data:`MIN_SECRET_CHARS` is left alone)."""
+    return text.replace(secret, "***") if secret and len(secret) >= MIN_SECRET_CHARS else text
+
+
+def _redact_values(value: Any, secret: str) -> Any:
+    """A decoded JSON value with the secret redacted in every string in it, keys included."""
+    if isinstance(value, str):
+        return _redact(value, secret)
+    if isinstance(value, list):
+        return [_redact_values(item, secret) for item in value]
+    if isinstance(value, dict):
+        return {_redact(str(k), secret): _redact_values(v, secret) for k, v in value.items()}
+    return value
 
 
 def _without_secret(generation: Generation, secret: str | None) -> Generation:
@@ -334,7 +371,5 @@ def _without_secret(generation: Generation, secret: str | None) -> Generation:
         return generation
     generation.text = _redact(generation.text, secret)
     if generation.tool_calls is not None:
-        calls = json.dumps(generation.tool_calls)
-        if secret in calls:
-            generation.tool_calls = json.loads(_redact(calls, secret))
+        generation.tool_calls = _redact_values(generation.tool_calls, secret)
     return generation

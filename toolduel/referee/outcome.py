@@ -65,11 +65,6 @@ class AttackOutcome:
         """A real FC error: fooled and, with the solvability ``floor``, answerable."""
         return self.fooled and (self.solvable or not floor)
 
-    @property
-    def error_type(self) -> str | None:
-        """The checker's error type of the FC model's first wrong answer."""
-        return next((v["error_type"] for v in self.verdicts if not v["valid"]), None)
-
 
 def adversarial_sample(seed: Sample, query: str) -> Sample:
     """The seed sample with its last user message replaced by ``query``."""
@@ -172,5 +167,5 @@ def pool_record(record_id: str, round_index: int, seed: Sample, outcome: AttackO
         "sample": adversarial_sample(seed, outcome.query).to_dict(),
         "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_success": outcome.fc_success,
         "attack_success": outcome.fooled, "solvable": outcome.solvable, "reference_solved": outcome.reference_solved,
-        "error_type": outcome.error_type, "kind": failing["kind"] if failing else None,
+        "error_type": failing["error_type"] if failing else None, "kind": failing["kind"] if failing else None,
     }
