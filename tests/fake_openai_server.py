@@ -21,12 +21,15 @@ when requests run concurrently). A fault is a :class:`Fault` or one of these str
     "bad_tool_calls"           200 whose tool_calls is an object, not a list
     "no_choices"               200 with ``"choices": []``
     "trickle:0.2"              200, the body sent a few bytes at a time, 0.2 s apart
+    "slow_headers:0.2"         200, its status line and headers sent a byte at a time, 0.2 s apart
     "huge"                     200 declaring a 1 GB body, then sending bytes until the client hangs up
     "redirect:URL"             307 to URL (another host or port, say)
 
 A responder may also return ``bytes``: the body of a 200 answer, sent as it is.
 
-``GET /v1/models`` lists ``models`` (default: one, "fake"), as a server without ``--model`` is asked.
+``GET /v1/models`` lists ``models`` (default None: answered 404, a server that lists none), as a
+server is asked when ``--model`` is left out; ``models_slowly`` (seconds) sends that answer's
+headers a byte at a time.
 
 Every wait is bounded and wakes at :meth:`stop`, so teardown never hangs.
 """
@@ -66,8 +69,8 @@ class Fault:
             return cls("sleep", seconds=min(float(arg or 1.0), MAX_SLEEP_S))
         if head == "redirect":
             return cls("redirect", location=arg)
-        if head == "trickle":
-            return cls("trickle", seconds=min(float(arg or 0.2), MAX_SLEEP_S))
+        if head in ("trickle", "slow_headers"):
+            return cls(head, seconds=min(float(arg or 0.2), MAX_SLEEP_S))
         if head in ("malformed_json", "truncated", "disconnect", "bad_tool_calls", "no_choices", "huge"):
             return cls(head)
         raise ValueError(f"unknown fault {spec!r}; see the fake_openai_server module docstring")
@@ -123,7 +126,8 @@ class FakeOpenAIServer:
     def __init__(self, responder: Callable[[dict], dict] = default_responder,
                  faults: FaultScript | None = None) -> None:
         self.responder = responder
-        self.models = ["fake"]  # what GET /v1/models lists
+        self.models: list[str] | None = None  # what GET /v1/models lists (None: 404)
+        self.models_slowly: float | None = None  # seconds between the bytes of that answer's headers
         self.faults = faults  # the property below copies a list, so the caller's stays intact
         self.requests: list[ReceivedRequest] = []
         self.in_flight = 0
@@ -212,8 +216,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
-            return self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.fake.models]})
+        if self.path.rstrip("/").endswith("/models") and self.fake.models is not None:
+            listed = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.fake.models]}
+            if self.fake.models_slowly is not None:
+                return self._send_headers_slowly(json.dumps(listed).encode(), self.fake.models_slowly)
+            return self._send(200, listed)
         return self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self) -> None:
@@ -271,6 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(payload).encode()
         if fault.kind == "trickle":
             return self._send_slowly(data, fault.seconds)
+        if fault.kind == "slow_headers":
+            return self._send_headers_slowly(data, fault.seconds)
         if fault.kind == "truncated":  # promise the whole body, send half of it, hang up
             self.close_connection = True
             return self._send_bytes(200, data[: len(data) // 2], content_length=len(data))
@@ -287,6 +296,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(data[start:start + 8])
             self.wfile.flush()
+
+    def _send_headers_slowly(self, data: bytes, interval: float) -> None:
+        self._leave_flight()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                "X-Padding: " + "x" * 200 + "\r\n\r\n").encode()
+        for byte in head:
+            if self.fake._stopping.wait(interval):
+                return
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+        self.wfile.write(data)
+        self.wfile.flush()
 
     def _send_forever(self) -> None:
         self._leave_flight()

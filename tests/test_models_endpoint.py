@@ -298,8 +298,32 @@ def test_a_server_listing_the_key_as_its_model_is_refused(fake_openai_server, mo
 
     secret = "sk-reflected-0123456789"
     monkeypatch.setenv("TOOLDUEL_TEST_KEY", secret)
+    fake_openai_server.models = ["fake"]
     assert served_model(fake_openai_server.base_url, "TOOLDUEL_TEST_KEY") == "fake"
     fake_openai_server.models = [secret]
     with pytest.raises(ConfigError, match="lists the API key as a model id") as error:
         served_model(fake_openai_server.base_url, "TOOLDUEL_TEST_KEY")
     assert secret not in str(error.value)
+
+
+def test_a_server_trickling_its_headers_cannot_hold_a_request_past_its_timeout(fake_openai_server):
+    """Every byte of the headers comes within the per-read timeout, but not the whole answer
+    within --timeout: the request ends at its deadline (before: after the ~250 bytes, 20 s here)."""
+    fake_openai_server.faults = ["slow_headers:0.08"]
+    started = time.monotonic()
+    answer = endpoint(fake_openai_server, timeout=1.0, max_retries=0).generate([user("hi")], [[]])[0]
+    assert answer.error is not None and answer.error.startswith("timeout")
+    assert time.monotonic() - started < 3.0
+
+
+def test_the_model_lookup_ends_within_its_timeout(fake_openai_server):
+    from toolduel.config import ConfigError
+    from toolduel.models.endpoint import served_model
+
+    fake_openai_server.models, fake_openai_server.models_slowly = ["fake"], 0.08
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="did not list the served ones"):
+        served_model(fake_openai_server.base_url, timeout=1.0)
+    assert time.monotonic() - started < 3.0
+    fake_openai_server.models_slowly = None
+    assert served_model(fake_openai_server.base_url, timeout=1.0) == "fake"  # an honest server still answers

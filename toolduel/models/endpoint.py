@@ -4,9 +4,12 @@ Requests run in a thread pool of ``max_concurrency`` workers sharing one ``httpx
 A request is retried, with exponential backoff and jitter, on 408/429/5xx answers, timeouts
 and connection errors (a body cut short is a connection error); ``Retry-After`` is honoured
 up to ``retry_after_max`` seconds. Whatever still fails becomes ``Generation(text="",
-error=...)``, so one bad answer never costs the batch the others. An answer is read in
-pieces, within ``timeout`` seconds in all (a server trickling bytes cannot hold a request
-open) and up to ``max_response_bytes`` (a larger body is refused unread).
+error=...)``, so one bad answer never costs the batch the others. Each attempt, and the model
+lookup of :func:`served_model`, ends within ``timeout`` seconds in all, connecting, sending,
+the status line and headers and the body together: every socket operation gets only what is
+left of that deadline (:class:`_DeadlineBackend`), so a server trickling bytes, headers
+included, cannot hold a request open. A body is read up to ``max_response_bytes`` (a larger
+one is refused unread).
 
 The API key is read from the environment variable *named* by ``api_key_env`` when a batch
 starts (:func:`api_key`: the whitespace a CRLF file leaves around it is dropped, control
@@ -26,11 +29,15 @@ import logging
 import os
 import random
 import re
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
 from toolduel.config import ConfigError
@@ -55,6 +62,81 @@ def api_key(env_name: str) -> str | None:
     if key and _CONTROL.search(key):
         raise ValueError(f"the API key in {env_name} holds control characters; export it as one line of text")
     return key or None
+
+
+# --- a deadline for a whole request ----------------------------------------------------------
+
+_deadline = threading.local()  # .at: the monotonic time this thread's request must end by
+
+
+@contextmanager
+def _within(seconds: float) -> Iterator[None]:
+    """Every socket operation of this thread's requests ends within ``seconds`` from now."""
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = None
+
+
+def _left(timeout: float | None) -> float | None:
+    """``timeout`` cut to what is left of this thread's deadline; a timeout error once it passed."""
+    at = getattr(_deadline, "at", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the request's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _left(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, each socket operation given only what is left of the
+    deadline of the thread that runs it (:func:`_within`)."""
+
+    def __init__(self, backend: httpcore.NetworkBackend):
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_tcp(host, port, _left(timeout), local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_unix_socket(path, _left(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def deadline_client(timeout: float, **options: Any) -> httpx.Client:
+    """An ``httpx.Client`` whose requests keep to the deadline :func:`_within` sets (no redirects)."""
+    limits = options.pop("limits", httpx.Limits())
+    transport = httpx.HTTPTransport(limits=limits)
+    pool = transport._pool  # httpcore's ConnectionPool: each new connection takes its network backend from here
+    pool._network_backend = _DeadlineBackend(pool._network_backend)
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, **options)
 
 
 @dataclass
@@ -147,7 +229,8 @@ def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: fl
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = f"{base_url.rstrip('/')}/models"
     try:
-        with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=False) as response:
+        with deadline_client(timeout, headers=headers) as client, _within(timeout), \
+                client.stream("GET", url) as response:
             response.raise_for_status()
             body = b""
             for chunk in response.iter_bytes():
@@ -264,7 +347,7 @@ class EndpointChatModel:
         timeout = httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout))
         limits = httpx.Limits(max_connections=self.max_concurrency,
                               max_keepalive_connections=self.max_concurrency)
-        with httpx.Client(timeout=timeout, limits=limits, headers=headers, follow_redirects=False) as client, \
+        with deadline_client(timeout, limits=limits, headers=headers) as client, \
                 ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(bodies)),
                                    thread_name_prefix="toolduel-endpoint") as pool:
             futures = [pool.submit(self._answer, client, body, key) for body in bodies]
@@ -300,7 +383,8 @@ class EndpointChatModel:
         """One request; every failure's reason already redacted (see the module docstring)."""
         deadline = time.monotonic() + self.timeout
         try:
-            with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+            with _within(self.timeout), client.stream("POST", f"{self.base_url}/chat/completions",
+                                                      json=body) as response:
                 content = self._read_bounded(response, deadline)
         except httpx.TimeoutException as exc:
             return _Failure(f"timeout ({type(exc).__name__})", retryable=True)
