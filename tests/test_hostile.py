@@ -251,6 +251,36 @@ def test_config_and_output_paths_that_are_not_what_they_should_be(tmp_path):
                        str(tmp_path / "o")), "cannot load the model")
 
 
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_special_file_is_refused_before_it_is_read(tmp_path, special):
+    """/dev/zero would fill memory and a FIFO never ends (or never starts): whether given as a
+    config, found as a run folder's config.yaml (report) or as an evaluation's results.jsonl
+    (eval --resume), it is refused in one line, at once."""
+    import os
+
+    if special == "fifo":
+        special = str(tmp_path / "fifo")
+        os.mkfifo(special)
+    started = time.monotonic()
+    one_line_error(run("eval", "--config", special), "not a regular file")
+    data = write_records(tmp_path / "s.jsonl", [record("a")])
+    one_line_error(run("eval", "--data", special, "--model", "m"), "not a regular file")
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+    (evaluation / "config.yaml").write_text(f"data: {data}\nendpoint: http://127.0.0.1:9/v1\nmodel: m\n")
+    (evaluation / RESULTS).symlink_to(special)
+    one_line_error(run("eval", "--data", str(data), "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
+                       "--out", str(evaluation), "--resume"), "not a regular file")
+    duel = tmp_path / "duel"
+    duel.mkdir()
+    (duel / "metrics.jsonl").write_text('{"round": 0, "accuracy": {"plain": 0.5}}\n')
+    (duel / "config.yaml").symlink_to(special)
+    report = CliRunner().invoke(app, ["report", str(duel)])
+    assert report.exit_code == 0, report.output  # the rest renders; the file is named as a problem
+    assert "not a regular file" in (duel / "report" / "report.html").read_text()
+    assert time.monotonic() - started < 60
+
+
 # --- 9: damaged run folders ---------------------------------------------------------------------------
 
 

@@ -100,7 +100,7 @@ def test_a_custom_prompt_must_have_both_sections_and_every_placeholder(tmp_path,
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         JudgePrompt.load(path)
-    with pytest.raises(ConfigError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="missing.md does not exist"):
         JudgePrompt.load(tmp_path / "missing.md")
 
 
@@ -241,7 +241,7 @@ def test_game_config_judge_settings_are_checked():
         GameConfig(judge_model="m", judge_endpoint="127.0.0.1:8000")
     with pytest.raises(ConfigError, match="NAME of an environment variable"):
         GameConfig(judge_model="m", judge_api_key_env="sk-abc123")
-    with pytest.raises(ConfigError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="prompt.md does not exist"):
         GameConfig(judge_model="m", judge_prompt="/nonexistent/prompt.md")
     assert build_judge(GameConfig()) is None  # no judge_model: the rule check alone
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from toolduel.config import (
     fields_in_order,
     flag_value,
     load_config,
+    regular_file,
     to_yaml,
 )
 from toolduel.data import DataError, load_samples
@@ -192,8 +194,13 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
     out_dir = Path(settings.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir} is a file, not a folder")
-    if (out_dir / RESULTS).exists() and not settings.resume:
-        fail(f"{out_dir} already holds an evaluation; continue it with --resume, or give another --out")
+    if os.path.lexists(out_dir / RESULTS):
+        if not settings.resume:
+            fail(f"{out_dir} already holds an evaluation; continue it with --resume, or give another --out")
+        try:
+            regular_file(out_dir / RESULTS, "the evaluation's")
+        except ConfigError as err:
+            fail(str(err))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / CONFIG, to_yaml(settings))
     console.print(f"evaluating {len(report.samples)} samples from {settings.data} -> {out_dir}")
@@ -206,9 +213,12 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
         fail_to_load(settings.model, err)
     generation = GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                   seed=settings.seed)
-    summary = evaluate(chat_model, report.samples, out_dir, generation, batch_size=settings.batch_size,
-                       resume=settings.resume, progress=progress,
-                       meta={"data": settings.data, "skipped_records": len(report.skipped)})
+    try:
+        summary = evaluate(chat_model, report.samples, out_dir, generation, batch_size=settings.batch_size,
+                           resume=settings.resume, progress=progress,
+                           meta={"data": settings.data, "skipped_records": len(report.skipped)})
+    except ConfigError as err:  # a results file that cannot be read or appended to
+        fail(str(err))
     print_summary(summary, title=f"{summary['model']} on {settings.data}")
     console.print(f"results: {out_dir / RESULTS}  summary: {out_dir / SUMMARY}")
 

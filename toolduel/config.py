@@ -8,7 +8,9 @@ raises :class:`ConfigError` saying how to fix a bad setting. The settings themse
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,24 +44,53 @@ def check_http_url(name: str, value: str) -> None:
         raise ConfigError(f"{name} must be an http(s) URL such as http://127.0.0.1:8000/v1 (got {value!r})")
 
 
+MAX_FILE_BYTES = 1 << 30  # no file a run reads is larger (a pool, a ledger, a data set)
+
+
+def regular_file(path: str | Path, what: str = "file", max_bytes: int | None = MAX_FILE_BYTES) -> int:
+    """The size of ``path`` if it is a regular file of at most ``max_bytes``; else a
+    :class:`ConfigError` naming it (``what``: how the message calls it). A device such as
+    ``/dev/zero``, a FIFO, a socket, a folder or a symbolic link loop is refused before it is
+    opened, so that no read hangs or fills memory."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"{what} {path} cannot be read ({err.strerror or err})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{what} {path} is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {path} is not a regular file (a device, a FIFO or a socket); only files are read")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise ConfigError(f"{what} {path} is {info.st_size:,} bytes, more than the {max_bytes:,} read")
+    return info.st_size
+
+
+def read_file_text(path: str | Path, what: str = "file", max_bytes: int = MAX_FILE_BYTES,
+                   errors: str = "strict") -> str:
+    """The UTF-8 text of ``path``, a regular file of at most ``max_bytes`` (:func:`regular_file`);
+    with ``errors="strict"`` a :class:`ConfigError` when it is not UTF-8 text."""
+    regular_file(path, what, max_bytes)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as err:
+        raise ConfigError(f"{what} {path} cannot be read ({err.strerror or err})") from None
+    if len(data) > max_bytes:  # it grew since it was measured
+        raise ConfigError(f"{what} {path} is more than the {max_bytes:,} bytes read")
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text") from None
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict | None = None) -> T:
     """``cls`` from a YAML file (optional), then ``overrides`` (flags given on the command line)."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        try:
-            if path.stat().st_size > MAX_CONFIG_BYTES:
-                raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; a config is a "
-                                  "page of settings")
-            loaded = yaml_value(path.read_text(encoding="utf-8"), f"config file {path}")
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except IsADirectoryError:
-            raise ConfigError(f"config file {path} is a folder, not a YAML file") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {path} is not UTF-8 text") from None
-        except OSError as err:
-            raise ConfigError(f"config file {path} cannot be read ({err.strerror or err})") from None
+        loaded = yaml_value(read_file_text(path, "config file", MAX_CONFIG_BYTES), f"config file {path}")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(loaded).__name__}")
         values.update(loaded or {})

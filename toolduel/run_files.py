@@ -66,7 +66,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from toolduel.config import ConfigError
+from toolduel.config import ConfigError, read_file_text, regular_file
 
 T = TypeVar("T")
 
@@ -150,6 +150,8 @@ def append_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     is encoded before any is written, so a record that cannot be written costs no other."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(path):
+        regular_file(path, "run file", max_bytes=None)  # appending to a FIFO would wait for a reader
     lines = [json_text(record) + "\n" for record in records]
     with path.open("a", encoding="utf-8") as handle:
         handle.write("".join(lines))
@@ -164,6 +166,7 @@ def truncate_torn_line(path: str | Path) -> None:
     path = Path(path)
     if not path.exists():
         return
+    regular_file(path, "run file", max_bytes=None)
     with path.open("rb+") as handle:
         size = handle.seek(0, os.SEEK_END)
         if size == 0:
@@ -193,9 +196,9 @@ def read_json_object(path: str | Path) -> dict:
     """The JSON object in ``path``, or :class:`CorruptFileError` saying what is wrong with it."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except OSError as err:
-        raise CorruptFileError(f"{path} cannot be read ({err.strerror or err})") from None
+        data = json.loads(read_file_text(path, "run file", errors="replace"))
+    except ConfigError as err:
+        raise CorruptFileError(str(err)) from None
     except json.JSONDecodeError as err:
         raise CorruptFileError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); it was cut off or "
                                "edited: restore it, or remove the folder and start again") from None
@@ -215,7 +218,7 @@ def iter_jsonl(path: str | Path, strict: bool = False, required: Sequence[str] =
     ``strict``; else it is skipped, and ``on_problem`` (if given) hears ``"line N: what"``, as
     it does of a torn last line."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_file_text(path, "run file", errors="replace")
     pieces = text.split("\n")  # not splitlines(): JSON strings may hold U+2028 and other line breaks
     last = len(pieces) - (0 if pieces[-1] else 1)
     for number, line in enumerate(pieces[:last], start=1):
@@ -244,7 +247,7 @@ def iter_jsonl(path: str | Path, strict: bool = False, required: Sequence[str] =
 
 
 def read_jsonl(path: str | Path, strict: bool = False) -> list[dict]:
-    return list(iter_jsonl(path, strict=strict)) if Path(path).exists() else []
+    return list(iter_jsonl(path, strict=strict)) if os.path.lexists(path) else []
 
 
 def write_pool_dataset(records: list[dict], path: Path) -> None:

@@ -14,10 +14,12 @@ A spec names where samples come from:
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from pathlib import Path
 
+from toolduel.config import ConfigError, regular_file
 from toolduel.data.bfcl import BFCL_AST_CATEGORIES, DataError, load_bfcl
 from toolduel.data.jsonl import LoadReport, load_jsonl
 from toolduel.run_files import seeded_draw
@@ -56,7 +58,7 @@ def load_samples(spec: str, limit: int | None = None, skip_bad: bool = False,
     if prefix == "world" and rest:
         return LoadReport(samples=_load_world(rest, limit))
     path = Path(spec)
-    if path.is_file():
+    if os.path.lexists(path):  # a JSONL file, which load_jsonl checks is a regular one
         return load_jsonl(path, limit=limit, skip_bad=skip_bad)
     raise DataError(f"data spec {spec!r} is neither bfcl:<categories>, world:<sets> nor an existing JSONL file")
 
@@ -82,6 +84,12 @@ def check_spec(spec: str, setting: str, allow_world_train: bool = False) -> None
             return
     except DataError as err:
         raise DataError(f"{setting}: {err}") from None
+    if os.path.lexists(spec):
+        try:
+            regular_file(spec, f"{setting} = {spec!r}:")
+        except ConfigError as err:
+            raise DataError(str(err)) from None
+        return
     if not Path(spec).is_file():
         allowed = "world:train, " if allow_world_train else ""
         raise DataError(f"{setting} = {spec!r} is neither {allowed}bfcl:<categories>, world:<sets> nor an existing "

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolduel.config import ConfigError, regular_file
 from toolduel.data.bfcl import DataError
 from toolduel.schema import Call, GoldCall, Sample, SchemaError, Tool, sample_id
 
@@ -124,8 +125,10 @@ def load_jsonl(path: str | Path, limit: int | None = None, skip_bad: bool = Fals
     """Read samples from ``path``. A bad record raises :class:`DataError` naming file and line,
     unless ``skip_bad``: then it is skipped and listed in ``LoadReport.skipped``."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    try:
+        regular_file(path, "data file")
+    except ConfigError as err:
+        raise DataError(str(err)) from None
     report = LoadReport()
     lines_of: dict[str, int] = {}  # sample id -> the line it was read from
     with path.open("rb") as lines:

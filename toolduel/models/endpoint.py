@@ -7,7 +7,7 @@ up to ``retry_after_max`` seconds. Whatever still fails becomes ``Generation(tex
 error=...)``, so one bad answer never costs the batch the others. Each attempt, and the model
 lookup of :func:`served_model`, ends within ``timeout`` seconds in all, connecting, sending,
 the status line and headers and the body together: every socket operation gets only what is
-left of that deadline (:class:`_DeadlineBackend`), so a server trickling bytes, headers
+left of that deadline (:mod:`toolduel.models.deadline`), so a server trickling bytes, headers
 included, cannot hold a request open. A body is read up to ``max_response_bytes`` (a larger
 one is refused unread).
 
@@ -29,19 +29,16 @@ import logging
 import os
 import random
 import re
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
 
 from toolduel.config import ConfigError
 from toolduel.models.base import Generation, GenerationConfig
+from toolduel.models.deadline import deadline_client, within
 from toolduel.schema import Tool
 
 logger = logging.getLogger(__name__)
@@ -62,81 +59,6 @@ def api_key(env_name: str) -> str | None:
     if key and _CONTROL.search(key):
         raise ValueError(f"the API key in {env_name} holds control characters; export it as one line of text")
     return key or None
-
-
-# --- a deadline for a whole request ----------------------------------------------------------
-
-_deadline = threading.local()  # .at: the monotonic time this thread's request must end by
-
-
-@contextmanager
-def _within(seconds: float) -> Iterator[None]:
-    """Every socket operation of this thread's requests ends within ``seconds`` from now."""
-    _deadline.at = time.monotonic() + seconds
-    try:
-        yield
-    finally:
-        _deadline.at = None
-
-
-def _left(timeout: float | None) -> float | None:
-    """``timeout`` cut to what is left of this thread's deadline; a timeout error once it passed."""
-    at = getattr(_deadline, "at", None)
-    if at is None:
-        return timeout
-    left = at - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("the request's deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream):
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _left(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _left(timeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _left(timeout)))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's network backend, each socket operation given only what is left of the
-    deadline of the thread that runs it (:func:`_within`)."""
-
-    def __init__(self, backend: httpcore.NetworkBackend):
-        self._backend = backend
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._backend.connect_tcp(host, port, _left(timeout), local_address, socket_options))
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._backend.connect_unix_socket(path, _left(timeout), socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
-
-
-def deadline_client(timeout: float, **options: Any) -> httpx.Client:
-    """An ``httpx.Client`` whose requests keep to the deadline :func:`_within` sets (no redirects)."""
-    limits = options.pop("limits", httpx.Limits())
-    transport = httpx.HTTPTransport(limits=limits)
-    pool = transport._pool  # httpcore's ConnectionPool: each new connection takes its network backend from here
-    pool._network_backend = _DeadlineBackend(pool._network_backend)
-    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, **options)
 
 
 @dataclass
@@ -229,7 +151,7 @@ def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: fl
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = f"{base_url.rstrip('/')}/models"
     try:
-        with deadline_client(timeout, headers=headers) as client, _within(timeout), \
+        with deadline_client(timeout, headers=headers) as client, within(timeout), \
                 client.stream("GET", url) as response:
             response.raise_for_status()
             body = b""
@@ -383,7 +305,7 @@ class EndpointChatModel:
         """One request; every failure's reason already redacted (see the module docstring)."""
         deadline = time.monotonic() + self.timeout
         try:
-            with _within(self.timeout), client.stream("POST", f"{self.base_url}/chat/completions",
+            with within(self.timeout), client.stream("POST", f"{self.base_url}/chat/completions",
                                                       json=body) as response:
                 content = self._read_bounded(response, deadline)
         except httpx.TimeoutException as exc:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from toolduel.checker import check_sample
-from toolduel.config import ConfigError, check_env_name, check_http_url
+from toolduel.config import ConfigError, check_env_name, check_http_url, read_file_text
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
 from toolduel.referee.outcome import adversarial_sample
@@ -90,10 +90,7 @@ class JudgePrompt:
             text = resources.files("toolduel.referee").joinpath(PROMPT_FILE).read_text(encoding="utf-8")
             where = f"the shipped {PROMPT_FILE}"
         else:
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError as err:
-                raise ConfigError(f"judge_prompt {path} cannot be read ({err.strerror or err})") from None
+            text = read_file_text(path, "judge_prompt", max_bytes=1_000_000)
             where = str(path)
         match = re.search(r"^## system[ \t]*\n(.*?)^## user[ \t]*\n(.*)\Z", text, re.S | re.M)
         if match is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from toolduel.config import ConfigError, read_file_text
 from toolduel.report import Report, ReportError
 from toolduel.report import page as html
 from toolduel.report.figures import SIZE, _legend_outside, png_bytes
@@ -31,8 +32,10 @@ YIELDS = {"warm": "warm query model", "rl": "RL-trained", "rl_with_attack": "RL-
 def read_ablation(path: Path) -> dict:
     """The ablation JSON; :class:`ReportError` when it cannot be read or holds no regime."""
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        report = json.loads(read_file_text(path, "ablation JSON", max_bytes=64_000_000))
+    except ConfigError as error:
+        raise ReportError(str(error)) from None
+    except (json.JSONDecodeError, RecursionError) as error:
         raise ReportError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(report, dict) or not any(isinstance(report.get(r), dict) for r in REGIMES):
         raise ReportError(f"{path}: no ablation in it (expected a regime {' or '.join(REGIMES)} at the top, "

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolduel.config import ConfigError, read_file_text
 from toolduel.evaluate import summarize
 from toolduel.run_files import (
     AFTER_DEFENCE,
@@ -79,9 +80,9 @@ class _FileProblems:
 
 def _read_text(path: Path, folder: Path, problems: list[str]) -> str | None:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        problems.append(f"{_name(path, folder)}: cannot be read ({error.strerror or error})")
+        return read_file_text(path, _name(path, folder), errors="replace")
+    except ConfigError as error:
+        problems.append(str(error))
         return None
 
 
@@ -98,8 +99,8 @@ def read_records(path: Path, folder: Path, problems: list[str], required: tuple[
     file_problems = _FileProblems(_name(path, folder), problems)
     try:
         records = list(iter_jsonl(path, required=required, on_problem=file_problems.add))
-    except OSError as error:
-        problems.append(f"{_name(path, folder)}: cannot be read ({error.strerror or error})")
+    except ConfigError as error:
+        problems.append(f"{_name(path, folder)}: {error}")
         return []
     file_problems.close()
     return records
