@@ -397,3 +397,18 @@ def test_resume_refuses_new_settings(tmp_path):
     result = CliRunner().invoke(app, ["attack", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
                                       "--attack-stepz", "3"])
     assert result.exit_code == 2 and "unknown option '--attack-stepz'" in result.output
+
+
+def test_an_attack_resumed_over_an_emptied_ledger_keeps_its_findings(seeds_file, tmp_path):
+    """The adversarial set is rebuilt from the ledger on every resume; a ledger emptied (or cut)
+    since must not rebuild it smaller: the resume stops in one line and the set stays."""
+    out = tmp_path / "attack"
+    with FakeOpenAIServer(responder=fc_responder) as server:
+        assert attack(out, server, seeds_file, "--harvest-keep", "valid").exit_code == 0
+    pool = (out / "pool.jsonl").read_text()
+    assert pool.count("\n") > 0
+    (out / "queries.jsonl").write_text("")
+    result = CliRunner().invoke(app, ["attack", "--resume", str(out), "--no-progress"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "pool.jsonl holds" in " ".join(result.output.split()) and "queries.jsonl" in result.output
+    assert (out / "pool.jsonl").read_text() == pool

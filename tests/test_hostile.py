@@ -314,3 +314,43 @@ def test_any_results_file_is_read_without_a_crash(tmp_path, lines):
     path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
     for result in read_results(path):
         assert isinstance(result, dict) and "id" in result
+
+
+def test_appending_cuts_a_torn_last_line_first(tmp_path):
+    """A crash mid-write leaves a last line without its newline; the next append must not glue
+    its record onto it (the glued line would be unreadable, and that record lost)."""
+    from toolduel.run_files import append_jsonl
+
+    path = tmp_path / "queries.jsonl"
+    path.write_text('{"key": "a"}\n{"key": "b", "que')
+    append_jsonl(path, [{"key": "c"}])
+    assert read_jsonl(path, strict=True) == [{"key": "a"}, {"key": "c"}]
+
+
+def test_a_damaged_round_file_never_shrinks_the_pool_silently(tmp_path):
+    from toolduel.run_files import CorruptFileError, rebuild_jsonl
+
+    rounds = [tmp_path / "round_1.jsonl", tmp_path / "round_2.jsonl"]
+    rounds[0].write_text('{"id": 1}\n{"id": 2}\n')
+    rounds[1].write_text('{"id": 3}\n{"id": 4\n{"id": 5}\n')  # line 2 damaged
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"id": 1}\n{"id": 2}\n{"id": 3}\n{"id": 4}\n{"id": 5}\n')
+    with pytest.raises(CorruptFileError, match=r"round_2.jsonl: line 2: not valid JSON"):
+        rebuild_jsonl(pool, rounds)
+    assert pool.read_text().count("\n") == 5  # left as it was
+    rounds[1].write_text('{"id": 3}\n{"id": 4}\n{"id": 5}\n')
+    assert [r["id"] for r in rebuild_jsonl(pool, rounds)] == [1, 2, 3, 4, 5]
+
+
+def test_an_evaluation_into_a_run_folder_is_refused_and_the_run_kept(tmp_path):
+    from toolduel.config import to_yaml
+    from toolduel.duel.config import GameConfig
+
+    (tmp_path / "config.yaml").write_text(to_yaml(GameConfig(world_budget="test")))
+    config = (tmp_path / "config.yaml").read_text()
+    data = write_records(tmp_path / "s.jsonl", [record("a")])
+    one_line_error(run("eval", "--data", str(data), "--model", "m", "--out", str(tmp_path)), "holds a run or an attack")
+    (tmp_path / "state.json").write_text('{"completed": []}')
+    one_line_error(run("eval", "--data", str(data), "--model", "m", "--out", str(tmp_path), "--resume"),
+                   "holds a run or an attack")
+    assert (tmp_path / "config.yaml").read_text() == config

@@ -33,7 +33,7 @@ from toolduel.config import (
 from toolduel.data import DataError, load_samples
 from toolduel.duel.config import GameConfig
 from toolduel.progress import console
-from toolduel.run_files import CONFIG, RESULTS, SUMMARY, write_text_atomic
+from toolduel.run_files import CONFIG, RESULTS, STATE, SUMMARY, write_text_atomic
 from toolduel.settings import EvalConfig
 
 app = typer.Typer(help="Adversarial data augmentation for tool-calling models.", no_args_is_help=True,
@@ -152,6 +152,15 @@ def build_eval_model(config: EvalConfig):
     return load_model({"backend": "transformers", "path": path, "batch_size": config.batch_size})
 
 
+def _holds(folder: Path, config_class: type) -> bool:
+    """Whether the config in ``folder`` is one of ``config_class`` (the command that made it)."""
+    try:
+        load_config(config_class, folder / CONFIG)
+    except ConfigError:
+        return False
+    return True
+
+
 def print_summary(summary: dict, title: str) -> None:
     table = Table(title=title)
     for column in ("category", "n", "correct", "accuracy", "failed"):
@@ -194,6 +203,8 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
     out_dir = Path(settings.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"--out {out_dir} is a file, not a folder")
+    if os.path.lexists(out_dir / STATE) or (os.path.lexists(out_dir / CONFIG) and not _holds(out_dir, EvalConfig)):
+        fail(f"{out_dir} holds a run or an attack, not an evaluation; give the evaluation its own --out")
     if os.path.lexists(out_dir / RESULTS):
         if not settings.resume:
             fail(f"{out_dir} already holds an evaluation; continue it with --resume, or give another --out")

@@ -147,11 +147,12 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     """Append records, one line each, flushed to disk; returns how many were written. Every line
-    is encoded before any is written, so a record that cannot be written costs no other."""
+    is encoded before any is written, so a record that cannot be written costs no other; a last
+    line a crash left without its newline is cut first (:func:`truncate_torn_line`), so the new
+    record never glues onto it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(path):
-        regular_file(path, "run file", max_bytes=None)  # appending to a FIFO would wait for a reader
+    truncate_torn_line(path)  # also refuses a FIFO or a device, which appending would wait on or fill
     lines = [json_text(record) + "\n" for record in records]
     with path.open("a", encoding="utf-8") as handle:
         handle.write("".join(lines))
@@ -164,7 +165,7 @@ def truncate_torn_line(path: str | Path) -> None:
     """Cut a last line that a crash left without its newline (it is no record), so that lines
     appended next start on a line of their own. Everything before it stays as it is."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return
     regular_file(path, "run file", max_bytes=None)
     with path.open("rb+") as handle:
@@ -248,6 +249,34 @@ def iter_jsonl(path: str | Path, strict: bool = False, required: Sequence[str] =
 
 def read_jsonl(path: str | Path, strict: bool = False) -> list[dict]:
     return list(iter_jsonl(path, strict=strict)) if os.path.lexists(path) else []
+
+
+def write_derived_jsonl(target: str | Path, records: list[dict], sources: str) -> None:
+    """Replace ``target``, a file derived from ``sources`` (named in the message), with ``records``
+    (atomically); refused with a :class:`CorruptFileError`, ``target`` left as it was, when that
+    would leave it with fewer records than it holds: a derived file never shrinks from a damaged
+    or emptied source without saying so."""
+    before = len(read_jsonl(target))
+    if len(records) < before:
+        raise CorruptFileError(f"{target} holds {before} records, but {sources} only give {len(records)}; it is "
+                               f"left as it was: restore {sources}, or remove {target} to rebuild it smaller")
+    write_jsonl_atomic(target, records)
+
+
+def rebuild_jsonl(target: str | Path, sources: Iterable[str | Path]) -> list[dict]:
+    """``target`` rewritten (atomically) as the records of ``sources`` in order, and returned; a
+    source line that is not a record (a torn last line too) is a :class:`CorruptFileError`
+    naming it, and ``target`` is left as it was. (A phase played again may rightly write its own
+    file smaller, so here the sources, read whole, are the truth.)"""
+    sources = [Path(source) for source in sources]
+    records: list[dict] = []
+    for source in sources:
+        problems: list[str] = []
+        records += iter_jsonl(source, on_problem=problems.append)
+        if problems:
+            raise CorruptFileError(f"{source}: {problems[0]}; {target} is left as it was: repair or remove that line")
+    write_jsonl_atomic(target, records)
+    return records
 
 
 def write_pool_dataset(records: list[dict], path: Path) -> None:

@@ -234,7 +234,7 @@ def write_findings(run: RunFolder, seeds: list[Sample], on_log: Callable[[str], 
                                        endpoint) | {"phase": record["phase"], "step": record.get("step")})
     if unknown:
         on_log(f"[yellow]left out[/yellow] queries of {len(unknown)} seed(s) no longer in {config.seeds}")
-    files.write_jsonl_atomic(run.dir / files.POOL, adversarial)
+    files.write_derived_jsonl(run.dir / files.POOL, adversarial, str(run.dir / files.QUERIES))
     files.write_pool_dataset(adversarial, run.dir / files.POOL_DATASET)
     stats = step_stats([outcome_from_record(r) for r in records], config.solvability_floor)
     metrics = {"round": 1, "accuracy": {}, "attack_success_rate": None,

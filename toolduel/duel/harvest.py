@@ -86,6 +86,6 @@ def phase_harvest(run: RunFolder, round_index: int, progress: bool) -> None:
 
 
 def rebuild_pool(run: RunFolder) -> None:
-    """The top-level pool: every round's pool records, in round order (rewritten atomically)."""
-    records = [record for path in files.round_files(run.dir, files.POOL) for record in files.read_jsonl(path)]
-    files.write_jsonl_atomic(run.dir / files.POOL, records)
+    """The top-level pool: every round's pool records, in round order (rewritten atomically; a
+    damaged round file stops the run with its name, the pool left as it was)."""
+    files.rebuild_jsonl(run.dir / files.POOL, files.round_files(run.dir, files.POOL))
