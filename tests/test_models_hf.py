@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import pytest
 import torch
@@ -178,3 +179,15 @@ def test_settings_are_checked(tiny_qwen2, tiny_tokenizer):
         TransformersChatModel.from_objects(tiny_qwen2, no_template)
     with pytest.raises(ValueError, match="needs 'path'"):
         load_model({"backend": "transformers"})
+
+
+def test_a_prompt_longer_than_the_models_context_fails_alone_and_at_once(chat_model):
+    """A 1 MB record would run for minutes on a 1,024-position model: it is recorded as failed
+    with its reason, and the other prompts of the batch are answered."""
+    huge = [{"role": "user", "content": "word " * 200_000}]
+    started = time.monotonic()
+    short, long = chat_model.generate([[{"role": "user", "content": "hi"}], huge], [[], []],
+                                      GenerationConfig(max_new_tokens=4))
+    assert short.error is None and long.text == ""
+    assert long.error.startswith("the prompt is") and "more than the model's context of 1,024" in long.error
+    assert time.monotonic() - started < 60

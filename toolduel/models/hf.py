@@ -139,11 +139,11 @@ class TransformersChatModel:
         config = config or GenerationConfig()
         prompt_ids = [self.tokenizer(self.render_prompt(conv, conv_tools), add_special_tokens=False)["input_ids"]
                       for conv, conv_tools in zip(conversations, tools)]
+        results: list[Generation | None] = [self._too_long(ids, config) for ids in prompt_ids]
         # Longest first: similar lengths share a batch (less padding), and an out-of-memory
         # error, if any, comes with the first batch.
-        order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+        order = sorted((i for i, result in enumerate(results) if result is None), key=lambda i: -len(prompt_ids[i]))
         batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-        results: list[Generation | None] = [None] * len(prompt_ids)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -158,6 +158,17 @@ class TransformersChatModel:
         finally:
             self.model.train(was_training)
         return results  # type: ignore[return-value]
+
+    def _too_long(self, ids: list[int], config: GenerationConfig) -> Generation | None:
+        """A failed generation for a prompt that, with its new tokens, would not fit the model's
+        context (a huge record would otherwise run for minutes, or past what the model can
+        attend to); None for one that fits."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if not isinstance(context, int) or len(ids) + config.max_new_tokens <= context:
+            return None
+        return Generation(text="", error=f"the prompt is {len(ids):,} tokens, which with {config.max_new_tokens} new "
+                                         f"ones is more than the model's context of {context:,}",
+                          meta={"prompt_tokens": len(ids)})
 
     @torch.inference_mode()
     def _generate_batch(self, batch_ids: list[list[int]], config: GenerationConfig) -> list[Generation]:
