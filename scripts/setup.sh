@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up toolduel in .venv, so that .venv/bin/toolduel and .venv/bin/pytest always exist.
-#   bash scripts/setup.sh          # the package
+#   bash scripts/setup.sh          # the package, with `toolduel serve`
 #   bash scripts/setup.sh --dev    # plus test tools
 # With a virtual environment active and no .venv yet, .venv becomes a link to the active one
 # (the package goes where you work); an existing .venv is used as it is.
@@ -34,7 +34,8 @@ fi
 
 constraints=()
 [ "${TOOLDUEL_CONSTRAINTS:-}" != "none" ] && constraints=(-c "${TOOLDUEL_CONSTRAINTS:-scripts/constraints.txt}")
-extras=""
+# serve: `toolduel serve`, which the README's endpoint block runs; dev: test tools, serve included
+extras="[serve]"
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 pip_install "${constraints[@]}" -e ".${extras}"
 # BFCL's data and official checker; its own pins are heavy and not needed to read data.

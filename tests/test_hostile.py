@@ -354,3 +354,68 @@ def test_an_evaluation_into_a_run_folder_is_refused_and_the_run_kept(tmp_path):
     one_line_error(run("eval", "--data", str(data), "--model", "m", "--out", str(tmp_path), "--resume"),
                    "holds a run or an attack")
     assert (tmp_path / "config.yaml").read_text() == config
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--endpoint", "http://[::1"], "endpoint must be an http(s) URL"),
+    (["--endpoint", "http://127.0.0.1:99999/v1"], "Port out of range"),
+    (["--endpoint", "http://"], "with a host"),
+    (["--endpoint", "http://127.0.0.1:8000/v1 x"], "without spaces or control characters"),
+    (["--endpoint", "http://127.0.0.1:8000/v1\x00x"], "--endpoint: the value"),  # not even YAML
+    (["--limit", "{"], "--limit: the value '{' is not valid YAML"),
+    (["--endpoint", "http://127.0.0.1:8000/v1", "--timeout", "nan"], "timeout must be a positive number"),
+])
+def test_endpoint_settings_that_cannot_work_are_refused(tmp_path, flags, message):
+    data = write_records(tmp_path / "s.jsonl", [record("a")])
+    one_line_error(run("eval", "--data", str(data), "--model", "m", *flags, "--out", str(tmp_path / "o")), message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_messages_print_brackets_as_they_are(tmp_path):
+    """A path or a hint holding brackets is text, not markup: no MarkupError, no eaten words."""
+    one_line_error(run("eval", "--data", str(tmp_path / "x[/bold]y.jsonl"), "--model", "m"), "x[/bold]y.jsonl")
+    data = write_records(tmp_path / "x[red]y.jsonl", [record("a")])  # markup would eat "[red]"
+    result = run("eval", "--data", str(data), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"))
+    one_line_error(result, "cannot load the model")
+    assert f"from {data} ->" in " ".join(result.output.split())  # the progress line, printed as it is
+
+
+def test_settings_refused_before_a_folder_is_written(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    one_line_error(run("run", "--use-vllm", "true", "--world-budget", "test", "--out", str(tmp_path / "r")), "vllm")
+    assert not (tmp_path / "r").exists()
+    one_line_error(run("attack", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--harvest-keep",
+                       "everything", "--out", str(tmp_path / "a")), "harvest_keep must be successful or valid")
+
+
+@pytest.mark.parametrize("budget", ["abc", "2.5"])
+def test_a_new_budget_on_resume_is_checked_before_it_is_written(tmp_path, budget):
+    (tmp_path / "config.yaml").write_text("endpoint: http://127.0.0.1:9/v1\nmodel: m\nmax_requests: 100\n")
+    (tmp_path / "state.json").write_text('{"completed": ["attack", "harvest"], "requests_sent": 100}')
+    before = (tmp_path / "config.yaml").read_text()
+    one_line_error(run("attack", "--resume", str(tmp_path), "--max-requests", budget), "max_requests must be")
+    assert (tmp_path / "config.yaml").read_text() == before
+
+
+def test_a_state_file_that_is_a_link_loop_is_named_not_taken_for_absent(tmp_path):
+    from toolduel.config import to_yaml
+    from toolduel.duel.config import GameConfig
+
+    (tmp_path / "config.yaml").write_text(to_yaml(GameConfig(world_budget="test")))
+    (tmp_path / "state.json").symlink_to(tmp_path / "state.json")
+    one_line_error(run("run", "--resume", str(tmp_path)), "state.json")
+
+
+def test_resuming_an_evaluation_with_another_model_is_refused(tmp_path):
+    data = write_records(tmp_path / "s.jsonl", [record("a")])
+    with FakeOpenAIServer() as server:
+        out = tmp_path / "o"
+        assert run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "one",
+                   "--out", str(out)).exit_code == 0
+        results = (out / RESULTS).read_text()
+        one_line_error(run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "two",
+                           "--out", str(out), "--resume"), "holds answers of one at")
+    assert (out / RESULTS).read_text() == results

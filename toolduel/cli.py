@@ -86,8 +86,14 @@ def settings_flags(config_class: type, **command_options: Any) -> Callable:
             for name, value in given.items():
                 if isinstance(value, str) and value.startswith("--"):  # `--attack-steps --no-progress`
                     fail(f"option --{name.replace('_', '-')} needs a value (got the option {value})")
-            settings = {name: value if isinstance(value, bool) else flag_value(value)
-                        for name, value in given.items() if value is not None}
+            settings = {}
+            for name, value in given.items():
+                if value is None:
+                    continue
+                try:
+                    settings[name] = value if isinstance(value, bool) else flag_value(value)
+                except ConfigError as err:  # a value that is not YAML: `--limit '{'`
+                    fail(f"--{name.replace('_', '-')}: {err}")
             if ctx.args:
                 fail(f"unknown option {ctx.args[0]!r}; see --help for the settings")
             body(ctx, settings, **values)
@@ -106,7 +112,9 @@ ANY_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}  # an u
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True, highlight=False)
+    """One line, exit code 2; ``message`` is printed as it is (brackets in a path or a hint such as
+    ``pip install 'toolduel[serve]'`` are text, not markup)."""
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, markup=True, highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -161,6 +169,12 @@ def _holds(folder: Path, config_class: type) -> bool:
     return True
 
 
+def _answerer(settings: EvalConfig) -> str:
+    """Who answers an evaluation: the model, and where it runs."""
+    where = f"at {settings.endpoint}" if settings.endpoint else f"on {settings.backend}"
+    return f"{settings.model or 'the embedded FC model'} {where}"
+
+
 def print_summary(summary: dict, title: str) -> None:
     table = Table(title=title)
     for column in ("category", "n", "correct", "accuracy", "failed"):
@@ -197,7 +211,7 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
     except (ConfigError, DataError) as err:
         fail(str(err))
     for skipped in report.skipped:
-        console.print(f"[yellow]skipped[/yellow] {skipped}")
+        console.print(f"[yellow]skipped[/yellow] {escape(skipped)}", markup=True)
     if not report.samples:
         fail(f"no samples in {settings.data}")
     out_dir = Path(settings.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -210,8 +224,12 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
             fail(f"{out_dir} already holds an evaluation; continue it with --resume, or give another --out")
         try:
             regular_file(out_dir / RESULTS, "the evaluation's")
+            before = load_config(EvalConfig, out_dir / CONFIG) if os.path.lexists(out_dir / CONFIG) else None
         except ConfigError as err:
             fail(str(err))
+        if before is not None and _answerer(before) != _answerer(settings):
+            fail(f"{out_dir} holds answers of {_answerer(before)}, not of {_answerer(settings)}; resume with the "
+                 "same model, or give another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / CONFIG, to_yaml(settings))
     console.print(f"evaluating {len(report.samples)} samples from {settings.data} -> {out_dir}")
@@ -344,7 +362,7 @@ def serve_command(
     except (OSError, ValueError) as err:
         fail_to_load(model, err)
     for change in changes:
-        console.print(f"[dim]{escape(change)}[/dim]")
+        console.print(f"[dim]{escape(change)}[/dim]", markup=True)
     base_url = f"http://{host}:{port}/v1"
     console.print(f"serving {folder} as model {folder} at {base_url}; try it with\n"
                   f"  toolduel eval --endpoint {base_url} --data world:plain --limit 32\n"

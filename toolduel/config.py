@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import stat
+import urllib.parse
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,9 +40,23 @@ def check_env_name(name: str, value: str) -> None:
 
 
 def check_http_url(name: str, value: str) -> None:
-    """One error for every URL setting (endpoints, servers): it must name its scheme."""
-    if not str(value).startswith(("http://", "https://")):
-        raise ConfigError(f"{name} must be an http(s) URL such as http://127.0.0.1:8000/v1 (got {value!r})")
+    """One error for every URL setting (endpoints, servers): an http(s) URL with a host, a port
+    in 1-65535 where one is given, and no control characters or spaces."""
+    example = "an http(s) URL such as http://127.0.0.1:8000/v1"
+    text = str(value)
+    if not text.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be {example} (got {text[:80]!r})")
+    if re.search(r"[\x00-\x20\x7f]", text):
+        raise ConfigError(f"{name} must be {example}, without spaces or control characters (got {text[:80]!r})")
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        port = parsed.port  # raises for a port that is no number or out of range
+    except ValueError as err:
+        raise ConfigError(f"{name} must be {example} ({err}; got {text[:80]!r})") from None
+    if not parsed.hostname:
+        raise ConfigError(f"{name} must be {example}, with a host (got {text[:80]!r})")
+    if port == 0:
+        raise ConfigError(f"{name} must be {example}, with a port from 1 to 65535 (got {text[:80]!r})")
 
 
 MAX_FILE_BYTES = 1 << 30  # no file a run reads is larger (a pool, a ledger, a data set)

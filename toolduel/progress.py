@@ -15,7 +15,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+# Text is printed as it is (a path or a hint may hold brackets); the few styled lines ask for markup.
+console = Console(stderr=True, markup=False)
 
 
 @contextlib.contextmanager

@@ -325,7 +325,7 @@ class RunFolder:
     def read_state(self) -> dict | None:
         """``state.json`` (None when absent), its fields checked: a damaged file is named, not a traceback."""
         path = self.dir / STATE
-        if not path.exists():
+        if not os.path.lexists(path):  # a link to nothing, or a loop, is a damaged state, not a missing one
             return None
         state = read_json_object(path)
         problems = [f"{key} is {state[key]!r}" for key, valid in _STATE_FIELDS.items()
@@ -340,7 +340,7 @@ class RunFolder:
         """Make ``folder`` and write its config; refuse a folder that already holds a ``what``."""
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} is a file, not a folder")
-        if (folder / CONFIG).exists() or (folder / STATE).exists():
+        if os.path.lexists(folder / CONFIG) or os.path.lexists(folder / STATE):
             raise ConfigError(f"{folder} already holds {what}; continue it with --resume {folder}")
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / CONFIG, config_text)

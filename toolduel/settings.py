@@ -233,7 +233,7 @@ class EvalConfig(SettingsGroup):
             raise ConfigError(f"temperature must be 0 (greedy) or more (got {self.temperature})")
         if self.max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1 (got {self.max_concurrency})")
-        if self.timeout <= 0:
+        if not 0 < self.timeout < float("inf"):
             raise ConfigError(f"timeout must be a positive number of seconds (got {self.timeout})")
         if self.endpoint is not None:
             check_http_url("endpoint", self.endpoint)

@@ -60,10 +60,12 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
             raise ConfigError("endpoint is required: the base URL of the FC model's OpenAI-compatible server, "
                               "e.g. --endpoint http://127.0.0.1:8000/v1")
         check_http_url("endpoint", self.endpoint)
+        if self.harvest_keep not in ("successful", "valid"):
+            raise ConfigError(f"harvest_keep must be successful or valid (got {self.harvest_keep!r})")
         for name in ("max_concurrency", "failure_limit", "save_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.timeout <= 0 or self.backoff_base < 0 or self.max_retries < 0:
+        if not 0 < self.timeout < float("inf") or not 0 <= self.backoff_base < float("inf") or self.max_retries < 0:
             raise ConfigError(f"need timeout > 0, backoff_base >= 0 and max_retries >= 0 (got {self.timeout}, "
                               f"{self.backoff_base}, {self.max_retries})")
         if self.max_requests is not None and self.max_requests < self.fc_samples:

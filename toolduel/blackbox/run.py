@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
+
 from toolduel import run_files as files
 from toolduel.blackbox.config import BlackBoxConfig
 from toolduel.blackbox.ledger import (
@@ -85,9 +87,10 @@ def resume_attack(folder: str | Path, max_requests: int | None = None) -> RunFol
     folder = Path(folder)
     if not (folder / files.CONFIG).exists():
         raise ConfigError(f"{folder} holds no attack to resume ({files.CONFIG} is missing)")
-    config = load_config(BlackBoxConfig, folder / files.CONFIG)
+    # the new budget is read and checked as the setting it is before anything is written
+    config = load_config(BlackBoxConfig, folder / files.CONFIG,
+                         overrides=None if max_requests is None else {"max_requests": max_requests})
     if max_requests is not None:
-        config = dataclasses.replace(config, max_requests=max_requests)
         files.write_text_atomic(folder / files.CONFIG, to_yaml(config))
     return RunFolder(folder, config, defaults=ATTACK_STATE)
 
@@ -97,7 +100,7 @@ def attack_seeds(config: BlackBoxConfig) -> list[Sample]:
     seeds, skipped = seed_pool(config.seeds, limit=config.seeds_limit, skip_bad=config.skip_bad,
                                bfcl_root=config.bfcl_root)
     for line in skipped:
-        console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
+        console.print(f"[yellow]skipped[/yellow] {escape(line)}", highlight=False, markup=True)
     return seeds
 
 
@@ -233,7 +236,7 @@ def write_findings(run: RunFolder, seeds: list[Sample], on_log: Callable[[str], 
         adversarial.append(pool_record(record["id"], 1, by_id[record["seed_id"]], outcome, where,
                                        endpoint) | {"phase": record["phase"], "step": record.get("step")})
     if unknown:
-        on_log(f"[yellow]left out[/yellow] queries of {len(unknown)} seed(s) no longer in {config.seeds}")
+        on_log(f"left out: queries of {len(unknown)} seed(s) no longer in {config.seeds}")
     files.write_derived_jsonl(run.dir / files.POOL, adversarial, str(run.dir / files.QUERIES))
     files.write_pool_dataset(adversarial, run.dir / files.POOL_DATASET)
     stats = step_stats([outcome_from_record(r) for r in records], config.solvability_floor)

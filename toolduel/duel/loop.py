@@ -65,6 +65,8 @@ def start_run(config: GameConfig) -> RunFolder:
     if is_main_process():
         folder = Path(config.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
         try:
+            require_vllm(config)  # found missing before a run folder is written
+            require_generation_backend(config)
             check_no_overlap(config)
             RunFolder.create(folder, to_yaml(dataclasses.replace(config, out=str(folder))), "a run")
         except (ConfigError, DataError) as err:

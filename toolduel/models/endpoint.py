@@ -207,7 +207,7 @@ class EndpointChatModel:
             raise ValueError("api_key_env must be the upper-case NAME of an environment variable "
                              "(e.g. OPENAI_API_KEY), not the key itself; export the key in that variable")
         api_key(api_key_env)  # a key that cannot be sent is refused now, not at the first request
-        if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
+        if max_concurrency < 1 or max_retries < 0 or not 0 < timeout < float("inf"):
             raise ValueError("need max_concurrency >= 1, max_retries >= 0 and timeout > 0; got "
                              f"{max_concurrency}, {max_retries}, {timeout}")
         self.base_url = base_url.rstrip("/")

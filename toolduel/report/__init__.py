@@ -57,9 +57,9 @@ def report_command(run_dir: Path, out: Path | None = None) -> Report:
     try:
         report = build_report(run_dir, out)
     except ReportError as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True, markup=True)
         raise SystemExit(2) from None
     for problem in report.problems:
-        console.print(f"[yellow]problem:[/yellow] {escape(problem)}", soft_wrap=True, highlight=False)
+        console.print(f"[yellow]problem:[/yellow] {escape(problem)}", soft_wrap=True, highlight=False, markup=True)
     console.print(f"report: {report.html} ({len(report.figures)} figures as PNG beside it)", soft_wrap=True)
     return report
