@@ -419,3 +419,15 @@ def test_resuming_an_evaluation_with_another_model_is_refused(tmp_path):
         one_line_error(run("eval", "--data", str(data), "--endpoint", server.base_url, "--model", "two",
                            "--out", str(out), "--resume"), "holds answers of one at")
     assert (out / RESULTS).read_text() == results
+
+
+def test_a_record_nested_hundreds_of_levels_deep_is_named_on_load(tmp_path):
+    """It would load, be paid for, then break the writing of its result (a recursion error)."""
+    deep: object = "x"
+    for _ in range(700):
+        deep = {"k": deep}
+    deep_record = record("deep")
+    deep_record["messages"][1]["tool_calls"][0]["function"]["arguments"] = json.dumps({"city": deep})
+    data = write_records(tmp_path / "s.jsonl", [record("a"), deep_record])
+    with pytest.raises(DataError, match=r"s.jsonl:2: nests lists and objects more than 32 levels deep"):
+        load_samples(str(data))

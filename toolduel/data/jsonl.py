@@ -94,6 +94,21 @@ def _from_xlam(record: dict, default_id: str) -> Sample:
                   meta={"source": "xlam-jsonl"})
 
 
+MAX_DEPTH = 32  # no tool schema or call a model is asked for nests deeper
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels (walked without
+    recursion: a record 700 levels deep loads, then breaks whatever recurses over it later)."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return True
+
+
 def _has_lone_surrogate(value: Any) -> bool:
     if isinstance(value, str):
         return any("\ud800" <= ch <= "\udfff" for ch in value)
@@ -139,9 +154,13 @@ def load_jsonl(path: str | Path, limit: int | None = None, skip_bad: bool = Fals
                 continue
             try:
                 record = json.loads(raw.decode("utf-8"))
+                if _too_deep(record):
+                    raise SchemaError(f"nests lists and objects more than {MAX_DEPTH} levels deep")
                 if _has_lone_surrogate(record):
                     raise SchemaError("holds a lone surrogate (an escaped \\ud800-\\udfff that is no character)")
                 sample = record_to_sample(record, default_id=f"{path.stem}-{number}")
+                if any(_too_deep(gold.arguments) for gold in sample.gold):  # arguments held as JSON text
+                    raise SchemaError(f"nests lists and objects more than {MAX_DEPTH} levels deep")
                 if sample.id in lines_of:
                     raise DataError(f"{path}:{number}: id {sample.id!r} was already used on line "
                                     f"{lines_of[sample.id]}; every sample needs its own id")
