@@ -431,3 +431,17 @@ def test_a_record_nested_hundreds_of_levels_deep_is_named_on_load(tmp_path):
     data = write_records(tmp_path / "s.jsonl", [record("a"), deep_record])
     with pytest.raises(DataError, match=r"s.jsonl:2: nests lists and objects more than 32 levels deep"):
         load_samples(str(data))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "99999"], "--port must be a port number"),
+    (["--dtype", "float8"], "--dtype must be auto, float32, bfloat16 or float16"),
+    (["--device", "cuda"], "no CUDA GPU is visible here"),
+])
+def test_serve_settings_that_cannot_work_are_one_line_errors(flags, message):
+    import torch
+
+    if "--device" in flags and torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --device cuda can work here")
+    result = CliRunner().invoke(app, ["serve", "smollm2", *flags])
+    one_line_error(result, message)

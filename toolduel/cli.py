@@ -354,6 +354,12 @@ def serve_command(
 
     if not serving_available():
         fail("serving needs transformers' server: pip install 'toolduel[serve]' (FastAPI, uvicorn, openai)")
+    if not 1 <= port <= 65535:
+        fail(f"--port must be a port number, 1 to 65535 (got {port})")
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        fail(f"--dtype must be auto, float32, bfloat16 or float16 (got {dtype!r})")
+    if device.startswith("cuda") and not _cuda_available():
+        fail(f"--device {device}: no CUDA GPU is visible here; use --device cpu (or auto)")
     quiet_transformers()
     try:
         folder, changes = serving_checkpoint(model, tool_calls)
@@ -369,6 +375,12 @@ def serve_command(
                   f"  toolduel attack --endpoint {base_url} --seeds world:plain --max-requests 300",
                   soft_wrap=True, highlight=False, markup=False)
     serve(folder, host=host, port=port, dtype=dtype, device=device)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main() -> None:
