@@ -445,3 +445,13 @@ def test_serve_settings_that_cannot_work_are_one_line_errors(flags, message):
         pytest.skip("a GPU is visible: --device cuda can work here")
     result = CliRunner().invoke(app, ["serve", "smollm2", *flags])
     one_line_error(result, message)
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    blocked = str(tmp_path / "file" / "below")  # a folder cannot be made under a file
+    one_line_error(run("eval", "--data", "world:plain", "--limit", "1", "--model", "m", "--out", blocked),
+                   "cannot be written")
+    one_line_error(run("run", "--world-budget", "test", "--out", blocked), "cannot be written")
+    result = CliRunner().invoke(app, ["world", "sample", "--n", "2", "--out", "/dev/full"])
+    assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output

@@ -230,8 +230,11 @@ def eval_command(ctx: typer.Context, settings: dict, config: Optional[Path], pro
         if before is not None and _answerer(before) != _answerer(settings):
             fail(f"{out_dir} holds answers of {_answerer(before)}, not of {_answerer(settings)}; resume with the "
                  "same model, or give another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / CONFIG, to_yaml(settings))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / CONFIG, to_yaml(settings))
+    except OSError as err:
+        fail(f"--out {out_dir} cannot be written ({err.strerror or err})")
     console.print(f"evaluating {len(report.samples)} samples from {settings.data} -> {out_dir}")
     quiet_transformers()
     try:

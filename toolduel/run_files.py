@@ -342,8 +342,11 @@ class RunFolder:
             raise ConfigError(f"--out {folder} is a file, not a folder")
         if os.path.lexists(folder / CONFIG) or os.path.lexists(folder / STATE):
             raise ConfigError(f"{folder} already holds {what}; continue it with --resume {folder}")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / CONFIG, config_text)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(folder / CONFIG, config_text)
+        except OSError as err:
+            raise ConfigError(f"--out {folder} cannot be written ({err.strerror or err})") from None
 
     def done(self, phase: str) -> bool:
         return phase in self.state["completed"]

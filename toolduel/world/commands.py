@@ -42,8 +42,12 @@ def sample_command(
         raise typer.BadParameter(f"unknown split {split!r}; use one of {', '.join(SPLITS)}", param_hint="--split")
     kinds, phrasings = _kinds_and_phrasings(kind)
     samples = generate_samples(n, seed=seed, kinds=kinds, phrasings=phrasings, split=split)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as handle:
-        for sample in samples:
-            handle.write(json.dumps(sample.to_dict(), ensure_ascii=False) + "\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as handle:
+            for sample in samples:
+                handle.write(json.dumps(sample.to_dict(), ensure_ascii=False) + "\n")
+    except OSError as err:  # a full disk, /dev/full, a folder that cannot be made
+        typer.echo(f"error: --out {out} cannot be written ({err.strerror or err})", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(f"wrote {len(samples)} samples to {out}")
