@@ -455,3 +455,13 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
     one_line_error(run("run", "--world-budget", "test", "--out", blocked), "cannot be written")
     result = CliRunner().invoke(app, ["world", "sample", "--n", "2", "--out", "/dev/full"])
     assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
+
+
+def test_a_resumed_run_whose_checkpoint_is_gone_says_so(tmp_path):
+    from toolduel.config import to_yaml
+    from toolduel.duel.config import GameConfig
+
+    (tmp_path / "config.yaml").write_text(to_yaml(GameConfig(world_budget="test", out=str(tmp_path))))
+    (tmp_path / "state.json").write_text('{"completed": ["0:players"], "fc_path": "rounds/round_0/fc_model", '
+                                         '"query_path": "rounds/round_0/query_model"}')
+    one_line_error(run("run", "--resume", str(tmp_path)), "names 'rounds/round_0/fc_model' as fc_path")

@@ -367,7 +367,13 @@ class RunFolder:
                   **{key: str(Path(path).relative_to(self.dir)) for key, path in paths.items()})
 
     def path(self, key: str) -> Path:
-        return self.dir / self.state[key]
+        """The file or folder ``state.json`` keeps under ``key`` (a player's checkpoint); a
+        :class:`CorruptFileError` when it names nothing that exists (a moved or damaged folder)."""
+        path = self.dir / str(self.state.get(key))
+        if self.state.get(key) is None or not path.exists():
+            raise CorruptFileError(f"{self.dir / STATE} names {self.state.get(key)!r} as {key}, and there is no such "
+                                   f"file or folder in {self.dir}; restore it, or start the run again")
+        return path
 
     def wait_for(self, phase: str, poll_seconds: float = 1.0) -> None:
         """Wait (a process that does not write) until the writer marks ``phase`` done.
