@@ -465,3 +465,22 @@ def test_a_resumed_run_whose_checkpoint_is_gone_says_so(tmp_path):
     (tmp_path / "state.json").write_text('{"completed": ["0:players"], "fc_path": "rounds/round_0/fc_model", '
                                          '"query_path": "rounds/round_0/query_model"}')
     one_line_error(run("run", "--resume", str(tmp_path)), "names 'rounds/round_0/fc_model' as fc_path")
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "within 3 s"),
+    ("{% set s = namespace(v='x') %}{% for i in range(60) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v }}",
+     "(more than 2 GB|within 3 s)"),  # past the memory bound in about a second (later on a loaded machine)
+])
+def test_a_chat_template_that_loops_or_grows_without_end_is_refused_at_load(tiny_tokenizer, monkeypatch, template,
+                                                                            message):
+    from toolduel import chat_templates
+    from toolduel.config import ConfigError
+    from toolduel.prompts import ChatRenderer
+
+    monkeypatch.setattr(chat_templates, "TEMPLATE_SECONDS", 3.0)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"the chat template is refused: .*{message}"):
+        ChatRenderer(tiny_tokenizer, chat_template=template)
+    assert time.monotonic() - started < 10
+    assert ChatRenderer(tiny_tokenizer).prompt([{"role": "user", "content": "hi"}], [])  # an honest one renders

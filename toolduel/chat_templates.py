@@ -9,6 +9,10 @@ and mark assistant turns with ``{% generation %}``, so they fit ChatML models (S
 and the embedded world's tiny models. :func:`use_compact_template` gives a checkpoint's
 tokenizer one of them, so that every consumer of the checkpoint (toolduel, a server applying
 its chat template) renders the tools the way the model was trained to read them.
+
+:func:`check_template` checks any chat template before toolduel renders with it (every
+:class:`~toolduel.prompts.ChatRenderer`, so eval, the duel and ``toolduel serve``): a template
+that loops or grows without end on a short conversation is refused in one line.
 """
 
 from __future__ import annotations
@@ -116,3 +120,63 @@ def use_compact_template(tokenizer: Any, role: str) -> None:
         raise ConfigError(f"the compact tool template is ChatML; this tokenizer has no {IM_START} / {IM_END} "
                           "tokens: keep the model's own template (tool_template: model)")
     tokenizer.chat_template = compact_template(role)
+
+
+# --- a template is checked before it is used ------------------------------------------------------
+
+TEMPLATE_SECONDS = 10.0  # a short conversation renders in milliseconds
+TEMPLATE_MEMORY = 2 << 30  # bytes the check may add to the process
+TEMPLATE_OUTPUT = 10 << 20  # characters of a rendered short conversation
+_PROBE = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the weather in Paris?"},
+          {"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "And in Rome?"}]
+_checked: set[str] = set()
+
+
+def _render_bounded(tokenizer: Any, template: str, connection: Any) -> None:
+    """In the child: render the probe conversation under the memory bound; report what happened."""
+    import resource
+
+    with open("/proc/self/statm") as statm:  # the child starts as big as its parent
+        size = int(statm.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + TEMPLATE_MEMORY, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    try:
+        text = tokenizer.apply_chat_template(_PROBE, chat_template=template, tokenize=False, add_generation_prompt=True)
+        outcome = "ok" if len(text) <= TEMPLATE_OUTPUT else f"it writes {len(text):,} characters for four short messages"
+    except MemoryError:
+        outcome = f"it takes more than {TEMPLATE_MEMORY >> 30} GB to render four short messages"
+    except Exception:  # a template that cannot render this conversation fails where it is used, as before
+        outcome = "ok"
+    connection.send(outcome)
+
+
+def check_template(tokenizer: Any, template: str | None = None) -> None:
+    """A :class:`~toolduel.config.ConfigError` for a chat template that loops without end, or
+    takes gigabytes, on a short conversation: it is rendered once per template and process, in a
+    forked child bounded in time (:data:`TEMPLATE_SECONDS`) and memory (:data:`TEMPLATE_MEMORY`),
+    which is killed when it overruns. Where the child cannot be made (no ``fork``), nothing is checked."""
+    import hashlib
+    import multiprocessing
+
+    from toolduel.config import ConfigError
+
+    template = template or getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str) or not template:
+        return
+    key = hashlib.sha256(template.encode("utf-8", "surrogatepass")).hexdigest()
+    if key in _checked or "fork" not in multiprocessing.get_all_start_methods():
+        return
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_render_bounded, args=(tokenizer, template, sender), daemon=True)
+    child.start()
+    sender.close()
+    outcome = receiver.recv() if receiver.poll(TEMPLATE_SECONDS) else None
+    if child.is_alive():
+        child.kill()
+    child.join()
+    receiver.close()
+    if outcome is None:
+        outcome = f"it does not render four short messages within {TEMPLATE_SECONDS:g} s"
+    if outcome != "ok":
+        raise ConfigError(f"the chat template is refused: {outcome} (a template that loops or grows without end)")
+    _checked.add(key)

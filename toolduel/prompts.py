@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from toolduel.calls_text import format_calls
+from toolduel.chat_templates import check_template
 from toolduel.schema import Call, Sample, Tool
 
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -106,6 +107,7 @@ class ChatRenderer:
         if chat_template is None and not tokenizer.chat_template:
             raise ValueError("the tokenizer has no chat template; pass chat_template='<jinja template>' "
                              "or use a chat/instruct checkpoint")
+        check_template(tokenizer, chat_template)  # one that loops or grows without end is refused now
         self.tokenizer, self.chat_template = tokenizer, chat_template
         self.tools_in_template = self._template_mentions_tools() if tool_prompt == "auto" \
             else tool_prompt == "template"
