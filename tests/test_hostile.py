@@ -457,7 +457,7 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
     assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
 
 
-def test_a_resumed_run_whose_checkpoint_is_gone_says_so(tmp_path):
+def test_a_resumed_run_whose_checkpoint_is_gone_or_empty_says_so(tmp_path):
     from toolduel.config import to_yaml
     from toolduel.duel.config import GameConfig
 
@@ -465,6 +465,8 @@ def test_a_resumed_run_whose_checkpoint_is_gone_says_so(tmp_path):
     (tmp_path / "state.json").write_text('{"completed": ["0:players"], "fc_path": "rounds/round_0/fc_model", '
                                          '"query_path": "rounds/round_0/query_model"}')
     one_line_error(run("run", "--resume", str(tmp_path)), "names 'rounds/round_0/fc_model' as fc_path")
+    (tmp_path / "rounds/round_0/fc_model").mkdir(parents=True)  # there, but its weights are gone
+    one_line_error(run("run", "--resume", str(tmp_path)), "fc_model cannot be loaded as FC model")
 
 
 @pytest.mark.parametrize("template, message", [

@@ -69,8 +69,15 @@ def load_chat_model(path: str | Path, config: GameConfig, progress: bool = False
     """A checkpoint of the run (a full model, or a LoRA adapter merged into its base) for generation."""
     options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization} \
         if config.generation_backend == "vllm" else {}
-    return load_model_for_generation(path, config.generation_backend, batch_size=config.batch_size,
-                                     progress=progress, name=name, dtype=generation_dtype(config), **options)
+    try:
+        return load_model_for_generation(path, config.generation_backend, batch_size=config.batch_size,
+                                         progress=progress, name=name, dtype=generation_dtype(config), **options)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as err:  # transformers: no weights, no tokenizer, a damaged file
+        detail = " ".join(str(err).split())[:160]
+        raise ConfigError(f"{path} cannot be loaded as {name or 'a model'} ({type(err).__name__}: {detail}); "
+                          "restore the folder, or start the run again") from None
 
 
 def fc_server(config: GameConfig) -> FCServer | None:
