@@ -158,9 +158,13 @@ def test_a_budget_refuses_questions_it_cannot_pay_for(fake_openai_server):
 
 
 def test_a_local_transformers_judge_works_and_its_noise_is_a_reason(tiny_qwen2, tiny_tokenizer, tmp_path):
+    import copy
+
     from toolduel.models.hf import TransformersChatModel
 
-    model = TransformersChatModel(tiny_qwen2, tiny_tokenizer, name="tiny-judge", batch_size=2)
+    judge_model = copy.deepcopy(tiny_qwen2)  # the judge's prompt (1,500 byte-level tokens) needs a longer context
+    judge_model.config.max_position_embeddings = 4096
+    model = TransformersChatModel(judge_model, tiny_tokenizer, name="tiny-judge", batch_size=2)
     judge = Judge(model, tmp_path / "cache.jsonl", max_new_tokens=8)
     (verdict,) = judge.judge(["Weather in Paris?"], [SEED])
     assert verdict.valid is False and verdict.reasons[0].startswith("judge_unparseable: ")  # random weights
