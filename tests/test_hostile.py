@@ -307,6 +307,19 @@ def test_the_report_names_a_report_path_that_is_a_file(tmp_path):
     assert result.exit_code == 2 and "is a file" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("name, beside, line", [
+    ("state.json", "metrics.jsonl", {"round": 0, "accuracy": {"plain": 0.5}}),  # a run folder
+    ("summary.json", "results.jsonl", {"id": "a", "category": "plain", "valid": True}),  # an eval folder
+])
+def test_the_report_names_a_run_file_nested_too_deeply(tmp_path, name, beside, line):
+    (tmp_path / beside).write_text(json.dumps(line) + "\n")
+    (tmp_path / name).write_text('{"round": ' + "[" * 5000 + "]" * 5000 + "}")
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert f"{name}: nested too deeply" in result.output, result.output
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.text(max_size=40) | JSON.map(json.dumps), max_size=6))
 def test_any_results_file_is_read_without_a_crash(tmp_path, lines):

@@ -115,6 +115,9 @@ def read_json(path: Path, folder: Path, problems: list[str]) -> dict | None:
     except json.JSONDecodeError as error:
         problems.append(f"{_name(path, folder)}: not valid JSON ({error.msg} at line {error.lineno})")
         return None
+    except RecursionError:
+        problems.append(f"{_name(path, folder)}: nested too deeply to be a run file; left out")
+        return None
     if not isinstance(data, dict):
         problems.append(f"{_name(path, folder)}: expected a JSON object, got {type(data).__name__}")
         return None
