@@ -39,8 +39,12 @@ to extend it. ``--out`` is rebuilt from every finished arm after each one::
 
     {"plain": {"arms": {arm: {"perturbed": {"mean", "std", "values"}, "plain": {...}, "held_back": {...},
                               "bfcl": {...}, "sets": {set: {...}}, "added": [...]}},
-               "start": {...}, "yield": {"warm": {...}, "rl": {...}, "rl_with_attack": {...}}, "seeds": [...]},
+               "start": {...}, "yield": {"warm": {...}, "rl": {...}, "rl_with_attack": {...}}, "seeds": [...],
+               "paired": {"adversarial - untargeted": {"mean", "ci95", "pairs", "items", "per_seed"}, ...}},
      "augmented": {...}, "settings": {...}}
+
+``paired``: arm minus arm on the perturbed held-out set, item by item within each seed, with a
+95% bootstrap interval over items; ``toolduel report`` reads an interval that holds 0 as no difference.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import shutil
 import statistics
 import time
@@ -225,23 +230,30 @@ def item_scores(arm_dir: Path, name: str = "hard") -> dict[str, int]:
     return {r["id"]: int(bool(r["valid"])) for r in files.read_jsonl(arm_dir / "eval" / name / files.RESULTS)}
 
 
-def paired(work: Path, regime: str, arm: str, against: str) -> dict | None:
+def paired(work: Path, regime: str, arm: str, against: str, resamples: int = 10_000) -> dict | None:
     """``arm`` minus ``against`` on the same perturbed held-out items and seeds: the mean
-    difference with a 95% interval over the (seed, item) pairs (normal approximation), and the
-    difference per seed."""
-    differences, per_seed = [], []
+    difference over the (seed, item) pairs, the difference per seed, and a 95% percentile
+    interval from a bootstrap over items (an item is drawn with all its seeds: the seeds share
+    the items, so pairs of one item are not independent)."""
+    by_item: dict[str, list[int]] = {}
+    per_seed = []
     for seed_dir in sorted(work.glob(f"{regime}/seed*")):
         if not all((seed_dir / f"arm-{a}" / "result.json").exists() for a in (arm, against)):
             continue
         ours, theirs = item_scores(seed_dir / f"arm-{arm}"), item_scores(seed_dir / f"arm-{against}")
-        seed_differences = [ours[item] - theirs[item] for item in ours if item in theirs]
-        differences += seed_differences
-        per_seed.append(statistics.fmean(seed_differences))
-    if len(differences) < 2:
+        seed_differences = {item: ours[item] - theirs[item] for item in ours if item in theirs}
+        for item, difference in seed_differences.items():
+            by_item.setdefault(item, []).append(difference)
+        per_seed.append(statistics.fmean(seed_differences.values()))
+    pairs = sum(len(d) for d in by_item.values())
+    if pairs < 2:
         return None
-    mean, error = statistics.fmean(differences), statistics.stdev(differences) / len(differences) ** 0.5
-    return {"mean": mean, "ci95": [mean - 1.96 * error, mean + 1.96 * error], "pairs": len(differences),
-            "per_seed": per_seed}
+    sums, counts = [sum(d) for d in by_item.values()], [len(d) for d in by_item.values()]
+    rng, indices = random.Random(0), range(len(sums))
+    means = sorted(sum(sums[i] for i in drawn) / sum(counts[i] for i in drawn)
+                   for drawn in (rng.choices(indices, k=len(sums)) for _ in range(resamples)))
+    return {"mean": sum(sums) / pairs, "ci95": [means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]],
+            "pairs": pairs, "items": len(sums), "per_seed": per_seed}
 
 
 def summary(values: list[float]) -> dict:

@@ -100,3 +100,20 @@ def test_every_arm_adds_the_same_number_of_examples_and_only_weaknesses(tmp_path
     assert queries["arm-selected"] == sorted([harvests["warm_harvest"][1]["query"], harvests["warm_harvest"][4]["query"]])
     assert queries["arm-adversarial"] == sorted([harvests["rl_harvest"][0]["query"], harvests["rl_harvest"][2]["query"]])
     assert queries["arm-none"] == []  # its two extra examples are replayed ones
+
+
+def test_the_paired_interval_treats_an_items_seeds_as_one_draw(tmp_path):
+    """Two seeds that agree item by item are not twice the evidence: the bootstrap draws items
+    (with all their seeds), so the interval is as wide as for one seed of 8 items, not 16."""
+    ablation = _load_ablation()
+    for seed in (0, 1):
+        for arm, right in (("adversarial", range(8)), ("untargeted", range(4, 8))):
+            folder = tmp_path / f"plain/seed{seed}/arm-{arm}"
+            (folder / "eval/hard").mkdir(parents=True)
+            (folder / "result.json").write_text("{}")
+            (folder / "eval/hard/results.jsonl").write_text(
+                "".join(json.dumps({"id": f"q{i}", "valid": i in right}) + "\n" for i in range(8)))
+    result = ablation.paired(tmp_path, "plain", "adversarial", "untargeted")
+    assert result["mean"] == 0.5 and result["pairs"] == 16 and result["items"] == 8 and result["per_seed"] == [0.5, 0.5]
+    low, high = result["ci95"]
+    assert low <= 0.125 and high >= 0.875  # 16 independent pairs would give about [0.25, 0.75]

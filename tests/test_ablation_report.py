@@ -62,6 +62,23 @@ def test_report_of_an_ablation_json_writes_page_and_figures(tmp_path):
     assert "0.410 ± 0.010" in page and "adversarial" in page  # the adversarial arm's perturbed mean ± std
 
 
+def test_the_page_reads_each_paired_difference_by_its_interval(tmp_path):
+    path = tmp_path / "ablation.json"
+    report = _ablation()
+    report["plain"]["paired"] = {
+        "adversarial - untargeted": {"mean": 0.02, "ci95": [-0.01, 0.05], "pairs": 336, "per_seed": [0.03, 0.01]},
+        "untargeted - none": {"mean": 0.06, "ci95": [0.02, 0.1], "pairs": 336, "per_seed": [0.05, 0.07]},
+        "selected - untargeted": {"mean": -0.04, "ci95": [-0.07, -0.01], "pairs": 336, "per_seed": []},
+        "adversarial - none": {"mean": 0.1}}  # damaged: no interval
+    path.write_text(json.dumps(report))
+    result = build_report(path)
+    rows = result.html.read_text().split('id="paired-plain"')[1].split("</table>")[0].split("<tr>")[2:]
+    readings = {row.split("<td>")[1].split("<")[0]: row.split("<td>")[-1].split("<")[0] for row in rows}
+    assert readings == {"adversarial - untargeted": "no difference", "untargeted - none": "higher",
+                        "selected - untargeted": "lower"}
+    assert result.problems == ["plain.paired.adversarial - none: not a paired difference with mean and ci95; left out"]
+
+
 @pytest.mark.parametrize("text", ["{not json", json.dumps({"arms": {}}), json.dumps([1, 2])])
 def test_a_file_that_is_no_ablation_is_one_error(tmp_path, text):
     path = tmp_path / "odd.json"

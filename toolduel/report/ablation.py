@@ -126,6 +126,24 @@ def _cell(entry) -> str:
     return f"{entry['mean']:.3f} ± {entry.get('std', 0.0):.3f}"
 
 
+def _paired_rows(section: dict, regime: str, problems: list[str]) -> list[list[str]]:
+    """One row per paired comparison on the perturbed held-out set: the mean difference, its 95%
+    interval, how many pairs, and what it says: a difference whose interval holds 0 is none."""
+    rows = []
+    comparisons = section.get("paired") if isinstance(section.get("paired"), dict) else {}
+    for name, entry in comparisons.items():
+        try:
+            mean, (low, high) = float(entry["mean"]), (float(v) for v in entry["ci95"])
+            per_seed = ", ".join(f"{float(v):+.3f}" for v in entry.get("per_seed", []))
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{regime}.paired.{name}: not a paired difference with mean and ci95; left out")
+            continue
+        reading = "no difference" if low <= 0 <= high else ("higher" if low > 0 else "lower")
+        rows.append([name, f"{mean:+.3f}", f"[{low:+.3f}, {high:+.3f}]", str(entry.get("pairs", "-")),
+                     per_seed or "-", reading])
+    return rows
+
+
 def build_ablation_report(path: str | Path, out: str | Path | None = None) -> Report:
     """``report.html`` and the PNG figures of the ablation in ``path`` under ``out`` (default:
     ``<path without .json>-report`` beside it)."""
@@ -154,8 +172,14 @@ def build_ablation_report(path: str | Path, out: str | Path | None = None) -> Re
         rows = [[arm, *(_cell(arms[arm].get(m)) for m in METRICS), str(arms[arm].get("added", "-")),
                  str(arms[arm].get("seeds", "-"))] for arm in ARMS if isinstance(arms.get(arm), dict)]
         yields = section.get("yield") if isinstance(section.get("yield"), dict) else {}
+        paired = _paired_rows(section, regime, problems)
         body.append(html.section(f"Regime {regime}", html.paragraph(REGIMES[regime]),
                                  html.table(f"arms-{regime}", ["arm", *METRICS.values(), "added", "seeds"], rows),
+                                 *([html.paragraph("Paired differences on the perturbed held-out set (the same "
+                                                   "items and seeds in both arms):"),
+                                    html.table(f"paired-{regime}", ["arm - arm", "difference", "95% interval",
+                                                                    "pairs", "per seed", "reading"], paired)]
+                                   if paired else []),
                                  html.table(f"yield-{regime}", ["query model", "per 1,000 answers"],
                                             [[YIELDS[k], _cell(v)] for k, v in yields.items() if k in YIELDS]),
                                  section_id=f"regime-{regime}"))
