@@ -245,7 +245,8 @@ def write_run(run_dir: str | Path, rounds: int = 3, pool_per_round: int = 20, he
     hold ``"phrasing": None``, as when seeds carry no tag."""
     run_dir = Path(run_dir)
     rng = random.Random(seed)
-    written = {"metrics": [], "pool": [], "harvest": {}, "after_defence": {}, "results": {}, "summaries": {}}
+    written = {"metrics": [], "pool": [], "harvest": {}, "after_defence": {}, "results": {}, "summaries": {},
+               "attack_log": {}}
     (run_dir / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(f"# toolduel run --config configs/tiny.yaml\nrounds: {rounds}\nseed: {seed}\n")
     for round_index in range(rounds + 1):
@@ -258,6 +259,12 @@ def write_run(run_dir: str | Path, rounds: int = 3, pool_per_round: int = 20, he
             append_jsonl(round_dir(run_dir, round_index) / "after_defence.jsonl", after)
             fresh = _fresh_attack(rng, round_index)
             append_jsonl(round_dir(run_dir, round_index) / "fresh_attack.jsonl", fresh)
+            log = [{"step": step, "queries": 16, "failed": 0, "validity_rate": rng.randint(8, 16) / 16,
+                    "attack_success_rate": rng.randint(0, 16) / 16, "weakness_rate": 0.25, "unanswered_rate": 0.0,
+                    "seconds": 20.5, "reward_mean": 0.2, "reward_std": 0.1,
+                    "zero_signal_groups": rng.randint(0, 4) / 4} for step in range(1, 5)]
+            append_jsonl(round_dir(run_dir, round_index) / "attack_log.jsonl", log)
+            written["attack_log"][round_index] = log
             written["pool"] += pool
             written["harvest"][round_index], written["after_defence"][round_index] = harvest, after
             line |= {  # as the game: fresh queries against the defended FC model, and the harvest's before

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -341,5 +342,14 @@ def test_the_attack_pays_what_the_referee_says_and_never_touches_the_fc_model(tm
             branches.add("above the floor")
             assert scored.fc_success == 0.75 and reward == pytest.approx(0.25), scored
     assert branches == {"invalid", "below the floor", "above the floor"}
+    # the log's reward statistics are those of the step's own rewards: mean over the paid ones
+    # (invalid ones, None, are out of the update), and the share of prompts (4 queries each)
+    # whose paid queries, two or more, were paid alike and so taught nothing
+    log = read_jsonl(tmp_path / "round_1" / "attack_log.jsonl")
+    for step, record in enumerate(log):
+        rewards = [reward for _, reward in paid[8 * step:8 * step + 8]]
+        groups = [[r for r in rewards[i:i + 4] if r is not None] for i in (0, 4)]
+        assert record["reward_mean"] == pytest.approx(statistics.fmean(r for g in groups for r in g))
+        assert record["zero_signal_groups"] == sum(len(g) > 1 and len(set(g)) == 1 for g in groups) / 2
     assert checksum(fc_model.model.model) == in_memory
     assert {p.name: p.read_bytes() for p in world.fc_path.iterdir() if p.is_file()} == on_disk

@@ -240,6 +240,15 @@ def test_attack_rates_fall_back_on_the_round_files(run, tmp_path):
         assert rates[measure.VALIDITY][m["round"]] == pytest.approx(m["validity_rate"])
 
 
+def test_attack_step_curves_are_each_rounds_attack_log(run):
+    figure = draw.steps_figure(measure.attack_step_series(run["data"]), "t")
+    logs = run["written"]["attack_log"]
+    panels = {ax.get_title(): {line.get_label(): list(line.get_ydata()) for line in ax.lines} for ax in figure.axes}
+    for key, label in measure.STEP_SERIES.items():
+        assert panels[label] == {f"round {r}": pytest.approx([s[key] for s in log]) for r, log in logs.items()}, label
+    assert [list(line.get_xdata()) for line in figure.axes[0].lines] == [[1, 2, 3, 4]] * 3
+
+
 def test_error_kind_bars_are_metrics_and_pool_counts(run):
     figure = draw.error_kinds_figure(measure.heldout_error_kinds(run["data"]), measure.pool_error_kinds(run["data"]))
     heldout, attacks = (_bars(ax) for ax in figure.axes)

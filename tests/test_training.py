@@ -95,3 +95,13 @@ def test_run_with_use_vllm_but_no_vllm_stops_before_any_work(tmp_path, no_vllm):
 def test_bad_distributed_settings_say_how_to_fix_them(settings, message):
     with pytest.raises(ConfigError, match=message):
         GameConfig(**settings)
+
+
+def test_the_attack_log_takes_trls_reward_statistics_by_its_own_names():
+    from toolduel.training.grpo import trl_step_metrics
+
+    logs = {"loss": 0.1, "reward": 0.25, "reward_std": 0.1, "frac_reward_zero_std": 0.5, "learning_rate": 1e-5}
+    assert trl_step_metrics(logs) == {"reward_mean": 0.25, "reward_std": 0.1, "zero_signal_groups": 0.5}
+    # a step whose queries were all unpaid (invalid): TRL's mean and spread are NaN, left out
+    assert trl_step_metrics({"reward": float("nan"), "reward_std": float("nan"), "frac_reward_zero_std": 0.0}) == \
+        {"zero_signal_groups": 0.0}

@@ -13,7 +13,8 @@ harvest), and the adversarial set and the weakness report are written.
       state.json         phases done, requests sent, why the run last stopped
       queries.jsonl      every query: scored once, or failed with its reason (see toolduel.blackbox.ledger)
       judge_cache.jsonl  the judge's verdicts, with a judge
-      attack_log.jsonl   per GRPO step: queries, failed, validity rate, attack success rate
+      attack_log.jsonl   per GRPO step: queries, failed, validity and attack success rates, and
+                         TRL's reward mean, spread and share of prompts paid alike
       trainer/           the latest training checkpoint, which --resume continues
       query_model/       the trained query model
       pool.jsonl         the adversarial set: valid queries that beat the endpoint (pool records)
@@ -57,7 +58,7 @@ from toolduel.referee.outcome import pool_record, step_stats
 from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
 from toolduel.training.arguments import generation_dtype
-from toolduel.training.grpo import train_query_model
+from toolduel.training.grpo import step_summary, train_query_model
 from toolduel.world.lexicon import world_lexicon
 
 ATTACK_STATE = {"requests_sent": 0, "stopped": None}  # besides the phases done
@@ -244,8 +245,7 @@ def write_findings(run: RunFolder, seeds: list[Sample], on_log: Callable[[str], 
                "attack_success_rate_before_defence": stats["attack_success_rate"],
                "validity_rate": stats["validity_rate"], "pool_size": len(adversarial), "queries": len(records),
                "scored": len(scored), "failed": len(records) - len(scored), "requests": run.state["requests_sent"],
-               "attack_steps": [{k: s.get(k) for k in ("step", "attack_success_rate", "validity_rate")}
-                                for s in files.read_jsonl(run.dir / files.ATTACK_LOG)]}
+               "attack_steps": step_summary(files.read_jsonl(run.dir / files.ATTACK_LOG))}
     files.write_jsonl_atomic(run.dir / files.METRICS, [metrics])
     from toolduel.report import build_report
 

@@ -23,6 +23,7 @@ from toolduel.progress import console
 from toolduel.referee.outcome import AttackOutcome, score_answers, step_stats
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
+from toolduel.training.grpo import step_summary
 
 
 def phase_evaluate(run: RunFolder, round_index: int, progress: bool) -> dict:
@@ -80,7 +81,7 @@ def attack_after_defence(run: RunFolder, round_index: int, fc_model: Any, progre
             "validity_rate": before["validity_rate"],
             "attack": {"before_defence": before, "after_defence": after},
             "pool_added": len(pool),
-            "attack_steps": [{k: s[k] for k in ("step", "attack_success_rate", "validity_rate")} for s in attack_log]}
+            "attack_steps": step_summary(attack_log)}
 
 
 def answers_to_pool(pool: list[dict], round_index: int, fc_model: Any) -> list[dict]:

@@ -18,7 +18,7 @@ from toolduel.report.traits import TRAITS, compare_traits
 from toolduel.run_files import REPORT, write_text_atomic
 
 HTML_FILE = "report.html"
-FIGURES = ("accuracy", "accuracy_by_category", "attack_rates", "error_kinds", "phrasing", "traits", "rejections")
+FIGURES = ("accuracy", "accuracy_by_category", "attack_rates", "attack_steps", "error_kinds", "phrasing", "traits", "rejections")
 
 
 class _Builder:
@@ -99,9 +99,13 @@ def _accuracy_section(b: _Builder) -> list[str]:
 def _attack_section(b: _Builder) -> list[str]:
     rates = measure.attack_rates(b.data)
     figure = draw.rate_figure(rates, "Attack success and validity per round", "rate", "duel round")
+    steps = draw.steps_figure(measure.attack_step_series(b.data), "The attack's training, step by step")
     return [b.figure("attack_rates", figure, "Attack success and validity rate per duel round, and the share of "
                                              "each round's successful attacks the FC model still fails after "
-                                             "that round's defence")]
+                                             "that round's defence"),
+            b.figure("attack_steps", steps, "Each GRPO step of each round's attack: attack success and validity "
+                                            "of its queries, and the share of its prompts that taught nothing "
+                                            "(every query of the prompt paid the same reward)")]
 
 
 def _error_kinds_section(b: _Builder) -> list[str]:

@@ -80,6 +80,27 @@ def rate_figure(series: dict[str, dict[int, float | None]], title: str, ylabel: 
     return figure
 
 
+def steps_figure(series: dict[str, dict[str, dict[int, float]]], title: str) -> Figure | None:
+    """One panel per quantity, one line per round over the attack's GRPO steps."""
+    if not series:
+        return None
+    figure, axes = _figure(title, columns=len(series))
+    rounds = sorted({name for lines in series.values() for name in lines})
+    for ax, (label, lines) in zip(axes, series.items()):
+        for name, points in lines.items():
+            steps = sorted(points)
+            ax.plot(steps, [points[s] for s in steps], marker=".", label=name,
+                    color=_PALETTE[rounds.index(name) % len(_PALETTE)])
+        ax.set_title(label, fontsize=10, wrap=True)
+        ax.set_ylim(-0.03, 1.03)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("GRPO step")
+        ax.grid(alpha=0.3)
+    _legend_outside(axes[-1], title="attack of")
+    return figure
+
+
 def _stacked(ax, counts: dict[int, dict[str, int]], order: list[str], labels: dict[str, str],
              colors: dict[str, str]) -> None:
     rounds = sorted(counts)

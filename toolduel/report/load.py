@@ -15,6 +15,7 @@ from toolduel.config import ConfigError, read_file_text
 from toolduel.evaluate import summarize
 from toolduel.run_files import (
     AFTER_DEFENCE,
+    ATTACK_LOG,
     CONFIG,
     EVAL,
     FRESH_ATTACK,
@@ -50,6 +51,7 @@ class RunData:
     harvest: dict[int, list[dict]] = field(default_factory=dict)  # round -> records
     after_defence: dict[str, dict] = field(default_factory=dict)  # pool record id -> record
     fresh_attack: dict[int, list[dict]] = field(default_factory=dict)  # round -> records
+    attack_steps: dict[int, list[dict]] = field(default_factory=dict)  # round -> the attack's GRPO steps
     evals: dict[int, dict[str, EvalSet]] = field(default_factory=dict)  # round -> set name -> evaluation
     config_text: str | None = None
     state: dict | None = None
@@ -215,6 +217,8 @@ def _load_rounds(data: RunData) -> None:
                     data.after_defence.update({str(r["id"]): r for r in records})
             elif round_index > 0:
                 problems.append(f"{_name(path / name, folder)}: missing")
+        if (path / ATTACK_LOG).exists():
+            data.attack_steps[round_index] = read_records(path / ATTACK_LOG, folder, problems, ("step",))
         if (path / FRESH_ATTACK).exists():  # runs from before the fresh measurement have none
             data.fresh_attack[round_index] = read_records(path / FRESH_ATTACK, folder, problems, ("valid",))
         evals = {}
@@ -254,6 +258,8 @@ def load_folder(folder: str | Path) -> RunData:
     if (folder / QUERIES).exists():  # the last record of each query; a failed one was never judged
         records = read_records(folder / QUERIES, folder, data.problems, ("key", "status", "valid"))
         data.harvest[1] = [r | {"round": 1} for r in {r["key"]: r for r in records}.values() if r["status"] == "scored"]
+    if (folder / ATTACK_LOG).exists():  # a black-box attack: its one round
+        data.attack_steps[1] = read_records(folder / ATTACK_LOG, folder, data.problems, ("step",))
     _load_rounds(data)
     if not data.rounds:
         data.problems.append(f"{folder}: holds neither {METRICS}, {POOL}, rounds/ nor {RESULTS}; "

@@ -92,7 +92,11 @@ def _number_or(value, computed: float | None) -> float | None:
 def fresh_attack_success(records: list[dict]) -> float | None:
     """Attack success over fresh-attack records, as the duel measures it: the mean of ``1 - p_F``
     over the valid, answerable queries the FC model failed, every scored query counting."""
-    scored = [r for r in records if not any(str(reason).startswith("not_scored") for reason in r.get("reasons") or [])]
+    def not_scored(record: dict) -> bool:
+        reasons = record.get("reasons")
+        return isinstance(reasons, list) and any(str(reason).startswith("not_scored") for reason in reasons)
+
+    scored = [r for r in records if not not_scored(r)]
     failed = [1.0 - r["fc_success"] for r in scored if r.get("valid") is True and _rate(r.get("fc_success")) is not None
               and r["fc_success"] < 1.0 and r.get("solvable") is not False]
     return sum(failed) / len(scored) if scored else None
@@ -122,6 +126,24 @@ def attack_rates(data: RunData) -> dict[str, dict[int, float | None]]:
         series[STILL_FAILING][round_index] = _mean([failing_after[str(r["id"])] for r in pool
                                                     if succeeded(r) and str(r["id"]) in failing_after])
     return {label: points for label, points in series.items() if any(v is not None for v in points.values())}
+
+
+# What the attack's log says of each GRPO step (toolduel.training.grpo), as the report labels it.
+STEP_SERIES = {"attack_success_rate": "attack success", "validity_rate": "validity",
+               "zero_signal_groups": "prompts whose queries were all paid alike (no signal)"}
+
+
+def attack_step_series(data: RunData) -> dict[str, dict[str, dict[int, float]]]:
+    """Per quantity of :data:`STEP_SERIES`: ``{"round N": {step: value}}`` from each round's
+    attack log; a step without the quantity (a log from before it was written) is left out."""
+    series: dict[str, dict[str, dict[int, float]]] = {label: {} for label in STEP_SERIES.values()}
+    for round_index, steps in sorted(data.attack_steps.items()):
+        for key, label in STEP_SERIES.items():
+            points = {s["step"]: float(s[key]) for s in steps
+                      if isinstance(s.get("step"), int) and _rate(s.get(key)) is not None}
+            if points:
+                series[label][f"round {round_index}"] = points
+    return {label: rounds for label, rounds in series.items() if rounds}
 
 
 def heldout_error_kinds(data: RunData) -> dict[int, dict[str, int]]:

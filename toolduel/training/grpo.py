@@ -6,13 +6,15 @@ column, which the rewards read (:mod:`toolduel.referee.rewards`).
 
 :func:`train_query_model` is the attack of both programs: the duel's, against the round's FC
 model, and the black-box attack's, against an endpoint (its reward scores through a ledger).
-Every step's validity and attack success are appended to ``attack_log.jsonl``.
+Every step's validity, attack success and reward statistics (mean, spread, the share of
+prompts whose generations were all paid alike) are appended to ``attack_log.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,6 +81,24 @@ def render_prompt_rows(tokenizer: Any, samples: list[Sample], messages: Callable
             for sample in samples]
 
 
+# TRL's reward statistics of a GRPO step, as the attack log names them: the mean and spread of
+# the rewards, and the share of prompts whose generations were all paid alike (no signal).
+TRL_STEP_METRICS = {"reward": "reward_mean", "reward_std": "reward_std", "frac_reward_zero_std": "zero_signal_groups"}
+
+
+def trl_step_metrics(logs: dict) -> dict:
+    """The attack log's names for TRL's reward statistics in a trainer's ``logs``; a statistic that
+    is missing or not a finite number (every query of the step unpaid) is left out."""
+    return {ours: float(logs[theirs]) for theirs, ours in TRL_STEP_METRICS.items()
+            if isinstance(logs.get(theirs), (int, float)) and math.isfinite(logs[theirs])}
+
+
+def step_summary(log: list[dict]) -> list[dict]:
+    """What a round's metrics line keeps of each step of the attack log."""
+    keys = ("step", "attack_success_rate", "validity_rate", "reward_mean", "zero_signal_groups")
+    return [{key: step[key] for key in keys if key in step} for step in log]
+
+
 @dataclass
 class AttackResult:
     query_path: Path
@@ -105,9 +125,14 @@ def train_query_model(query_path: str | Path, seeds: list[Sample], reward: Query
     steps: list[dict] = []
 
     class StepLog(TrainerCallback):
+        """A step's record: the referee's rates over its queries (``on_step_end``), then TRL's
+        reward statistics of the same step (``on_log``, which the trainer calls right after), then
+        one line in the log."""
+
         def __init__(self, advance: Callable[[int], None]):
             self.advance = advance
             self.step_started = time.perf_counter()
+            self.pending: dict | None = None
 
         def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
             self.step_started = time.perf_counter()
@@ -117,11 +142,26 @@ def train_query_model(query_path: str | Path, seeds: list[Sample], reward: Query
             mine = [o for batch in reward.history for o in batch]
             reward.history.clear()
             outcomes = gather_from_all(mine)  # every process's queries, not only the main one's
-            record = {"step": state.global_step, **step_stats(outcomes, reward.settings.floor)}
-            steps.append(record)
-            if args.process_index == 0:  # the processes step in lockstep: the main process's clock times it
-                files.append_jsonl(log_path, [record | {"seconds": round(seconds, 3)}])
+            self.flush(args)  # a step the trainer did not log (it always does, at logging_steps=1)
+            self.pending = {"step": state.global_step, **step_stats(outcomes, reward.settings.floor),
+                            "seconds": round(seconds, 3)}
             self.advance(1)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - HF callback signature
+            if self.pending is not None:
+                self.pending |= trl_step_metrics(logs or {})
+            self.flush(args)
+
+        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+            self.flush(args)
+
+        def flush(self, args) -> None:  # noqa: ANN001 - HF TrainingArguments
+            if self.pending is None:
+                return
+            record, self.pending = self.pending, None
+            steps.append({k: v for k, v in record.items() if k != "seconds"})
+            if args.process_index == 0:  # the processes step in lockstep: the main process's clock times it
+                files.append_jsonl(log_path, [record])
 
     started = time.time()
     batch = per_device_batch(attack.attack_prompts_per_step * attack.num_generations, trainer,
