@@ -205,7 +205,7 @@ def test_the_harvest_scores_greedily_when_asked(tmp_path):
             return [Generation(f'<tool_call>{{"name": "get_weather", "arguments": {{"city": "{city}"}}}}</tool_call>')
                     for _ in conversations]
 
-    for greedy, kept in ((True, 0), (False, 2)):
+    for greedy, kept in ((True, 0), (False, 1)):  # the same query for both seeds: one pool example
         fc = ShakyFC()
         config = GameConfig(out=str(tmp_path), fc_samples=4, harvest_greedy=greedy, solvability_floor=False)
         pool, stats = harvest(config, 1, [seed, seed], QueryModel(), fc, "q", "fc", tmp_path)
@@ -353,3 +353,25 @@ def test_the_attack_pays_what_the_referee_says_and_never_touches_the_fc_model(tm
         assert record["zero_signal_groups"] == sum(len(g) > 1 and len(set(g)) == 1 for g in groups) / 2
     assert checksum(fc_model.model.model) == in_memory
     assert {p.name: p.read_bytes() for p in world.fc_path.iterdir() if p.is_file()} == on_disk
+
+
+def _pool_record(index: int, query: str, fc_success: float, value: str = "12") -> dict:
+    gold = [{"convert_length": {"value": [value], "from_unit": ["km"], "to_unit": ["mi"]}}]
+    return {"id": f"r1-{index}", "query": query, "fc_success": fc_success, "harvest_index": index,
+            "sample": {"gold": gold}}
+
+
+def test_the_pool_keeps_one_of_each_example_and_spans_the_success_bands():
+    from toolduel.duel.harvest import select_pool
+
+    pool = [_pool_record(0, "Convert 12 km to mi, 5 times.", 0.0),
+            _pool_record(1, "convert 12 KM to mi -- 7 times", 0.5),  # the same example: case, digits, punctuation
+            _pool_record(2, "Convert 12 km to mi, 5 times.", 0.0, value="13"),  # other gold calls: another example
+            _pool_record(3, "How far is 12 km in mi?", 0.0),
+            _pool_record(4, "12 km, in miles please", 0.25),
+            _pool_record(5, "km 12 to mi", 0.75),
+            _pool_record(6, "what is 12 km as mi", 0.25)]
+    assert [r["id"] for r in select_pool(pool, None)] == ["r1-0", "r1-2", "r1-3", "r1-4", "r1-5", "r1-6"]
+    # a budget of 3 takes one of each band (0, 0.25, 0.75) rather than the first three found (all 0)
+    assert [r["id"] for r in select_pool(pool, 3)] == ["r1-0", "r1-4", "r1-5"]
+    assert [r["id"] for r in select_pool(pool, 5)] == ["r1-0", "r1-2", "r1-4", "r1-5", "r1-6"]

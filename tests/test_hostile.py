@@ -200,15 +200,24 @@ def test_pool_ids_stay_unique_when_seeds_repeat(tmp_path):
 
     seed = generate_samples(1, seed=0, kinds=("one_call",))[0]
 
-    class Echo:  # the query model repeats the seed, the FC model never answers right
+    class Echo:  # the query model repeats the seed, with a word of its own; the FC model never answers right
         name = "echo"
 
-        def generate(self, conversations, tools, config=None):
-            return [Generation(seed.query if any("Seed:" in m["content"] for m in c) else "no") for c in conversations]
+        def __init__(self, words):
+            self.words = words
 
-    pool, _ = harvest(GameConfig(fc_samples=1, solvability_floor=False), 1, [seed] * 4, Echo(), Echo(), "q", "f", tmp_path)
+        def generate(self, conversations, tools, config=None):
+            return [Generation(f"{seed.query} {word}" if any("Seed:" in m["content"] for m in c) else "no")
+                    for c, word in zip(conversations, self.words)]
+
+    config = GameConfig(fc_samples=1, solvability_floor=False)
+    words = ["Please.", "Thanks.", "Quickly.", "Today."]
+    pool, _ = harvest(config, 1, [seed] * 4, Echo(words), Echo(words), "q", "f", tmp_path)
     assert len(pool) == 4 and len({p["id"] for p in pool}) == 4
     assert [r["index"] for r in read_jsonl(tmp_path / "harvest.jsonl")] == [0, 1, 2, 3]
+    # the same query four times is one example: it joins the pool once
+    pool, _ = harvest(config, 1, [seed] * 4, Echo(["Please."] * 4), Echo(words), "q", "f", tmp_path)
+    assert [p["harvest_index"] for p in pool] == [0]
 
 
 # --- 8, 10: settings -------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                                              "ones, with solvability_floor); valid: every valid query")
     harvest_greedy: bool = option(False, "harvest: the FC model answers each query once, greedily as in evaluation "
                                          "(true), or fc_samples times at fc_temperature as in the attack (false)")
-    pool_budget: int | None = option(None, "at most this many pool records added per round (equal-budget comparisons)")
+    pool_budget: int | None = option(None, "at most this many pool records added per round, drawn evenly over the FC "
+                                            "model's success bands (equal-budget comparisons)")
     # --- defend: train the FC model on the pool of every round plus replayed seed data -----------
     defend: str = option("sft", "sft, or grpo with the FC reward")
     defend_epochs: float = option(2.0, "passes over the defence data")

@@ -4,6 +4,8 @@ their provenance (:func:`toolduel.referee.outcome.pool_record`)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +65,33 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
                         fc_checkpoint) | {"harvest_index": index}
             for index, (seed, outcome) in enumerate(zip(seeds, outcomes))
             if outcome.valid and (config.harvest_keep == "valid" or outcome.weakness(config.solvability_floor))]
-    return pool[:config.pool_budget], step_stats(outcomes, config.solvability_floor)
+    return select_pool(pool, config.pool_budget), step_stats(outcomes, config.solvability_floor)
+
+
+def fingerprint(record: dict) -> str:
+    """What makes two pool records the same example: the query with case, digits and punctuation
+    folded (``Convert 12 km`` and ``convert 13 km.`` alike), and the same gold calls."""
+    words = re.findall(r"[^\W\d_]+|\d+", record["query"].lower())
+    text = " ".join("0" if word.isdigit() else word for word in words)
+    return text + "\n" + json.dumps(record["sample"]["gold"], sort_keys=True)
+
+
+def select_pool(pool: list[dict], budget: int | None) -> list[dict]:
+    """The pool's records without repeats (:func:`fingerprint`; the first one kept), and at most
+    ``budget`` of them drawn evenly over the FC model's success bands: one record of each success
+    rate (``fc_success``: 0, 1/k, ..., in that order) in turn, each band in harvest order, so that a
+    budget smaller than the harvest spans hard and borderline weaknesses instead of taking the
+    first ones found."""
+    seen: set[str] = set()
+    unique = [r for r in pool if (key := fingerprint(r)) not in seen and not seen.add(key)]
+    if budget is None or budget >= len(unique):
+        return unique
+    bands: dict[float, list[dict]] = {}
+    for record in unique:
+        bands.setdefault(record["fc_success"], []).append(record)
+    queues = [bands[rate] for rate in sorted(bands)]
+    chosen = [queue[turn] for turn in range(max(map(len, queues))) for queue in queues if turn < len(queue)]
+    return sorted(chosen[:budget], key=lambda r: r["harvest_index"])
 
 
 def phase_harvest(run: RunFolder, round_index: int, progress: bool) -> None:
