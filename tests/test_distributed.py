@@ -111,7 +111,7 @@ def test_a_lora_round_under_accelerate_launch_writes_every_file_once(tmp_path, t
         cwd=tmp_path)
     assert (result.stdout + result.stderr).count("run folder:") == 1  # one process speaks for all
     state = json.loads((run_dir / "state.json").read_text())
-    phases = ["0:players", "0:evaluate", "1:attack", "1:harvest", "1:defend", "1:evaluate", "finish"]
+    phases = ["0:players", "0:evaluate", "1:attack", "1:harvest", "1:defend", "1:guard", "1:evaluate", "finish"]
     assert state["completed"] == phases  # each phase marked once, in order
     assert [m["round"] for m in read_jsonl(run_dir / "metrics.jsonl")] == [0, 1]
     assert [s["queries"] for s in read_jsonl(run_dir / "rounds/round_1/attack_log.jsonl")] == [4]

@@ -90,6 +90,7 @@ HARVEST_STATS = "harvest_stats.json"
 FRESH_ATTACK = "fresh_attack.jsonl"
 AFTER_DEFENCE = "after_defence.jsonl"
 ROUND_METRICS = "metrics.json"
+GUARD = "guard.json"  # the defence guard's verdict (toolduel.duel.guard)
 EVAL = "eval"
 # an evaluation's folder
 RESULTS = "results.jsonl"
@@ -304,6 +305,7 @@ _STATE_FIELDS: dict[str, Callable[[Any], bool]] = {
     "completed": lambda v: isinstance(v, list) and all(isinstance(phase, str) for phase in v),
     "seconds": lambda v: isinstance(v, dict),
     "fc_path": _text_or_none, "query_path": _text_or_none, "stopped": _text_or_none,
+    "fc_path_before_defence": _text_or_none,
     "requests_sent": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
 }
 

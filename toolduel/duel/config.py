@@ -44,6 +44,13 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     defend_batch_size: int = option(8, "examples per FC training step")
     replay_ratio: float = option(1.0, "replayed seed examples per pool example (keeps plain skills and coverage)")
     replay_examples: int | None = option(None, "a fixed number of replayed seed examples instead of replay_ratio")
+    replay_balance: bool = option(True, "replay tops each kind of request (one call, several, none) up to at least "
+                                        "its share of the seeds in the defence data, replaying more where needed")
+    defence_gate: bool = option(True, "after each defence, keep the round's starting FC model where the defended "
+                                      "one lost a kind of request on a validation set beyond its noise")
+    validation_size: int = option(48, "defence_gate: validation requests from the seeds' training split, the same "
+                                      "number of each kind")
+    gate_z: float = option(2.0, "defence_gate: how many standard errors of the difference a fall must exceed")
     partial_credit: bool = option(True, "grpo defence: shaped FC reward (right function, right arguments)")
     fc_lora: bool = option(False, "train the FC model as a LoRA adapter (PEFT); final_fc_model is still merged")
     defend_max_length: int = option(512, "sft defence: longest training sequence in tokens (tools included)")
@@ -70,7 +77,8 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
         for name in ("heldout_limit", "extra_eval_limit"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, or null for every sample (got {getattr(self, name)})")
-        for name in ("rounds", "harvest_seeds", "defend_batch_size", "batch_size", "fc_server_concurrency"):
+        for name in ("rounds", "harvest_seeds", "defend_batch_size", "batch_size", "fc_server_concurrency",
+                     "validation_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.harvest_keep not in ("successful", "valid"):
@@ -86,6 +94,8 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                 raise ConfigError(f"{name} must be 0 or more, or left out (got {getattr(self, name)})")
         if self.replay_ratio < 0:
             raise ConfigError(f"replay_ratio must be 0 or more (got {self.replay_ratio})")
+        if not self.gate_z > 0:
+            raise ConfigError(f"gate_z must be a positive number of standard errors (got {self.gate_z})")
         for name in ("defend_learning_rate", "defend_epochs"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")

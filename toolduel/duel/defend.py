@@ -1,6 +1,6 @@
 """Phase 3, defend: train the FC model on the adversarial pool of every round so far, mixed with
 replayed seed data so that it neither forgets plain queries nor loses whole kinds (no-call,
-two-call) that the pool happens to lack. SFT (:mod:`toolduel.training.sft`), or GRPO with the
+two-call) that the pool happens to lack (:func:`toolduel.duel.guard.balanced_replay`). SFT (:mod:`toolduel.training.sft`), or GRPO with the
 FC reward (:mod:`toolduel.training.grpo`)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Callable
 from toolduel import run_files as files
 from toolduel.data import replay_samples
 from toolduel.duel.config import GameConfig
+from toolduel.duel.guard import balanced_replay
 from toolduel.progress import console, progress_bar
 from toolduel.prompts import fc_example
 from toolduel.run_files import RunFolder
@@ -98,17 +99,20 @@ def phase_defend(run: RunFolder, round_index: int, progress: bool) -> None:
     pool = files.read_jsonl(run.dir / files.POOL)
     replay_count = config.replay_examples if config.replay_examples is not None \
         else round(config.replay_ratio * len(pool))
-    replay = replay_samples(config.seeds, replay_count, f"replay-{round_index}", config.seed)
+    replay = balanced_replay(config, pool, replay_count, round_index) if config.replay_balance \
+        else replay_samples(config.seeds, replay_count, f"replay-{round_index}", config.seed)
     samples = defence_samples(pool, replay, seed=config.seed + round_index)
     if not samples:  # nothing harvested yet: the FC model stays as it is
         if run.writer:
             shutil.copytree(run.path("fc_path"), out_dir / files.FC_MODEL, dirs_exist_ok=True)
         console.print("defend: the pool is empty; the FC model is kept as it is")
-        run.mark(f"{round_index}:defend", fc_path=out_dir / files.FC_MODEL)
+        run.mark(f"{round_index}:defend", fc_path=out_dir / files.FC_MODEL,
+                 fc_path_before_defence=out_dir / files.FC_MODEL)
         return
+    before = run.path("fc_path")
     started = time.time()
     with progress_bar("defend", total=None, enabled=progress) as update:
         defend(config, run.path("fc_path"), samples, out_dir, save_to=out_dir / files.FC_MODEL,
                on_step=lambda step, total: update(completed=step, total=total))
     console.print(f"defend: {len(pool)} pool + {len(replay)} replayed examples, {time.time() - started:.0f}s")
-    run.mark(f"{round_index}:defend", fc_path=out_dir / files.FC_MODEL)
+    run.mark(f"{round_index}:defend", fc_path=out_dir / files.FC_MODEL, fc_path_before_defence=before)

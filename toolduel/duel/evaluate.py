@@ -1,4 +1,4 @@
-"""Phase 4, evaluate: the defended FC model on the held-out sets, and this round's attack against it.
+"""Phase 5, evaluate: the defended FC model on the held-out sets, and this round's attack against it.
 
 Each held-out set is evaluated exactly as ``toolduel eval`` does (:func:`toolduel.evaluate.evaluate`).
 The round's attack is measured again on *fresh* queries: its query model rewrites seeds it was
@@ -44,6 +44,8 @@ def phase_evaluate(run: RunFolder, round_index: int, progress: bool) -> dict:
         metrics["error_types"][name] = summary["error_types"]
     if round_index > 0:
         metrics.update(attack_after_defence(run, round_index, fc_model, progress))
+        if (out_dir / files.GUARD).exists():  # the defence guard's verdict: which FC model this round kept
+            metrics["guard"] = files.read_json_object(out_dir / files.GUARD)
     close_model(fc_model)
     metrics["pool_size"] = len(files.read_jsonl(run.dir / files.POOL))
     prefix = f"{round_index}:"
@@ -127,3 +129,7 @@ def print_round(metrics: dict) -> None:
     table.add_row(*[percent(v) for v in metrics["accuracy"].values()], attack, percent(metrics["validity_rate"]),
                   str(metrics.get("pool_size", 0)))
     console.print(table)
+    guard = metrics.get("guard")
+    if guard and guard.get("kept") == "previous":
+        console.print(f"round {metrics['round']} kept the FC model it started with (the defence lost "
+                      f"{', '.join(guard['fell'])} on the validation set): the accuracy above is that model's")

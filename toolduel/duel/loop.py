@@ -28,6 +28,7 @@ from toolduel.duel.attack import phase_attack
 from toolduel.duel.config import GameConfig
 from toolduel.duel.defend import phase_defend
 from toolduel.duel.evaluate import phase_evaluate, print_round, rebuild_metrics
+from toolduel.duel.guard import phase_guard
 from toolduel.duel.harvest import phase_harvest, rebuild_pool
 from toolduel.duel.players import require_generation_backend, start_players
 from toolduel.progress import console
@@ -130,6 +131,8 @@ def run_game(run: RunFolder, progress: bool = True) -> Path:
         run_phase(run, f"{round_index}:attack", lambda: phase_attack(run, round_index, progress), everyone=True)
         run_phase(run, f"{round_index}:harvest", lambda: phase_harvest(run, round_index, progress))
         run_phase(run, f"{round_index}:defend", lambda: phase_defend(run, round_index, progress), everyone=True)
+        if run.config.defence_gate and not run.done(f"{round_index}:evaluate"):  # runs from before the guard had none
+            run_phase(run, f"{round_index}:guard", lambda: phase_guard(run, round_index, progress))
         run_phase(run, f"{round_index}:evaluate", lambda: evaluated(round_index))
     run_phase(run, "finish", finished)
     return run.dir

@@ -103,7 +103,10 @@ def seed_requests(n: int, seed: int, id_prefix: str) -> list[Sample]:
                             split="train", id_prefix=id_prefix)
 
 
-def replay_requests(n: int, seed: int, id_prefix: str) -> list[Sample]:
-    """Plain train-split samples of every kind (one call, two calls, no call), replayed in defence."""
+def replay_requests(n: int, seed: int, id_prefix: str, kinds: tuple[str, ...] | None = None) -> list[Sample]:
+    """Plain train-split samples of every kind (one call, two calls, no call) in the warm start's
+    mix, or of the given ``kinds`` only, replayed in defence."""
+    if kinds is not None:
+        return generate_samples(n, seed=seed, kinds=kinds, phrasings=(PLAIN,), split="train", id_prefix=id_prefix)
     return generate_samples(n, seed=seed, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS, split="train",
                             id_prefix=id_prefix)

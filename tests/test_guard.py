@@ -1,0 +1,147 @@
+"""The defence guard: the defence data keep every kind of request, and a defended FC model that
+lost one of them beyond its noise is not kept."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from toolduel.duel import guard
+from toolduel.duel.config import GameConfig
+from toolduel.run_files import read_jsonl
+from toolduel.duel.guard import losses, replay_counts, request_kind
+from toolduel.world.generator import generate_samples
+
+SHARES = {"one_call": 0.7, "several_calls": 0.15, "no_call": 0.15}
+
+
+def _holds_shares(pool: Counter, counts: dict) -> bool:
+    """Every kind at least its share of the defence data, within one example of rounding."""
+    total = sum(pool.values()) + sum(counts.values())
+    return all(pool[k] + counts[k] >= share * total - 1 for k, share in SHARES.items())
+
+
+@pytest.mark.parametrize("pool, replay", [
+    (Counter(one_call=20), 20),  # a pool of one-call weaknesses only: the replay brings the others
+    (Counter(one_call=30), 10),  # so many that 10 replayed cannot: more are replayed
+    (Counter(one_call=5, several_calls=5, no_call=5), 15),
+    (Counter(no_call=12), 0),  # replay 0 asked for, but the pool is all no-call
+    (Counter(), 7),
+])
+def test_replay_tops_every_kind_up_to_its_share(pool, replay):
+    counts = replay_counts(pool, replay, SHARES)
+    assert sum(counts.values()) >= replay and all(n >= 0 for n in counts.values())
+    assert _holds_shares(pool, counts), counts
+
+
+def test_replay_is_as_asked_where_the_pool_leans_on_no_kind():
+    counts = replay_counts(Counter(one_call=20), 20, SHARES)
+    assert counts == {"one_call": 8, "several_calls": 6, "no_call": 6}  # 40 in all: 28, 6, 6
+    # 30 one-call examples are 70% of 42 (within one): 6 + 6 replayed, not 10
+    assert replay_counts(Counter(one_call=30), 10, SHARES) == {"one_call": 0, "several_calls": 6, "no_call": 6}
+
+
+def test_the_world_replay_and_validation_sets_hold_each_kind():
+    config = GameConfig(world_budget="test", validation_size=30)
+    pool = [{"sample": s.to_dict()} for s in generate_samples(10, seed=1, kinds=("one_call",))]
+    replay = guard.balanced_replay(config, pool, 10, round_index=1)
+    kinds = Counter(request_kind(s) for s in replay)
+    assert kinds == {"one_call": 4, "several_calls": 3, "no_call": 3}  # 20 in all: 14, 3, 3
+    validation = guard.validation_samples(config)
+    assert Counter(request_kind(s) for s in validation) == {"one_call": 10, "several_calls": 10, "no_call": 10}
+    assert len({s.id for s in validation}) == 30
+    assert [s.query for s in guard.validation_samples(config)] == [s.query for s in validation]  # every round alike
+
+
+def test_a_jsonl_seed_file_gives_its_own_shares(tmp_path):
+    records = []
+    for sample in generate_samples(40, seed=2):
+        record = sample.to_dict()
+        records.append(json.dumps(record))
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("\n".join(records) + "\n")
+    samples = generate_samples(40, seed=2)
+    expected = Counter(request_kind(s) for s in samples)
+    shares = guard.seed_shares(str(path))
+    assert shares == {kind: expected[kind] / 40 for kind in expected}
+    drawn = guard.samples_of_kind(str(path), "no_call", 5, "replay-1-no_call", seed=0)
+    assert len(drawn) == 5 and all(request_kind(s) == "no_call" for s in drawn)
+    # more validation requests of a kind than the file holds: drawn again, each under its own id
+    validation = guard.validation_samples(GameConfig(seeds=str(path), validation_size=3 * 40))
+    assert len(validation) == 120 and len({s.id for s in validation}) == 120
+
+
+def test_a_fall_counts_only_beyond_its_noise():
+    before = {"one_call": (0.75, 16), "no_call": (0.6875, 16), "several_calls": (1.0, 16)}
+    after = {"one_call": (0.8125, 16), "no_call": (0.1875, 16), "several_calls": (0.9375, 16)}
+    assert losses(before, after, z=2.0) == {"no_call": [0.6875, 0.1875]}  # one answer lost of 16 is noise
+    assert losses(before, {"one_call": (0.5, 16)}, z=2.0) == {}  # 0.25 down on 16 items: within 2 errors
+    assert losses(before, {"one_call": (0.25, 16)}, z=2.0) == {"one_call": [0.75, 0.25]}
+
+
+def test_the_guard_keeps_the_starting_model_when_a_kind_fell(tmp_path, monkeypatch):
+    from toolduel.run_files import RunFolder
+
+    for name in ("start", "rounds/round_1/fc_model"):
+        (tmp_path / name).mkdir(parents=True)
+    run = RunFolder(tmp_path, GameConfig(world_budget="test", validation_size=6))
+    run.mark("1:defend", fc_path=tmp_path / "rounds/round_1/fc_model", fc_path_before_defence=tmp_path / "start")
+    scores = {"start": {"one_call": (1.0, 8), "no_call": (1.0, 8)},
+              "fc_model": {"one_call": (1.0, 8), "no_call": (0.0, 8)}}
+    monkeypatch.setattr(guard, "_validate", lambda config, path, *args: scores[path.name])
+    guard.phase_guard(run, 1, progress=False)
+    assert run.state["fc_path"] == "start" and run.done("1:guard")
+    verdict = json.loads((tmp_path / "rounds/round_1/guard.json").read_text())
+    assert verdict["kept"] == "previous" and verdict["fell"] == {"no_call": [1.0, 0.0]}
+
+    scores["fc_model"]["no_call"] = (0.875, 8)  # the defence lost nothing: its model is kept
+    run.mark("2:defend", fc_path=tmp_path / "rounds/round_1/fc_model", fc_path_before_defence=tmp_path / "start")
+    guard.phase_guard(run, 2, progress=False)
+    assert run.state["fc_path"] == "rounds/round_1/fc_model"
+    assert json.loads((tmp_path / "rounds/round_2/guard.json").read_text())["kept"] == "defended"
+
+
+def test_the_guard_answers_the_validation_set_with_both_models(tmp_path, monkeypatch):
+    """The real path: the tiny FC model before and after a "defence" that changed nothing (a copy)
+    answers the same validation set alike, and the copy is kept."""
+    import shutil
+
+    from toolduel.run_files import RunFolder
+    from toolduel.training.warm_start import ensure_world_models
+
+    monkeypatch.setenv("TOOLDUEL_CACHE", str(tmp_path / "cache"))
+    fc_path = ensure_world_models("test", progress=False).fc_path
+    shutil.copytree(fc_path, tmp_path / "run/start")
+    shutil.copytree(fc_path, tmp_path / "run/rounds/round_1/fc_model")
+    run = RunFolder(tmp_path / "run", GameConfig(world_budget="test", validation_size=6, batch_size=8))
+    run.mark("1:defend", fc_path=tmp_path / "run/rounds/round_1/fc_model",
+             fc_path_before_defence=tmp_path / "run/start")
+    guard.phase_guard(run, 1, progress=False)
+    verdict = json.loads((tmp_path / "run/rounds/round_1/guard.json").read_text())
+    assert verdict["kept"] == "defended" and verdict["before"] == verdict["after"]
+    assert verdict["n"] == {"one_call": 2, "several_calls": 2, "no_call": 2}
+    answers = {which: [r["raw_output"] for r in read_jsonl(tmp_path / f"run/rounds/round_1/validation/{which}/results.jsonl")]
+               for which in ("before", "after")}
+    assert len(answers["before"]) == 6 and answers["before"] == answers["after"]
+    assert run.state["fc_path"] == "rounds/round_1/fc_model"
+
+
+def test_the_defence_trains_on_the_balanced_replay(tmp_path, monkeypatch):
+    from toolduel.duel import defend
+    from toolduel.run_files import RunFolder, write_jsonl_atomic
+
+    (tmp_path / "start").mkdir()
+    pool = [{"id": s.id, "round": 1, "query": s.query, "sample": s.to_dict()}
+            for s in generate_samples(10, seed=1, kinds=("one_call",))]
+    write_jsonl_atomic(tmp_path / "pool.jsonl", pool)
+    run = RunFolder(tmp_path, GameConfig(world_budget="test"))
+    run.save(fc_path="start")
+    trained = []
+    monkeypatch.setattr(defend, "defend", lambda config, fc_path, samples, out_dir, save_to, on_step: trained.extend(
+        samples) or save_to.mkdir(parents=True))
+    defend.phase_defend(run, 1, progress=False)
+    # 10 pool examples (one call) and 10 replayed: 14 one-call, 3 two-call and 3 no-call in all
+    assert Counter(request_kind(s) for s in trained) == {"one_call": 14, "several_calls": 3, "no_call": 3}
+    assert run.state["fc_path_before_defence"] == "start" and run.state["fc_path"] == "rounds/round_1/fc_model"

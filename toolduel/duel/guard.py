@@ -1,0 +1,178 @@
+"""Phase 4, guard, and the defence's replay: a defence that does no harm. The defence data keep
+every kind of request, and a defended FC model that lost one of them is not kept.
+
+The pool holds what fooled the FC model, which is mostly requests that call a tool; trained on
+it, the FC model learns to call whatever it is asked (the duel's first defence once took no-call
+accuracy from 0.69 to 0.15). Two guards:
+
+- :func:`balanced_replay`: the replayed seed examples top each kind of request (one call, several
+  calls, no call; :func:`request_kind`) up to at least its share of the seeds in the defence data,
+  drawing more replay than ``replay_ratio`` asks where the pool leans on one kind;
+- :func:`phase_guard`: after the defence, the FC model before and after it answer a validation
+  set drawn from the seeds' training split (the same number of requests of each kind); where a
+  kind's accuracy falls by more than its noise (``gate_z`` standard errors of the difference) the
+  round keeps the FC model it started with, and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections import Counter
+from pathlib import Path
+
+from toolduel import run_files as files
+from toolduel.data import WORLD_TRAIN, load_samples
+from toolduel.duel.config import GameConfig
+from toolduel.duel.players import load_chat_model
+from toolduel.evaluate import evaluate, latest_by_id, read_results
+from toolduel.models import close_model
+from toolduel.models.base import GenerationConfig
+from toolduel.progress import console
+from toolduel.run_files import RunFolder, seeded_draw
+from toolduel.schema import Sample
+
+REQUEST_KINDS = ("one_call", "several_calls", "no_call")
+VALIDATION = "validation"
+
+
+def request_kind(sample: Sample) -> str:
+    """What a request asks of the FC model: no call, one call, or several."""
+    return "no_call" if not sample.gold else "one_call" if len(sample.gold) == 1 else "several_calls"
+
+
+def _world_samples(kind: str, n: int, stream: str, seed: int) -> list[Sample]:
+    from toolduel.world.training_data import replay_requests
+
+    world_kind = {"one_call": "one_call", "several_calls": "two_call", "no_call": "no_call"}[kind]
+    return replay_requests(n, seed=random.Random(f"{seed}:{stream}").randrange(10**9), id_prefix=stream,
+                           kinds=(world_kind,))
+
+
+def seed_shares(spec: str) -> dict[str, float]:
+    """Each request kind's share of the seeds (the world's training mix for ``world:train``)."""
+    if spec == WORLD_TRAIN:
+        from toolduel.world.training_data import FC_KIND_WEIGHTS
+
+        return dict(zip(REQUEST_KINDS, FC_KIND_WEIGHTS))
+    counts = Counter(request_kind(sample) for sample in load_samples(spec).samples)
+    return {kind: counts[kind] / sum(counts.values()) for kind in REQUEST_KINDS if counts[kind]}
+
+
+def samples_of_kind(spec: str, kind: str, n: int, stream: str, seed: int) -> list[Sample]:
+    """``n`` seed samples of one request kind, the same on every resume."""
+    if n <= 0:
+        return []
+    if spec == WORLD_TRAIN:
+        return _world_samples(kind, n, stream, seed)
+    return seeded_draw([s for s in load_samples(spec).samples if request_kind(s) == kind], n, stream, seed)
+
+
+def replay_counts(pool_kinds: Counter, replay: int, shares: dict[str, float]) -> dict[str, int]:
+    """How many replayed examples of each kind, so that every kind holds at least its share of
+    pool + replay (within one example of rounding): ``replay`` in all where that is enough, more
+    where the pool leans so far on one kind that it is not."""
+    pool = sum(pool_kinds.values())
+    # the fewest examples in all in which no kind of the pool is over its share by more than one
+    least = [math.ceil((pool_kinds[kind] - 1) / share - 1e-9) for kind, share in shares.items()
+             if share > 0 and pool_kinds[kind] > 1]
+    total = max([pool + replay, *least])
+    counts = {kind: max(0, math.floor(share * total + 0.5) - pool_kinds[kind]) for kind, share in shares.items()}
+    short = replay - sum(counts.values())  # a pool a little over some share: the rest by share
+    for kind in sorted(shares, key=shares.get, reverse=True)[:max(0, short)]:
+        counts[kind] += 1
+    return counts
+
+
+def balanced_replay(config: GameConfig, pool: list[dict], replay: int, round_index: int) -> list[Sample]:
+    """The round's replayed seed examples (:func:`replay_counts`), drawn kind by kind."""
+    if replay == 0 and not pool:
+        return []
+    shares = seed_shares(config.seeds)
+    pool_kinds = Counter(request_kind(Sample.from_dict(record["sample"])) for record in pool)
+    counts = replay_counts(pool_kinds, replay, shares)
+    return [sample for kind, n in counts.items()
+            for sample in samples_of_kind(config.seeds, kind, n, f"replay-{round_index}-{kind}", config.seed)]
+
+
+def validation_samples(config: GameConfig) -> list[Sample]:
+    """The guard's validation set: from the seeds' training split, the same number of each kind
+    the seeds hold (every round the same)."""
+    kinds = list(seed_shares(config.seeds))
+    per_kind = max(1, config.validation_size // len(kinds))
+    samples = [s for kind in kinds for s in samples_of_kind(config.seeds, kind, per_kind, f"validation-{kind}",
+                                                           config.seed)]
+    # a draw with replacement may hold a sample twice, and evaluation keys answers by id
+    seen: Counter = Counter()
+    unique = []
+    for sample in samples:
+        seen[sample.id] += 1
+        unique.append(sample if seen[sample.id] == 1 else dataclasses.replace(sample, id=f"{sample.id}#{seen[sample.id]}"))
+    return unique
+
+
+def accuracy_by_kind(records: list[dict], samples: list[Sample]) -> dict[str, tuple[float, int]]:
+    """(accuracy, n) per request kind of the validation answers in ``records``."""
+    kinds = {s.id: request_kind(s) for s in samples}
+    scored: dict[str, list[bool]] = {}
+    for record in latest_by_id(records):
+        if str(record["id"]) in kinds:
+            scored.setdefault(kinds[str(record["id"])], []).append(bool(record["valid"]))
+    return {kind: (sum(v) / len(v), len(v)) for kind, v in scored.items()}
+
+
+def losses(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]], z: float) -> dict[str, list]:
+    """The kinds whose accuracy fell by more than ``z`` standard errors of the difference, with
+    [before, after]. The standard error has a floor of one item in n, so that a set answered
+    all right before cannot flag the loss of one answer."""
+    fell = {}
+    for kind, (a, n) in before.items():
+        if kind not in after or n == 0:
+            continue
+        b = after[kind][0]
+        error = max(math.sqrt((a * (1 - a) + b * (1 - b)) / n), 1 / n)
+        if a - b > z * error:
+            fell[kind] = [round(a, 4), round(b, 4)]
+    return fell
+
+
+def _validate(config: GameConfig, model_path: Path, samples: list[Sample], out_dir: Path,
+              progress: bool, label: str) -> dict[str, tuple[float, int]]:
+    model = load_chat_model(model_path, config, progress, label)
+    try:
+        evaluate(model, samples, out_dir, GenerationConfig(max_new_tokens=128), batch_size=config.batch_size,
+                 resume=True, progress=progress, meta={"set": VALIDATION})
+    finally:
+        close_model(model)
+    return accuracy_by_kind(read_results(out_dir / files.RESULTS), samples)
+
+
+def phase_guard(run: RunFolder, round_index: int, progress: bool) -> None:
+    """Keep the defended FC model, or the round's starting one where the defence lost a kind of
+    request beyond its noise; the verdict goes to ``rounds/round_N/guard.json``."""
+    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+    before_path = run.path("fc_path_before_defence")
+    after_path = run.path("fc_path")
+    if before_path == after_path:  # nothing was trained (an empty pool)
+        files.write_json_atomic(out_dir / files.GUARD, {"kept": "defended", "fell": {}, "before": {}, "after": {},
+                                                        "n": {}, "skipped": "nothing was trained"})
+        run.mark(f"{round_index}:guard")
+        return
+    samples = validation_samples(config)
+    before = _validate(config, before_path, samples, out_dir / VALIDATION / "before", progress, "FC model before")
+    after = _validate(config, after_path, samples, out_dir / VALIDATION / "after", progress, "defended FC model")
+    fell = losses(before, after, config.gate_z)
+    verdict = {"kept": "previous" if fell else "defended", "fell": fell,
+               "before": {k: v[0] for k, v in before.items()}, "after": {k: v[0] for k, v in after.items()},
+               "n": {k: v[1] for k, v in before.items()}}
+    files.write_json_atomic(out_dir / files.GUARD, verdict)
+    if fell:
+        lost = ", ".join(f"{kind} {a:.2f} -> {b:.2f}" for kind, (a, b) in fell.items())
+        console.print(f"guard: the defence lost {lost} on the validation set (beyond {config.gate_z:g} standard "
+                      f"errors); round {round_index} keeps the FC model it started with")
+        run.mark(f"{round_index}:guard", fc_path=before_path)
+    else:
+        console.print("guard: no kind of request fell beyond its noise on the validation set; the defended FC "
+                      "model is kept")
+        run.mark(f"{round_index}:guard")
