@@ -79,9 +79,10 @@ def replay_counts(pool_kinds: Counter, replay: int, shares: dict[str, float]) ->
              if share > 0 and pool_kinds[kind] > 1]
     total = max([pool + replay, *least])
     counts = {kind: max(0, math.floor(share * total + 0.5) - pool_kinds[kind]) for kind, share in shares.items()}
-    short = replay - sum(counts.values())  # a pool a little over some share: the rest by share
-    for kind in sorted(shares, key=shares.get, reverse=True)[:max(0, short)]:
-        counts[kind] += 1
+    short = replay - sum(counts.values())  # a pool a little over some share: the rest, largest share first
+    order = sorted(shares, key=shares.get, reverse=True)
+    for turn in range(max(0, short)):
+        counts[order[turn % len(order)]] += 1
     return counts
 
 
