@@ -479,6 +479,14 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
     assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("flag", ["--fc-model", "--query-model"])
+def test_a_player_that_is_neither_here_nor_on_the_hub_is_one_line(tmp_path, monkeypatch, flag):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for source in (str(tmp_path / "nowhere"), "no-such-org/no-such-model"):
+        result = run("run", "--out", str(tmp_path / source.replace("/", "_")), "--world-budget", "test", flag, source)
+        one_line_error(result, f"{flag[2:].replace('-', '_')} {source} cannot be loaded")
+
+
 def test_a_resumed_run_whose_checkpoint_is_gone_or_empty_says_so(tmp_path):
     from toolduel.config import to_yaml
     from toolduel.duel.config import GameConfig

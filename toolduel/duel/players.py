@@ -60,8 +60,14 @@ def start_players(run: RunFolder, progress: bool = True) -> None:
                               f"{name.replace('_model', '')}_model at a checkpoint folder, a GGUF file or a hub id")
         if Path(source).is_dir():
             shutil.copytree(source, players / name, dirs_exist_ok=True)
-        else:
-            save_checkpoint(load_causal_lm(source, dtype=config.dtype), load_tokenizer(source), players / name)
+            continue
+        try:  # a hub id (a path that does not exist lands here too, and is named so)
+            model, tokenizer = load_causal_lm(source, dtype=config.dtype), load_tokenizer(source)
+        except (OSError, ValueError) as err:  # transformers and the hub: not found, offline, a bad name
+            setting = name.replace("_model", "") + "_model"
+            raise ConfigError(f"{setting} {source} cannot be loaded: no such folder or file here, and not a hub id "
+                              f"this machine can fetch ({' '.join(str(err).split())[:200]})") from None
+        save_checkpoint(model, tokenizer, players / name)
     run.mark("0:players", fc_path=players / files.FC_MODEL, query_path=players / files.QUERY_MODEL)
 
 
