@@ -431,6 +431,21 @@ def test_a_state_file_that_is_a_link_loop_is_named_not_taken_for_absent(tmp_path
     one_line_error(run("run", "--resume", str(tmp_path)), "state.json")
 
 
+@pytest.mark.parametrize("name", ["queries.jsonl", "judge_cache.jsonl"])
+def test_a_ledger_or_judge_cache_that_is_a_link_loop_is_named_not_taken_for_absent(tmp_path, name):
+    """Taken for absent, the attack would be played again from nothing, then fail on its first write."""
+    from toolduel.blackbox.ledger import latest_records
+    from toolduel.config import ConfigError
+    from toolduel.referee.judge import Judge
+
+    (tmp_path / name).symlink_to(tmp_path / name)
+    with pytest.raises(ConfigError, match=f"{name} cannot be read"):
+        if name == "queries.jsonl":
+            latest_records(tmp_path / name)
+        else:
+            Judge(model=None, cache_path=tmp_path / name)
+
+
 def test_resuming_an_evaluation_with_another_model_is_refused(tmp_path):
     data = write_records(tmp_path / "s.jsonl", [record("a")])
     with FakeOpenAIServer() as server:

@@ -9,6 +9,7 @@ where it stopped. A request that failed
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -95,7 +96,7 @@ def read_results(path: Path) -> list[dict]:
     """Records of a results file; a last line cut off by a crash is dropped, not fatal, and so is
     a line that is not a record with an ``id`` (it is named in the warning log)."""
     return [r for r in iter_jsonl(path, required=("id",), on_problem=lambda line: _log.warning("%s: %s", path, line))]\
-        if Path(path).exists() else []
+        if os.path.lexists(path) else []  # a link to nothing, or a loop, is named, not taken for absent
 
 
 def latest_by_id(records: Iterable[dict]) -> list[dict]:

@@ -29,6 +29,7 @@ mid-batch has counted what it sent, and a resumed run never goes past its budget
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,7 @@ def query_key(seed_id: str, query: str) -> str:
 def latest_records(path: str | Path) -> dict[str, dict]:
     """The last record of each key in a ledger file (a scored record is never followed by another)."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):  # a link to nothing, or a loop, is a damaged ledger, not a missing one
         return {}
     records = iter_jsonl(path, required=("key", "status", "valid", "query", "seed_id"))
     return {record["key"]: record for record in records if isinstance(record["key"], str)

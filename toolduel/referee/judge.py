@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -215,7 +216,7 @@ class Judge:
         self.cache: dict[str, dict] = {}
         self.requests = 0
         self._lock = threading.Lock()
-        if self.cache_path is not None and self.cache_path.exists():
+        if self.cache_path is not None and os.path.lexists(self.cache_path):  # a looping link is named, not skipped
             for record in iter_jsonl(self.cache_path):
                 if isinstance(record.get("key"), str) and isinstance(record.get("valid"), bool):
                     self.cache.setdefault(record["key"], record)
