@@ -130,7 +130,7 @@ def attack_rates(data: RunData) -> dict[str, dict[int, float | None]]:
 
 # What the attack's log says of each GRPO step (toolduel.training.grpo), as the report labels it.
 STEP_SERIES = {"attack_success_rate": "attack success", "validity_rate": "validity",
-               "zero_signal_groups": "prompts whose queries were all paid alike (no signal)"}
+               "zero_signal_groups": "prompts paid alike (no signal)"}
 
 
 def attack_step_series(data: RunData) -> dict[str, dict[str, dict[int, float]]]:
