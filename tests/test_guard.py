@@ -122,10 +122,22 @@ def test_the_guard_answers_the_validation_set_with_both_models(tmp_path, monkeyp
     verdict = json.loads((tmp_path / "run/rounds/round_1/guard.json").read_text())
     assert verdict["kept"] == "defended" and verdict["before"] == verdict["after"]
     assert verdict["n"] == {"one_call": 2, "several_calls": 2, "no_call": 2}
-    answers = {which: [r["raw_output"] for r in read_jsonl(tmp_path / f"run/rounds/round_1/validation/{which}/results.jsonl")]
-               for which in ("before", "after")}
+    # each model's answers are kept beside it, where the next round finds them
+    answers = {which: [r["raw_output"] for r in read_jsonl(tmp_path / f"run/{folder}/validation/results.jsonl")]
+               for which, folder in (("before", "."), ("after", "rounds/round_1"))}
     assert len(answers["before"]) == 6 and answers["before"] == answers["after"]
     assert run.state["fc_path"] == "rounds/round_1/fc_model"
+
+    # round 2 starts from round 1's model, validated already: only its defended model answers
+    shutil.copytree(fc_path, tmp_path / "run/rounds/round_2/fc_model")
+    run.mark("2:defend", fc_path=tmp_path / "run/rounds/round_2/fc_model",
+             fc_path_before_defence=tmp_path / "run/rounds/round_1/fc_model")
+    loaded = []
+    real_load = guard.load_chat_model
+    monkeypatch.setattr(guard, "load_chat_model", lambda path, *args: loaded.append(path) or real_load(path, *args))
+    guard.phase_guard(run, 2, progress=False)
+    assert loaded == [tmp_path / "run/rounds/round_2/fc_model"]
+    assert json.loads((tmp_path / "run/rounds/round_2/guard.json").read_text())["before"] == verdict["after"]
 
 
 def test_the_defence_trains_on_the_balanced_replay(tmp_path, monkeypatch):

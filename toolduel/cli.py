@@ -34,7 +34,7 @@ from toolduel.data import DataError, load_samples
 from toolduel.duel.config import GameConfig
 from toolduel.progress import console
 from toolduel.run_files import CONFIG, RESULTS, STATE, SUMMARY, write_text_atomic
-from toolduel.settings import EvalConfig
+from toolduel.settings import EvalConfig, check_port
 
 app = typer.Typer(help="Adversarial data augmentation for tool-calling models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -357,8 +357,10 @@ def serve_command(
 
     if not serving_available():
         fail("serving needs transformers' server: pip install 'toolduel[serve]' (FastAPI, uvicorn, openai)")
-    if not 1 <= port <= 65535:
-        fail(f"--port must be a port number, 1 to 65535 (got {port})")
+    try:
+        check_port("--port", port)
+    except ConfigError as err:
+        fail(str(err))
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         fail(f"--dtype must be auto, float32, bfloat16 or float16 (got {dtype!r})")
     if device.startswith("cuda") and not _cuda_available():

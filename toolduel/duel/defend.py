@@ -1,7 +1,7 @@
 """Phase 3, defend: train the FC model on the adversarial pool of every round so far, mixed with
 replayed seed data so that it neither forgets plain queries nor loses whole kinds (no-call,
-two-call) that the pool happens to lack (:func:`toolduel.duel.guard.balanced_replay`). SFT (:mod:`toolduel.training.sft`), or GRPO with the
-FC reward (:mod:`toolduel.training.grpo`)."""
+two-call) that the pool happens to lack (:func:`toolduel.duel.guard.balanced_replay`). SFT
+(:mod:`toolduel.training.sft`), or GRPO with the FC reward (:mod:`toolduel.training.grpo`)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ accuracy from 0.69 to 0.15). Two guards:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 from collections import Counter
@@ -50,14 +51,24 @@ def _world_samples(kind: str, n: int, stream: str, seed: int) -> list[Sample]:
                            kinds=(world_kind,))
 
 
+@functools.cache
+def _seeds_by_kind(spec: str) -> dict[str, list[Sample]]:
+    """The samples of a seeds spec (not ``world:train``) by request kind, read once per process."""
+    by_kind: dict[str, list[Sample]] = {}
+    for sample in load_samples(spec).samples:
+        by_kind.setdefault(request_kind(sample), []).append(sample)
+    return by_kind
+
+
 def seed_shares(spec: str) -> dict[str, float]:
     """Each request kind's share of the seeds (the world's training mix for ``world:train``)."""
     if spec == WORLD_TRAIN:
         from toolduel.world.training_data import FC_KIND_WEIGHTS
 
         return dict(zip(REQUEST_KINDS, FC_KIND_WEIGHTS))
-    counts = Counter(request_kind(sample) for sample in load_samples(spec).samples)
-    return {kind: counts[kind] / sum(counts.values()) for kind in REQUEST_KINDS if counts[kind]}
+    by_kind = _seeds_by_kind(spec)
+    total = sum(map(len, by_kind.values()))
+    return {kind: len(by_kind[kind]) / total for kind in REQUEST_KINDS if by_kind.get(kind)}
 
 
 def samples_of_kind(spec: str, kind: str, n: int, stream: str, seed: int) -> list[Sample]:
@@ -66,7 +77,7 @@ def samples_of_kind(spec: str, kind: str, n: int, stream: str, seed: int) -> lis
         return []
     if spec == WORLD_TRAIN:
         return _world_samples(kind, n, stream, seed)
-    return seeded_draw([s for s in load_samples(spec).samples if request_kind(s) == kind], n, stream, seed)
+    return seeded_draw(_seeds_by_kind(spec).get(kind, []), n, stream, seed)
 
 
 def replay_counts(pool_kinds: Counter, replay: int, shares: dict[str, float]) -> dict[str, int]:
@@ -109,7 +120,8 @@ def validation_samples(config: GameConfig) -> list[Sample]:
     unique = []
     for sample in samples:
         seen[sample.id] += 1
-        unique.append(sample if seen[sample.id] == 1 else dataclasses.replace(sample, id=f"{sample.id}#{seen[sample.id]}"))
+        repeat = seen[sample.id]
+        unique.append(sample if repeat == 1 else dataclasses.replace(sample, id=f"{sample.id}#{repeat}"))
     return unique
 
 
@@ -138,14 +150,21 @@ def losses(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, i
     return fell
 
 
-def _validate(config: GameConfig, model_path: Path, samples: list[Sample], out_dir: Path,
-              progress: bool, label: str) -> dict[str, tuple[float, int]]:
-    model = load_chat_model(model_path, config, progress, label)
-    try:
-        evaluate(model, samples, out_dir, GenerationConfig(max_new_tokens=128), batch_size=config.batch_size,
-                 resume=True, progress=progress, meta={"set": VALIDATION})
-    finally:
-        close_model(model)
+def _validate(config: GameConfig, model_path: Path, samples: list[Sample], progress: bool,
+              label: str) -> dict[str, tuple[float, int]]:
+    """The validation answers of the FC model in ``model_path``, kept beside it (``validation/``
+    in its round's folder): the model a round starts with was validated as the one the round
+    before defended, and is not asked again."""
+    out_dir = model_path.parent / VALIDATION
+    answered = {str(r["id"]) for r in latest_by_id(read_results(out_dir / files.RESULTS))
+                if not r.get("generation_error")}  # as evaluate's resume counts them
+    if not {sample.id for sample in samples} <= answered:
+        model = load_chat_model(model_path, config, progress, label)
+        try:
+            evaluate(model, samples, out_dir, GenerationConfig(max_new_tokens=128), batch_size=config.batch_size,
+                     resume=True, progress=progress, meta={"set": VALIDATION})
+        finally:
+            close_model(model)
     return accuracy_by_kind(read_results(out_dir / files.RESULTS), samples)
 
 
@@ -161,8 +180,8 @@ def phase_guard(run: RunFolder, round_index: int, progress: bool) -> None:
         run.mark(f"{round_index}:guard")
         return
     samples = validation_samples(config)
-    before = _validate(config, before_path, samples, out_dir / VALIDATION / "before", progress, "FC model before")
-    after = _validate(config, after_path, samples, out_dir / VALIDATION / "after", progress, "defended FC model")
+    before = _validate(config, before_path, samples, progress, "FC model before")
+    after = _validate(config, after_path, samples, progress, "defended FC model")
     fell = losses(before, after, config.gate_z)
     verdict = {"kept": "previous" if fell else "defended", "fell": fell,
                "before": {k: v[0] for k, v in before.items()}, "after": {k: v[0] for k, v in after.items()},

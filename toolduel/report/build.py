@@ -18,7 +18,8 @@ from toolduel.report.traits import TRAITS, compare_traits
 from toolduel.run_files import REPORT, write_text_atomic
 
 HTML_FILE = "report.html"
-FIGURES = ("accuracy", "accuracy_by_category", "attack_rates", "attack_steps", "error_kinds", "phrasing", "traits", "rejections")
+FIGURES = ("accuracy", "accuracy_by_category", "attack_rates", "attack_steps", "error_kinds", "phrasing", "traits",
+           "rejections")
 
 
 class _Builder:
