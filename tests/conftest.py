@@ -53,3 +53,21 @@ def tiny_qwen2(tiny_tokenizer):
     model = build_qwen2(tiny_tokenizer, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                         intermediate_size=128, seed=0)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def opinionated_qwen2(tiny_qwen2):
+    """The tiny Qwen2 with large random weights. Freshly initialised (std 0.02) and with tied
+    embeddings, it echoes the last prompt token whatever came before, so every prompt would get
+    the same answer and a padding bug would go unseen."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(tiny_qwen2)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim == 2:
+                parameter.normal_(0.0, 0.3, generator=generator)
+    return model

@@ -152,6 +152,7 @@ def test_faults_leave_every_query_scored_once_or_failed_with_its_reason(seeds_fi
     log = read_jsonl(out / "attack_log.jsonl")
     assert [s["step"] for s in log] == [1, 2] and sum(s["queries"] for s in log) == 8
     assert all(0 < s["seconds"] < 600 for s in log)  # each step timed: rollouts, rewards, update
+    assert all(0 < s["referee_seconds"] <= s["seconds"] for s in log)  # of which scoring the queries
     latest = {r["key"]: r for r in records}
     winners = {k for k, r in latest.items() if r["status"] == "scored" and r["valid"] and r["attack_success"]}
     pool = read_jsonl(out / "pool.jsonl")

@@ -44,14 +44,17 @@ def test_replay_is_as_asked_where_the_pool_leans_on_no_kind():
 
 
 def test_the_world_replay_and_validation_sets_hold_each_kind():
-    config = GameConfig(world_budget="test", validation_size=30)
+    config = GameConfig(world_budget="test", validation_size=40)
     pool = [{"sample": s.to_dict()} for s in generate_samples(10, seed=1, kinds=("one_call",))]
     replay = guard.balanced_replay(config, pool, 10, round_index=1)
     kinds = Counter(request_kind(s) for s in replay)
     assert kinds == {"one_call": 4, "several_calls": 3, "no_call": 3}  # 20 in all: 14, 3, 3
     validation = guard.validation_samples(config)
-    assert Counter(request_kind(s) for s in validation) == {"one_call": 10, "several_calls": 10, "no_call": 10}
-    assert len({s.id for s in validation}) == 30
+    groups = Counter(guard.validation_group(s) for s in validation)
+    assert groups == {"one_call": 10, "several_calls": 10, "no_call": 10, "perturbed": 10}
+    assert Counter(request_kind(s) for s in validation)["one_call"] == 20  # the perturbed ones call one function
+    assert len({s.meta["phrasing"] for s in validation if guard.validation_group(s) == "perturbed"}) > 3
+    assert len({s.id for s in validation}) == 40
     assert [s.query for s in guard.validation_samples(config)] == [s.query for s in validation]  # every round alike
 
 
@@ -115,17 +118,17 @@ def test_the_guard_answers_the_validation_set_with_both_models(tmp_path, monkeyp
     fc_path = ensure_world_models("test", progress=False).fc_path
     shutil.copytree(fc_path, tmp_path / "run/start")
     shutil.copytree(fc_path, tmp_path / "run/rounds/round_1/fc_model")
-    run = RunFolder(tmp_path / "run", GameConfig(world_budget="test", validation_size=6, batch_size=8))
+    run = RunFolder(tmp_path / "run", GameConfig(world_budget="test", validation_size=8, batch_size=8))
     run.mark("1:defend", fc_path=tmp_path / "run/rounds/round_1/fc_model",
              fc_path_before_defence=tmp_path / "run/start")
     guard.phase_guard(run, 1, progress=False)
     verdict = json.loads((tmp_path / "run/rounds/round_1/guard.json").read_text())
     assert verdict["kept"] == "defended" and verdict["before"] == verdict["after"]
-    assert verdict["n"] == {"one_call": 2, "several_calls": 2, "no_call": 2}
+    assert verdict["n"] == {"one_call": 2, "several_calls": 2, "no_call": 2, "perturbed": 2}
     # each model's answers are kept beside it, where the next round finds them
     answers = {which: [r["raw_output"] for r in read_jsonl(tmp_path / f"run/{folder}/validation/results.jsonl")]
                for which, folder in (("before", "."), ("after", "rounds/round_1"))}
-    assert len(answers["before"]) == 6 and answers["before"] == answers["after"]
+    assert len(answers["before"]) == 8 and answers["before"] == answers["after"]
     assert run.state["fc_path"] == "rounds/round_1/fc_model"
 
     # round 2 starts from round 1's model, validated already: only its defended model answers

@@ -30,20 +30,6 @@ def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-@pytest.fixture(scope="module")
-def opinionated_qwen2(tiny_qwen2):
-    """The tiny Qwen2 with large random weights. Freshly initialised (std 0.02) and with tied
-    embeddings, it echoes the last prompt token whatever came before, so every prompt would get
-    the same answer and a padding bug would go unseen."""
-    model = copy.deepcopy(tiny_qwen2)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.ndim == 2:
-                parameter.normal_(0.0, 0.3, generator=generator)
-    return model
-
-
 @pytest.fixture
 def chat_model(opinionated_qwen2, tiny_tokenizer):
     return TransformersChatModel.from_objects(opinionated_qwen2, tiny_tokenizer, batch_size=8)

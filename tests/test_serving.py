@@ -94,3 +94,46 @@ def test_a_checkpoint_and_its_adapter_are_made_servable(plain_chatml, tmp_path, 
 
     with pytest.raises(Exception, match="no model at"):
         serving_checkpoint(str(tmp_path / "missing"))
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # use_threads sets it for child processes
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_flag_sets_torch_threads_for_the_process_and_its_children(restore_threads, tmp_path):
+    import os
+
+    import torch
+    from typer.testing import CliRunner
+
+    from toolduel.cli import app
+
+    result = CliRunner().invoke(app, ["--threads", "1", "world", "sample", "--n", "1", "--out", str(tmp_path / "s")])
+
+    assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    result = CliRunner().invoke(app, ["--threads", "0", "world", "sample", "--n", "1", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--threads must be at least 1 (got 0)" in result.output
+
+
+def test_serve_generates_with_the_threads_it_is_given(restore_threads, monkeypatch):
+    import torch
+    from typer.testing import CliRunner
+
+    import toolduel.serving
+    from toolduel.cli import app
+
+    served = []
+    monkeypatch.setattr(toolduel.serving, "serve", lambda folder, **options: served.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+
+    result = CliRunner().invoke(app, ["--threads", "1", "serve", "smollm2", "--port", "8123"])
+
+    assert result.exit_code == 0, result.output
+    assert served == [1]  # transformers' server, started in this process, generates on one thread

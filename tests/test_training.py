@@ -105,3 +105,36 @@ def test_the_attack_log_takes_trls_reward_statistics_by_its_own_names():
     # a step whose queries were all unpaid (invalid): TRL's mean and spread are NaN, left out
     assert trl_step_metrics({"reward": float("nan"), "reward_std": float("nan"), "frac_reward_zero_std": 0.0}) == \
         {"zero_signal_groups": 0.0}
+
+
+def test_on_a_cpu_the_fused_lm_head_scores_only_the_completion_with_the_same_log_probs(tiny_qwen2, monkeypatch):
+    import copy
+
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    from toolduel.training.grpo import score_completions_only
+
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    model = copy.deepcopy(tiny_qwen2)
+    trl_utils.add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+    input_ids = torch.randint(3, 100, (3, 20), generator=torch.Generator().manual_seed(0))
+    labels = input_ids.clone()
+    labels[:, :15] = -100  # a 15-token prompt, a 5-token completion
+    scored_rows = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *args: scored_rows.append(hidden.shape[0]) or apply(hidden, *args))
+
+    def log_probs() -> torch.Tensor:
+        with torch.no_grad():
+            return model(input_ids=input_ids, labels=labels, fused_lm_head=True).log_probs
+
+    every_position = log_probs()
+    score_completions_only()
+    score_completions_only()  # a second call patches nothing more
+    completion_only = log_probs()
+
+    assert scored_rows == [3 * 19, 3 * 5]  # every shifted position, then the completions' alone
+    assert torch.allclose(completion_only, every_position, atol=1e-5)
+    assert every_position[:, 14:].abs().min() > 0 and (every_position[:, :14] == 0).all()

@@ -51,8 +51,27 @@ app.command("report", help="Render the weakness report (HTML + PNG) of a run or 
 
 
 @app.callback()
-def toolduel() -> None:
+def toolduel(
+    threads: Optional[int] = typer.Option(
+        None, "--threads", envvar="TOOLDUEL_THREADS", metavar="N",
+        help="CPU threads for torch in this process and the processes it starts (default: every core); two "
+             "torch processes on one machine, such as `serve` and a client, each taking every core, slow each "
+             "other far more than twice"),
+) -> None:
     """Adversarial data augmentation for tool-calling models."""
+    if threads is not None:
+        use_threads(threads)
+
+
+def use_threads(count: int) -> None:
+    """torch's intra-op threads: two torch processes that each take every core slow each other
+    far more than twice (each waits on threads the other has descheduled)."""
+    if count < 1:
+        fail(f"--threads must be at least 1 (got {count})")
+    os.environ["OMP_NUM_THREADS"] = str(count)  # for the processes a run starts
+    import torch
+
+    torch.set_num_threads(count)
 
 
 def settings_flags(config_class: type, **command_options: Any) -> Callable:

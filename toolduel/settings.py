@@ -144,7 +144,8 @@ class TrainerSettings(SettingsGroup):
     autocast: bool | None = option(None, "with float32 weights: train under bfloat16 autocast (mixed precision) and "
                                          "generate in bfloat16; none: where the hardware runs bfloat16 fast (a GPU "
                                          "from Ampere on, a CPU with AVX512-BF16 or AMX)")
-    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, slower")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory (the "
+                                                 "default's GRPO step 4.2 GB at peak, not 6.4; its defence twice as slow)")
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step; batch settings are per step "
                                                  "over all processes and split over processes x these steps")
     train_layers: int | None = option(20, "full fine-tuning: only the top this many transformer layers train; "
@@ -211,7 +212,8 @@ class EvalConfig(SettingsGroup):
                                           "(pip install 'toolduel[vllm]'; Linux with a CUDA GPU)")
     out: str | None = option(None, "output folder (default: runs/eval-<timestamp>)")
     limit: int | None = option(None, "at most this many samples per category or set (a JSONL file: in all)")
-    batch_size: int = option(16, "prompts per generation batch")
+    batch_size: int = option(64, "rows the transformers backend decodes together (a finished row makes room "
+                                 "for a waiting prompt)")
     max_new_tokens: int = option(256, "longest answer generated")
     temperature: float = option(0.0, "0 for greedy decoding")
     seed: int = option(0, "sampling seed")

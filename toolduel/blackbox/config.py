@@ -53,7 +53,7 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
     harvest_seeds: int = option(64, "seed samples the trained query model rewrites at the end (0: none)")
     harvest_keep: str = option("successful", "the adversarial set: successful (queries that beat the endpoint) "
                                              "or valid (every valid query)")
-    batch_size: int = option(32, "prompts per generation batch of the query model in the harvest")
+    batch_size: int = option(64, "rows the query model decodes together in the harvest (transformers backend)")
 
     def check(self) -> None:
         if not self.endpoint:

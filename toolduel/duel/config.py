@@ -48,8 +48,8 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                                         "its share of the seeds in the defence data, replaying more where needed")
     defence_gate: bool = option(True, "after each defence, keep the round's starting FC model where the defended "
                                       "one lost a kind of request on a validation set beyond its noise")
-    validation_size: int = option(48, "defence_gate: validation requests from the seeds' training split, the same "
-                                      "number of each kind")
+    validation_size: int = option(64, "defence_gate: validation requests from the seeds' training split, the same "
+                                      "number of each kind (world seeds: and of perturbed one-call requests)")
     gate_z: float = option(2.0, "defence_gate: how many standard errors of the difference a fall must exceed")
     partial_credit: bool = option(True, "grpo defence: shaped FC reward (right function, right arguments)")
     fc_lora: bool = option(False, "train the FC model as a LoRA adapter (PEFT); final_fc_model is still merged")
@@ -57,7 +57,8 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     defend_vllm_server_port: int = option(8001, "use_vllm in server mode, grpo defence: port of `trl vllm-serve` "
                                                 "holding the FC model")
     # --- generation: the harvest and the evaluation ------------------------------------------------
-    batch_size: int = option(32, "prompts per generation batch")
+    batch_size: int = option(64, "rows the transformers backend decodes together (a finished row makes room "
+                                 "for a waiting prompt)")
     generation_backend: str = option("transformers", "how the harvest and the evaluation generate: transformers, "
                                                      "or vllm (pip install 'toolduel[vllm]')")
     fc_server: str | None = option(None, "base URL of an OpenAI-compatible server (`vllm serve --enable-lora`) "

@@ -9,9 +9,11 @@ accuracy from 0.69 to 0.15). Two guards:
   calls, no call; :func:`request_kind`) up to at least its share of the seeds in the defence data,
   drawing more replay than ``replay_ratio`` asks where the pool leans on one kind;
 - :func:`phase_guard`: after the defence, the FC model before and after it answer a validation
-  set drawn from the seeds' training split (the same number of requests of each kind); where a
-  kind's accuracy falls by more than its noise (``gate_z`` standard errors of the difference) the
-  round keeps the FC model it started with, and says so.
+  set drawn from the seeds' training split (the same number of requests of each kind, and for
+  the world's seeds as many one-call requests in its perturbation kinds, the make-up of the
+  held-out ``hard`` set: :func:`validation_group`); where a group's accuracy falls by more than
+  its noise (``gate_z`` standard errors of the difference) the round keeps the FC model it
+  started with, and says so.
 """
 
 from __future__ import annotations
@@ -35,12 +37,21 @@ from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
 
 REQUEST_KINDS = ("one_call", "several_calls", "no_call")
+PERTURBED = "perturbed"  # world seeds: one-call requests in a perturbation kind
 VALIDATION = "validation"
 
 
 def request_kind(sample: Sample) -> str:
     """What a request asks of the FC model: no call, one call, or several."""
     return "no_call" if not sample.gold else "one_call" if len(sample.gold) == 1 else "several_calls"
+
+
+def validation_group(sample: Sample) -> str:
+    """The guard's group of a validation request: its kind, or ``perturbed`` for a world request
+    phrased in one of the perturbation kinds."""
+    from toolduel.world.phrasing import PLAIN
+
+    return PERTURBED if sample.meta.get("phrasing") not in (None, PLAIN) else request_kind(sample)
 
 
 def _world_samples(kind: str, n: int, stream: str, seed: int) -> list[Sample]:
@@ -110,11 +121,15 @@ def balanced_replay(config: GameConfig, pool: list[dict], replay: int, round_ind
 
 def validation_samples(config: GameConfig) -> list[Sample]:
     """The guard's validation set: from the seeds' training split, the same number of each kind
-    the seeds hold (every round the same)."""
+    the seeds hold, and for the world's seeds as many perturbed one-call requests (every round
+    the same)."""
     kinds = list(seed_shares(config.seeds))
-    per_kind = max(1, config.validation_size // len(kinds))
+    groups = len(kinds) + (config.seeds == WORLD_TRAIN)
+    per_kind = max(1, config.validation_size // groups)
     samples = [s for kind in kinds for s in samples_of_kind(config.seeds, kind, per_kind, f"validation-{kind}",
                                                            config.seed)]
+    if config.seeds == WORLD_TRAIN:
+        samples += _perturbed_world_samples(per_kind, config.seed)
     # a draw with replacement may hold a sample twice, and evaluation keys answers by id
     seen: Counter = Counter()
     unique = []
@@ -125,9 +140,18 @@ def validation_samples(config: GameConfig) -> list[Sample]:
     return unique
 
 
+def _perturbed_world_samples(n: int, seed: int) -> list[Sample]:
+    from toolduel.world.generator import generate_samples
+    from toolduel.world.phrasing import PERTURBATIONS
+
+    return generate_samples(n, seed=random.Random(f"{seed}:validation-{PERTURBED}").randrange(10**9),
+                            kinds=("one_call",), phrasings=PERTURBATIONS, split="train",
+                            id_prefix=f"validation-{PERTURBED}")
+
+
 def accuracy_by_kind(records: list[dict], samples: list[Sample]) -> dict[str, tuple[float, int]]:
-    """(accuracy, n) per request kind of the validation answers in ``records``."""
-    kinds = {s.id: request_kind(s) for s in samples}
+    """(accuracy, n) per validation group (:func:`validation_group`) of the answers in ``records``."""
+    kinds = {s.id: validation_group(s) for s in samples}
     scored: dict[str, list[bool]] = {}
     for record in latest_by_id(records):
         if str(record["id"]) in kinds:
@@ -193,6 +217,6 @@ def phase_guard(run: RunFolder, round_index: int, progress: bool) -> None:
                       f"errors); round {round_index} keeps the FC model it started with")
         run.mark(f"{round_index}:guard", fc_path=before_path)
     else:
-        console.print("guard: no kind of request fell beyond its noise on the validation set; the defended FC "
-                      "model is kept")
+        console.print("guard: no kind of request (nor the perturbed ones) fell beyond its noise on the validation "
+                      "set; the defended FC model is kept")
         run.mark(f"{round_index}:guard")

@@ -4,9 +4,10 @@ Prompts: :class:`toolduel.prompts.ChatRenderer`, the rendering training uses too
 template that mentions ``tools`` gets them through ``apply_chat_template(tools=...)``, in the
 format the model was trained on; any other template gets them in the system message.
 
-Generation: prompts are sorted by length, cut into batches of ``batch_size`` and padded on
-the LEFT (by hand, so the caller's tokenizer is never modified), so that every row's new
-tokens start at the same column. Greedy when ``temperature == 0``; otherwise sampling, whose
+Generation: prompts are sorted by length and decoded ``batch_size`` rows at a time by
+:class:`toolduel.models.decoding.ContinuousDecoder` (a row leaves at its stop token and a
+waiting prompt takes its place; prompts are padded on the LEFT by hand, so the caller's
+tokenizer is never modified). Greedy when ``temperature == 0``; otherwise sampling, whose
 seed is applied inside ``torch.random.fork_rng`` so the caller's random state is untouched.
 
 Decoding keeps only the new tokens, stops at the first stop token, and drops special tokens
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from toolduel.models.base import Generation, GenerationConfig
+from toolduel.models.decoding import ContinuousDecoder, token_picker
 from toolduel.progress import progress_bar
 from toolduel.prompts import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ChatRenderer
 from toolduel.schema import Tool
@@ -140,20 +142,27 @@ class TransformersChatModel:
         prompt_ids = [self.tokenizer(self.render_prompt(conv, conv_tools), add_special_tokens=False)["input_ids"]
                       for conv, conv_tools in zip(conversations, tools)]
         results: list[Generation | None] = [self._too_long(ids, config) for ids in prompt_ids]
-        # Longest first: similar lengths share a batch (less padding), and an out-of-memory
-        # error, if any, comes with the first batch.
+        # Longest first: prompts admitted together share a width (less padding), and an
+        # out-of-memory error, if any, comes at once.
         order = sorted((i for i, result in enumerate(results) if result is None), key=lambda i: -len(prompt_ids[i]))
-        batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        decoder = ContinuousDecoder(self.model, self.batch_size, self.stop_ids, self.pad_id)
+        top_k = getattr(self.model.generation_config, "top_k", None) or 0
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.random.fork_rng(devices=self._rng_devices(), enabled=config.seed is not None), \
-                    progress_bar(f"generating ({self.name})", len(batches), enabled=self.progress) as advance:
+                    progress_bar(f"generating ({self.name})", len(order), enabled=self.progress) as advance:
                 if config.seed is not None:
                     torch.manual_seed(config.seed)
-                for batch in batches:
-                    for index, generation in zip(batch, self._generate_batch([prompt_ids[i] for i in batch], config)):
-                        results[index] = generation
+                # top_k: the model's own setting, else none (not transformers' global default of
+                # 50), so that sampling means what it means on an endpoint: temperature and top_p.
+                pick = token_picker(config.temperature, config.top_p, top_k)
+                for position, new_ids in decoder.decode([prompt_ids[i] for i in order], config.max_new_tokens, pick):
+                    index = order[position]
+                    text, finish_reason, count = self.decode_new_tokens(new_ids)
+                    results[index] = Generation(text=text, meta={"finish_reason": finish_reason,
+                                                                 "prompt_tokens": len(prompt_ids[index]),
+                                                                 "completion_tokens": count})
                     advance(1)
         finally:
             self.model.train(was_training)
@@ -169,32 +178,6 @@ class TransformersChatModel:
         return Generation(text="", error=f"the prompt is {len(ids):,} tokens, which with {config.max_new_tokens} new "
                                          f"ones is more than the model's context of {context:,}",
                           meta={"prompt_tokens": len(ids)})
-
-    @torch.inference_mode()
-    def _generate_batch(self, batch_ids: list[list[int]], config: GenerationConfig) -> list[Generation]:
-        width = max(len(ids) for ids in batch_ids)
-        input_ids = torch.full((len(batch_ids), width), self.pad_id, dtype=torch.long)  # [B, L]
-        attention_mask = torch.zeros((len(batch_ids), width), dtype=torch.long)  # [B, L]
-        for row, ids in enumerate(batch_ids):
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids):] = 1
-        sampling: dict[str, Any] = {"do_sample": False}
-        if config.temperature > 0:
-            # top_k: the model's own setting, else none (not transformers' global default of 50),
-            # so that sampling means what it means on an endpoint: temperature and top_p.
-            sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p,
-                        "top_k": getattr(self.model.generation_config, "top_k", None) or 0}
-        output = self.model.generate(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
-            max_new_tokens=config.max_new_tokens, pad_token_id=self.pad_id,
-            eos_token_id=sorted(self.stop_ids), **sampling)  # [B, L + new]
-        new_tokens = output[:, width:].tolist()
-        generations = []
-        for ids, new in zip(batch_ids, new_tokens):
-            text, finish_reason, count = self.decode_new_tokens(new)
-            generations.append(Generation(text=text, meta={
-                "finish_reason": finish_reason, "prompt_tokens": len(ids), "completion_tokens": count}))
-        return generations
 
     def decode_new_tokens(self, new_ids: list[int]) -> tuple[str, str, int]:
         """``(text, finish_reason, token_count)`` for generated ids: cut at the first stop token

@@ -22,6 +22,8 @@ Dataset rows carry their sample as JSON in the ``sample`` column (``Sample.to_di
 
 from __future__ import annotations
 
+import time
+
 import json
 import re
 from dataclasses import dataclass
@@ -153,7 +155,8 @@ class QueryReward:
     """``validity * (1 - p_F)`` above the solvability floor, against a frozen FC model, as a TRL
     reward function.
 
-    Keeps the outcomes of every batch in ``history`` (cleared by the caller) for the attack log."""
+    Keeps the outcomes of every batch in ``history`` and the time spent scoring them in
+    ``seconds`` (both cleared by the caller) for the attack log."""
 
     __name__ = "query_reward"
 
@@ -166,12 +169,15 @@ class QueryReward:
         self.lexicon = lexicon
         self.judge = judge
         self.history: list[list[AttackOutcome]] = []
+        self.seconds = 0.0
 
     def __call__(self, completions: list, sample: list, **kwargs: Any) -> list[float | None]:
         """Rewards in TRL's convention; None for a query that could not be scored (``failed``)."""
+        started = time.perf_counter()
         queries = [completion_text(c).strip() for c in completions]
         outcomes = self.outcomes([as_sample(s) for s in sample], queries, kwargs.get("trainer_state"))
         self.history.append(outcomes)
+        self.seconds += time.perf_counter() - started
         rewards = query_rewards(queries, [o.valid for o in outcomes], [o.fc_success for o in outcomes],
                                 [o.solvable for o in outcomes], self.settings)
         return [None if outcome.failed else reward for outcome, reward in zip(outcomes, rewards)]

@@ -50,6 +50,29 @@ if not any(isinstance(f, _LeftOutOnPurpose) for f in _TRL_GRPO_LOG.filters):
     _TRL_GRPO_LOG.addFilter(_LeftOutOnPurpose())
 
 
+def score_completions_only() -> None:
+    """Make TRL's fused LM head score only the completions' positions on a CPU, as it does where
+    Triton runs it. Elsewhere it scores every position of the batch (fixed tile shapes for
+    compiled devices) and zeroes the prompt's afterwards: on a CPU the prompts' tokens, five times
+    the completions' in the attack, went through the LM head and a softmax over the vocabulary in
+    float32 tiles of 512 MB, which was a third of a GRPO step and 4 GB of its peak memory. The
+    log-probabilities are the same (tests/test_training.py). A TRL without the fused head is
+    left as it is."""
+    try:
+        import trl.trainer.utils as trl_utils
+    except ImportError:
+        return
+    use_triton = getattr(trl_utils, "_use_triton", None)
+    if use_triton is None or not hasattr(trl_utils, "add_fused_lm_head") or getattr(use_triton, "toolduel", False):
+        return
+
+    def compact_on_cpu(device: Any) -> bool:
+        return device.type == "cpu" or use_triton(device)
+
+    compact_on_cpu.toolduel = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact_on_cpu
+
+
 def grpo_trainer(model_path: str | Path, rows: list[dict], reward_funcs: list, *, lora: bool,
                  trainer: TrainerSettings, seed: int, server_port: int, callbacks: Sequence[Any] = (),
                  **arguments: Any) -> Any:
@@ -64,6 +87,7 @@ def grpo_trainer(model_path: str | Path, rows: list[dict], reward_funcs: list, *
 
     from toolduel.checkpoints import load_tokenizer
 
+    score_completions_only()
     tokenizer = load_tokenizer(model_path)
     model, peft_config = trainable_model(model_path, trainer, lora)
     args = GRPOConfig(**arguments, **grpo_settings(trainer, seed, server_port, model))
@@ -140,11 +164,12 @@ def train_query_model(query_path: str | Path, seeds: list[Sample], reward: Query
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
             seconds = time.perf_counter() - self.step_started  # rollouts, rewards and the update
             mine = [o for batch in reward.history for o in batch]
+            referee_seconds, reward.seconds = reward.seconds, 0.0  # the FC model's answers, mostly
             reward.history.clear()
             outcomes = gather_from_all(mine)  # every process's queries, not only the main one's
             self.flush(args)  # a step the trainer did not log (it always does, at logging_steps=1)
             self.pending = {"step": state.global_step, **step_stats(outcomes, reward.settings.floor),
-                            "seconds": round(seconds, 3)}
+                            "seconds": round(seconds, 3), "referee_seconds": round(referee_seconds, 3)}
             self.advance(1)
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - HF callback signature
@@ -159,7 +184,7 @@ def train_query_model(query_path: str | Path, seeds: list[Sample], reward: Query
             if self.pending is None:
                 return
             record, self.pending = self.pending, None
-            steps.append({k: v for k, v in record.items() if k != "seconds"})
+            steps.append({k: v for k, v in record.items() if not k.endswith("seconds")})
             if args.process_index == 0:  # the processes step in lockstep: the main process's clock times it
                 files.append_jsonl(log_path, [record])
 
