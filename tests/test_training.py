@@ -115,7 +115,10 @@ def test_on_a_cpu_the_fused_lm_head_scores_only_the_completion_with_the_same_log
 
     from toolduel.training.grpo import score_completions_only
 
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    import trl.kernels.chunked_logprob as kernels
+
+    # TRL's own choice (an earlier GRPO trainer in this process may have made the change already)
+    monkeypatch.setattr(trl_utils, "_use_triton", kernels._use_triton)
     model = copy.deepcopy(tiny_qwen2)
     trl_utils.add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
     input_ids = torch.randint(3, 100, (3, 20), generator=torch.Generator().manual_seed(0))

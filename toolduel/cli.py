@@ -34,7 +34,7 @@ from toolduel.data import DataError, load_samples
 from toolduel.duel.config import GameConfig
 from toolduel.progress import console
 from toolduel.run_files import CONFIG, RESULTS, STATE, SUMMARY, write_text_atomic
-from toolduel.settings import EvalConfig, check_port
+from toolduel.settings import EvalConfig, check_port, use_threads
 
 app = typer.Typer(help="Adversarial data augmentation for tool-calling models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -60,18 +60,10 @@ def toolduel(
 ) -> None:
     """Adversarial data augmentation for tool-calling models."""
     if threads is not None:
-        use_threads(threads)
-
-
-def use_threads(count: int) -> None:
-    """torch's intra-op threads: two torch processes that each take every core slow each other
-    far more than twice (each waits on threads the other has descheduled)."""
-    if count < 1:
-        fail(f"--threads must be at least 1 (got {count})")
-    os.environ["OMP_NUM_THREADS"] = str(count)  # for the processes a run starts
-    import torch
-
-    torch.set_num_threads(count)
+        try:
+            use_threads(threads)
+        except ConfigError as err:
+            fail(str(err))
 
 
 def settings_flags(config_class: type, **command_options: Any) -> Callable:

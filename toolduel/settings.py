@@ -19,6 +19,7 @@ judge and trainer groups.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 
 from toolduel.config import ConfigError, check_env_name, check_http_url, option
@@ -189,6 +190,16 @@ class TrainerSettings(SettingsGroup):
             raise ConfigError(f"report_to must be none, tensorboard, wandb or trackio (got {self.report_to!r})")
         if self.report_to != "none" and importlib.util.find_spec(self.report_to) is None:
             raise ConfigError(f"report_to={self.report_to} needs its package: pip install {self.report_to}")
+
+
+def use_threads(count: int) -> None:
+    """torch's intra-op threads for this process and the processes it starts (``--threads``)."""
+    if count < 1:
+        raise ConfigError(f"--threads must be at least 1 (got {count})")
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    import torch
+
+    torch.set_num_threads(count)
 
 
 def check_port(name: str, value: int) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers.cache_utils import DynamicLayer
 
 PromptIds = list[int]
 
@@ -66,7 +67,6 @@ def growing_cache(config: Any) -> tuple[Any, bool]:
     here (a sliding-window or recurrent layer is left as it is; such a model decodes its rows
     in waves, still dropping each row at its stop)."""
     from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
 
     try:
         cache = DynamicCache(config=config)
@@ -79,28 +79,23 @@ def growing_cache(config: Any) -> tuple[Any, bool]:
     return cache, True
 
 
-def _growing_layer_class() -> type:
-    from transformers.cache_utils import DynamicLayer
+class GrowingLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are views of buffers with room for ``HEADROOM`` more
+    tokens: a decode step writes its token in place, where DynamicLayer copies the whole cache
+    (``torch.cat``) every step. Assigning ``keys``/``values`` (a cut, a merge) leaves the buffers
+    behind; the next update makes new ones."""
 
-    class GrowingLayer(DynamicLayer):
-        """A DynamicLayer whose keys and values are views of buffers with room for ``HEADROOM``
-        more tokens: a decode step writes its token in place, where DynamicLayer copies the
-        whole cache (``torch.cat``) every step. Assigning ``keys``/``values`` (a cut, a merge)
-        leaves the buffers behind; the next update makes new ones."""
+    HEADROOM = 64
 
-        HEADROOM = 64
-
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
-                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            if not self.is_initialized:  # what lazy_initialization does, whose arguments vary by version
-                self.dtype, self.device = key_states.dtype, key_states.device
-                self.keys, self.values = key_states[:, :, :0], value_states[:, :, :0]
-                self.is_initialized = True
-            self.keys, self._key_room = _append(self.keys, getattr(self, "_key_room", None), key_states)
-            self.values, self._value_room = _append(self.values, getattr(self, "_value_room", None), value_states)
-            return self.keys, self.values
-
-    return GrowingLayer
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:  # what lazy_initialization does, whose arguments vary by version
+            self.dtype, self.device = key_states.dtype, key_states.device
+            self.keys, self.values = key_states[:, :, :0], value_states[:, :, :0]
+            self.is_initialized = True
+        self.keys, self._key_room = _append(self.keys, getattr(self, "_key_room", None), key_states)
+        self.values, self._value_room = _append(self.values, getattr(self, "_value_room", None), value_states)
+        return self.keys, self.values
 
 
 def _append(cached: torch.Tensor, room: torch.Tensor | None, new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,9 +111,6 @@ def _append(cached: torch.Tensor, room: torch.Tensor | None, new: torch.Tensor) 
             room[:, :, :length] = cached
     room[:, :, length:length + new.shape[-2]] = new
     return room[:, :, :length + new.shape[-2]], room
-
-
-GrowingLayer = _growing_layer_class()
 
 
 class ContinuousDecoder:
