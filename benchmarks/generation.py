@@ -33,34 +33,25 @@ def reference_answers(path: Path, dtype: str, prompts: list[list[int]], batch_si
     """Answers (and their new tokens) from ``model.generate`` over length-sorted, left-padded batches."""
     import torch
 
-    from toolduel.checkpoints import load_causal_lm
+    from toolduel.checkpoints import load_causal_lm, load_tokenizer
+    from toolduel.models.decoding import left_padded
     from toolduel.models.hf import TransformersChatModel, resolve_dtype
 
     model = load_causal_lm(path, dtype=resolve_dtype(dtype)).eval()
-    chat = TransformersChatModel.from_objects(model, _tokenizer(path))
+    chat = TransformersChatModel.from_objects(model, load_tokenizer(path))
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     answers: list[list[int]] = [[] for _ in prompts]
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            width = max(len(prompts[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), chat.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-                mask[row, width - len(prompts[i]):] = 1
+            input_ids, mask = left_padded([prompts[i] for i in batch], chat.pad_id)
+            width = input_ids.shape[1]
             output = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=128, do_sample=False,
                                     pad_token_id=chat.pad_id, eos_token_id=sorted(chat.stop_ids))
             for row, i in enumerate(batch):
                 answers[i] = output[row, width:].tolist()
     decoded = [chat.decode_new_tokens(ids) for ids in answers]
     return [text for text, _, _ in decoded], sum(count for _, _, count in decoded)
-
-
-def _tokenizer(path: Path):
-    from toolduel.checkpoints import load_tokenizer
-
-    return load_tokenizer(path)
 
 
 def measure(name: str, run, samples, references: dict) -> dict:

@@ -41,6 +41,17 @@ class _Rows:
     live: list[bool]  # [B]: False once the row's answer has ended (it leaves at the next cut)
 
 
+def left_padded(prompts: list[PromptIds], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)``, both ``[B, L]``: each prompt at the right end of its row."""
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        mask[row, width - len(ids):] = 1
+    return input_ids, mask
+
+
 def token_picker(temperature: float, top_p: float, top_k: int) -> Any:
     """``[B, V]`` logits -> ``[B]`` token ids: argmax when ``temperature == 0``, else a draw after
     transformers' warpers (top_k 0: none)."""
@@ -126,6 +137,9 @@ class ContinuousDecoder:
         self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long, device=self.device)
         self.pad_id = pad_id
         self.refill = True  # until a cache says its layers cannot be padded
+        # Refill once a quarter of the places are free: a prefill of a few rows reads the weights
+        # once for their hundreds of prompt tokens, and the merge copies the cache.
+        self.refill_at = max(1, batch_size // 4)
         # transformers 5.25 renamed the forward's past_key_values to cache (the old name goes in 5.40)
         self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -136,9 +150,7 @@ class ContinuousDecoder:
         rows: _Rows | None = None
         while waiting or rows is not None:
             free = self.batch_size - (len(rows.prompts) if rows else 0)
-            # Refill once a quarter of the places are free: a prefill of a few rows reads the
-            # weights once for their hundreds of prompt tokens, and the merge copies the cache.
-            if waiting and (rows is None or (self.refill and free >= max(1, self.batch_size // 4))):
+            if waiting and (rows is None or (self.refill and free >= self.refill_at)):
                 admitted = [waiting.popleft() for _ in range(min(free, len(waiting)))]
                 rows = self._merge(rows, self._prefill(admitted, [prompts[i] for i in admitted]))
             # 1. every live row takes its next token, and yields its answer at a stop; 2. once a
@@ -154,7 +166,7 @@ class ContinuousDecoder:
                         rows.live[row] = False
                         yield rows.prompts[row], rows.new_tokens[row]
             done, live = rows.live.count(False), rows.live.count(True)
-            refillable = waiting and self.refill and self.batch_size - live >= max(1, self.batch_size // 4)
+            refillable = waiting and self.refill and self.batch_size - live >= self.refill_at
             if done and (refillable or done >= max(1, len(rows.live) // 4) or not live):
                 rows, tokens = self._keep(rows, tokens)
             if rows is not None:
@@ -173,13 +185,7 @@ class ContinuousDecoder:
         and its cache copied into its rows."""
         distinct: dict[tuple[int, ...], int] = {}
         slots = [distinct.setdefault(tuple(ids), len(distinct)) for ids in prompts]
-        width = max(len(ids) for ids in distinct)
-        input_ids = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)  # [U, L]
-        mask = torch.zeros((len(distinct), width), dtype=torch.long)  # [U, L]
-        for row, ids in enumerate(distinct):
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            mask[row, width - len(ids):] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        input_ids, mask = (t.to(self.device) for t in left_padded(list(distinct), self.pad_id))  # [U, L]
         cache, can_refill = growing_cache(self.model.config)
         output = self.model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                             use_cache=True, logits_to_keep=1, **{self.cache_argument: cache})

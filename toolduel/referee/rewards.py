@@ -22,10 +22,9 @@ Dataset rows carry their sample as JSON in the ``sample`` column (``Sample.to_di
 
 from __future__ import annotations
 
-import time
-
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
