@@ -1,7 +1,7 @@
 """Does RL-targeted data beat untargeted data at an equal budget? Arms of one defence each, on
-the embedded world's players, in two regimes, over seeds; resumable.
+the embedded world's players, in three regimes, over seeds; resumable.
 
-    python benchmarks/ablation.py --out docs/ablation.json                  # both regimes, 3 seeds
+    python benchmarks/ablation.py --out docs/ablation.json                  # every regime, 3 seeds
     python benchmarks/ablation.py --out docs/ablation.json --regimes plain --seeds 1
     toolduel report docs/ablation.json                                      # the figures
 
@@ -13,15 +13,23 @@ Any other ``--flag value`` is a game setting (as for ``toolduel run``) applied t
 - ``augmented``: the same warm start on plain queries and three perturbation kinds
   (:data:`KNOWN_KINDS`; the usual augmentation), the other four held back (weak there only).
   The query model knows nothing of which kinds are held back.
+- ``sparse``: the same warm start on plain queries, every perturbation kind and every
+  combination of kinds but those of :data:`HELD_BACK_COMBINATIONS` (every combination holding
+  both ``indirect_values`` and ``noisy``, or both ``reordered`` and ``terse``: 10 of 39). The
+  query model can write them all; a targeting attack finds where the FC model is still weak.
+  Its perturbed held-out set is ``composed`` (every combination), not ``hard``.
 
 **Arms**, per regime and seed, each training that FC model once on ``replay`` plain examples
 plus the same number ``budget`` of added examples:
 
 - ``none``: ``budget`` more replayed plain examples;
-- ``untargeted``: valid queries of the warm query model (before any RL), whatever the FC model did;
+- ``untargeted``: valid queries of the warm query model (before any RL), whatever the FC model did,
+  each asked in a style drawn evenly;
 - ``selected``: valid queries of the warm query model that are weaknesses of the FC model
   (selection without RL);
-- ``adversarial``: valid queries of the RL-trained query model that are weaknesses of the FC model.
+- ``adversarial``: valid queries of the RL-trained query model that are weaknesses of the FC model,
+  each asked in a style drawn as the duel's harvest draws it (``harvest_styles``: by default
+  targeted, towards the styles where the attack and the harvest so far found weaknesses).
 
 Both query models rewrite the same ``harvest_seeds`` seeds (one query each) and the referee
 scores each valid query as the duel does (``fc_samples`` answers at ``fc_temperature``; a
@@ -64,20 +72,24 @@ from toolduel.data import named_sets, replay_samples, seed_samples
 from toolduel.duel.attack import run_attack
 from toolduel.duel.config import GameConfig
 from toolduel.duel.defend import defence_samples, defend
-from toolduel.duel.harvest import harvest, harvest_seeds
+from toolduel.duel.harvest import attack_spec_counts, harvest, harvest_seeds, specified_seeds
 from toolduel.duel.players import load_chat_model, world_models
 from toolduel.evaluate import evaluate
 from toolduel.models import close_model
 from toolduel.models.base import GenerationConfig
-from toolduel.world.phrasing import PERTURBATIONS
+from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS, PHRASINGS, kinds_of
 
 ARMS = ("none", "untargeted", "selected", "adversarial")
-REGIMES = ("plain", "augmented")
+REGIMES = ("plain", "augmented", "sparse")
 KNOWN_KINDS = ("paraphrase", "distractor_numbers", "chatty")  # chosen before any run, never changed
 HELD_BACK = tuple(kind for kind in PERTURBATIONS if kind not in KNOWN_KINDS)
+# The sparse regime's held-back combinations, chosen before any run, never changed.
+HELD_BACK_PAIRS = ({"indirect_values", "noisy"}, {"reordered", "terse"})
+HELD_BACK_COMBINATIONS = tuple(c for c in COMBINATIONS if any(pair <= set(kinds_of(c)) for pair in HELD_BACK_PAIRS))
+PERTURBED_SET = {"plain": "hard", "augmented": "hard", "sparse": "composed"}
 # Settings that change what a finished step means: a resumed ablation must keep them.
-FIXED = ("budget", "replay", "harvest_seeds", "attack_steps", "perturbed_limit", "plain_limit", "bfcl",
-         "bfcl_limit", "world_budget", "game")
+FIXED = ("budget", "replay", "harvest_seeds", "attack_steps", "perturbed_limit", "composed_limit", "plain_limit",
+         "bfcl", "bfcl_limit", "world_budget", "game")
 
 
 def log(message: str) -> None:
@@ -91,18 +103,32 @@ def game_config(args: argparse.Namespace, seed: int, out: Path) -> GameConfig:
     return load_config(GameConfig, overrides=settings)
 
 
+def regime_phrasings(regime: str) -> tuple[str, ...]:
+    """What the regime's FC model was warm-started on."""
+    if regime == "augmented":
+        return ("plain", *KNOWN_KINDS)
+    if regime == "sparse":
+        return (*PHRASINGS, *(c for c in COMBINATIONS if c not in HELD_BACK_COMBINATIONS))
+    return ("plain",)
+
+
+def held_back(regime: str) -> tuple[str, ...]:
+    """The categories of the regime's perturbed set that its FC model never saw the like of."""
+    return HELD_BACK_COMBINATIONS if regime == "sparse" else HELD_BACK
+
+
 def regime_fc_model(regime: str, args: argparse.Namespace, work: Path) -> Path:
     """The FC model the regime's arms start from: the embedded world's, or its warm start with
-    :data:`KNOWN_KINDS` added (built once into the work folder)."""
+    more phrasings (:func:`regime_phrasings`, built once into the work folder)."""
     from toolduel.training.warm_start import build_world_models, get_budget
 
     if regime == "plain":
         return world_models(args.world_budget).fc_path
-    folder = work / "augmented" / "fc_warm_start"
+    folder = work / regime / "fc_warm_start"
     if not (folder / "build.json").exists():
-        log(f"regime augmented: warm-starting the FC model on plain + {', '.join(KNOWN_KINDS)}")
-        budget = dataclasses.replace(get_budget(args.world_budget), name="augmented",
-                                     fc_phrasings=",".join(("plain", *KNOWN_KINDS)))
+        phrasings = regime_phrasings(regime)
+        log(f"regime {regime}: warm-starting the FC model on {len(phrasings)} phrasings: {', '.join(phrasings)}")
+        budget = dataclasses.replace(get_budget(args.world_budget), name=regime, fc_phrasings=",".join(phrasings))
         shutil.rmtree(folder, ignore_errors=True)
         scratch = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(scratch, ignore_errors=True)
@@ -111,24 +137,28 @@ def regime_fc_model(regime: str, args: argparse.Namespace, work: Path) -> Path:
     return folder / "fc"
 
 
-def scored(fc_path: Path, folder: Path, args: argparse.Namespace, config: GameConfig) -> dict:
-    """Accuracy of the FC model in ``fc_path`` on every held-out set (``folder/scores.json``, once)."""
+def scored(fc_path: Path, folder: Path, args: argparse.Namespace, config: GameConfig, regime: str) -> dict:
+    """Accuracy of the FC model in ``fc_path`` on every held-out set (``folder/scores.json``, once):
+    ``perturbed`` on the regime's perturbed set, ``held_back`` on its held-back categories."""
     done = folder / "scores.json"
     if done.exists():
         return files.read_json_object(done)
     sets = named_sets("world:hard", args.perturbed_limit) | named_sets("world:plain", args.plain_limit) \
         | named_sets(args.bfcl, args.bfcl_limit)
+    if regime == "sparse":
+        sets |= named_sets("world:composed", args.composed_limit)
     model = load_chat_model(fc_path, config, name="FC model")
     summaries = {name: evaluate(model, samples, folder / name.replace(":", "_"), GenerationConfig(max_new_tokens=128),
                                 batch_size=config.batch_size, progress=False, meta={"set": name})
                  for name, samples in sets.items()}
     close_model(model)
-    per_kind = {kind: c["accuracy"] for kind, c in summaries["hard"]["per_category"].items()}
-    held_back = [c for kind, c in summaries["hard"]["per_category"].items() if kind in HELD_BACK]
+    perturbed = summaries[PERTURBED_SET[regime]]
+    per_kind = {kind: c["accuracy"] for kind, c in perturbed["per_category"].items()}
+    held = [c for kind, c in perturbed["per_category"].items() if kind in held_back(regime)]
     bfcl = [s for name, s in summaries.items() if name.startswith("bfcl:")]
     result = {"sets": {name: s["accuracy"] for name, s in summaries.items()}, "per_kind": per_kind,
-              "perturbed": summaries["hard"]["accuracy"], "plain": summaries["plain"]["accuracy"],
-              "held_back": sum(c["correct"] for c in held_back) / max(1, sum(c["n"] for c in held_back)),
+              "perturbed": perturbed["accuracy"], "plain": summaries["plain"]["accuracy"],
+              "held_back": sum(c["correct"] for c in held) / max(1, sum(c["n"] for c in held)),
               "bfcl": sum(s["correct"] for s in bfcl) / max(1, sum(s["n"] for s in bfcl)) if bfcl else None}
     files.write_json_atomic(done, result)
     return result
@@ -139,16 +169,18 @@ def weakness(record: dict, config: GameConfig) -> bool:
     return bool(record["attack_success"]) and (bool(record.get("solvable")) or not config.solvability_floor)
 
 
-def harvested(name: str, query_path: Path, fc_path: Path, folder: Path, config: GameConfig) -> list[dict]:
+def harvested(name: str, query_path: Path, fc_path: Path, folder: Path, config: GameConfig,
+              counts: dict | None = None) -> list[dict]:
     """The valid queries of the query model in ``query_path`` on the harvest seeds, each with the
-    FC model's verdicts (``folder/valid.jsonl``, once); the yield goes to ``folder/stats.json``."""
+    FC model's verdicts (``folder/valid.jsonl``, once); the yield goes to ``folder/stats.json``.
+    Styles as ``config.harvest_styles`` says, from the attack's ``counts``."""
     if (folder / "stats.json").exists():
         return files.read_jsonl(folder / "valid.jsonl")
     seeds = harvest_seeds(config, 1)
     query_model = load_chat_model(query_path, config, name=f"{name} query model")
     fc_model = load_chat_model(fc_path, config, name="FC model")
     try:
-        valid, stats = harvest(config, 1, seeds, query_model, fc_model, name, str(fc_path), folder)
+        valid, stats = harvest(config, 1, seeds, query_model, fc_model, name, str(fc_path), folder, counts=counts)
     finally:
         close_model(query_model)
         close_model(fc_model)
@@ -166,7 +198,8 @@ def attacked(query_path: Path, fc_path: Path, folder: Path, config: GameConfig) 
     if (folder / "done.json").exists():
         return folder / files.QUERY_MODEL
     shutil.rmtree(folder, ignore_errors=True)
-    seeds = seed_samples(config.seeds, config.attack_steps * config.attack_prompts_per_step, "attack-1", config.seed)
+    seeds = specified_seeds(config, seed_samples(config.seeds, config.attack_steps * config.attack_prompts_per_step,
+                                              "attack-1", config.seed), "attack-1")
     fc_model = load_chat_model(fc_path, config, name="FC model")
     started = time.time()
     result = run_attack(config, seeds, fc_model, query_path, folder, progress=False, on_log=lambda _: None)
@@ -189,11 +222,12 @@ def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, w
     config = game_config(args, seed, folder)
     world = world_models(args.world_budget)
     started = time.time()
-    warm = harvested("warm", world.query_path, fc_path, folder / "warm_harvest", config)
+    untargeted = dataclasses.replace(config, harvest_styles="uniform")
+    warm = harvested("warm", world.query_path, fc_path, folder / "warm_harvest", untargeted)
     rl: list[dict] = []
     if "adversarial" in args.arms:
         rl_query = attacked(world.query_path, fc_path, folder / "attack", config)
-        rl = harvested("rl", rl_query, fc_path, folder / "rl_harvest", config)
+        rl = harvested("rl", rl_query, fc_path, folder / "rl_harvest", config, attack_spec_counts(folder / "attack"))
     supply = {arm: len(arm_examples(arm, warm, rl, config)) for arm in args.arms if arm != "none"}
     budget = min([args.budget, *supply.values()])
     if budget < args.budget:
@@ -209,7 +243,7 @@ def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, w
         model_dir = arm_dir / files.FC_MODEL
         shutil.rmtree(model_dir, ignore_errors=True)
         defend(config, fc_path, samples, arm_dir, save_to=model_dir)
-        result = scored(model_dir, arm_dir / "eval", args, config) | {
+        result = scored(model_dir, arm_dir / "eval", args, config, regime) | {
             "added": len(pool), "replayed": len(replay), "seconds": round(time.time() - arm_started)}
         files.write_json_atomic(arm_dir / "result.json", result)
         shutil.rmtree(model_dir)  # 0.5 GB a model; the scores and every answer stay
@@ -222,25 +256,30 @@ def play_seed(regime: str, seed: int, fc_path: Path, args: argparse.Namespace, w
 
 
 # Paired comparisons in the JSON: (arm, against) on the perturbed held-out set.
-PAIRS = (("adversarial", "untargeted"), ("selected", "untargeted"), ("untargeted", "none"), ("adversarial", "none"))
+PAIRS = (("adversarial", "untargeted"), ("adversarial", "selected"), ("selected", "untargeted"), ("untargeted", "none"),
+         ("adversarial", "none"))
 
 
-def item_scores(arm_dir: Path, name: str = "hard") -> dict[str, int]:
-    """1 or 0 per held-out item (by id) of an arm's evaluation of set ``name``."""
-    return {r["id"]: int(bool(r["valid"])) for r in files.read_jsonl(arm_dir / "eval" / name / files.RESULTS)}
+def item_scores(arm_dir: Path, name: str, categories: tuple[str, ...] | None = None) -> dict[str, int]:
+    """1 or 0 per held-out item (by id) of an arm's evaluation of set ``name`` (of ``categories`` only)."""
+    return {r["id"]: int(bool(r["valid"])) for r in files.read_jsonl(arm_dir / "eval" / name / files.RESULTS)
+            if categories is None or r.get("category") in categories}
 
 
-def paired(work: Path, regime: str, arm: str, against: str, resamples: int = 10_000) -> dict | None:
-    """``arm`` minus ``against`` on the same perturbed held-out items and seeds: the mean
-    difference over the (seed, item) pairs, the difference per seed, and a 95% percentile
-    interval from a bootstrap over items (an item is drawn with all its seeds: the seeds share
-    the items, so pairs of one item are not independent)."""
+def paired(work: Path, regime: str, arm: str, against: str, resamples: int = 10_000,
+           categories: tuple[str, ...] | None = None) -> dict | None:
+    """``arm`` minus ``against`` on the same perturbed held-out items (of ``categories``, e.g. the
+    held-back ones) and seeds: the mean difference over the (seed, item) pairs, the difference per
+    seed, and a 95% percentile interval from a bootstrap over items (an item is drawn with all its
+    seeds: the seeds share the items, so pairs of one item are not independent)."""
     by_item: dict[str, list[int]] = {}
     per_seed = []
     for seed_dir in sorted(work.glob(f"{regime}/seed*")):
         if not all((seed_dir / f"arm-{a}" / "result.json").exists() for a in (arm, against)):
             continue
-        ours, theirs = item_scores(seed_dir / f"arm-{arm}"), item_scores(seed_dir / f"arm-{against}")
+        name = PERTURBED_SET[regime]
+        ours = item_scores(seed_dir / f"arm-{arm}", name, categories)
+        theirs = item_scores(seed_dir / f"arm-{against}", name, categories)
         seed_differences = {item: ours[item] - theirs[item] for item in ours if item in theirs}
         for item, difference in seed_differences.items():
             by_item.setdefault(item, []).append(difference)
@@ -305,6 +344,8 @@ def collect(work: Path, args: argparse.Namespace) -> dict:
             section["yield"]["rl_with_attack"] = summary(with_attack)
         section["paired"] = {f"{arm} - {against}": result for arm, against in PAIRS
                              if (result := paired(work, regime, arm, against)) is not None}
+        section["paired_held_back"] = {f"{arm} - {against}": result for arm, against in PAIRS if (
+            result := paired(work, regime, arm, against, categories=held_back(regime))) is not None}
         section["seconds_per_seed"] = [files.read_json_object(p)["seconds"]
                                        for p in sorted(work.glob(f"{regime}/seed*/seed.json"))]
         report[regime] = section
@@ -330,7 +371,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="the ablation's JSON")
     parser.add_argument("--work-dir", type=Path, default=None, help="every step's results (default: <out>.work)")
-    parser.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated: plain, augmented")
+    parser.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated: plain, augmented, sparse")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
@@ -339,6 +380,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--harvest-seeds", type=int, default=256, help="seeds each query model rewrites")
     parser.add_argument("--attack-steps", type=int, default=8)
     parser.add_argument("--perturbed-limit", type=int, default=112, help="held-out perturbed queries (16 per kind)")
+    parser.add_argument("--composed-limit", type=int, default=None,
+                        help="held-out composed queries, sparse regime (default: all, 8 per combination)")
     parser.add_argument("--plain-limit", type=int, default=48)
     parser.add_argument("--bfcl", default="bfcl:simple_python,multiple,irrelevance", help="transfer sets ('' for none)")
     parser.add_argument("--bfcl-limit", type=int, default=16, help="samples per BFCL category")
@@ -364,7 +407,7 @@ def main() -> None:
     started = time.time()
     for regime in args.regimes:
         fc_path = regime_fc_model(regime, args, work)
-        scored(fc_path, work / regime / "start", args, game_config(args, 0, work / regime))
+        scored(fc_path, work / regime / "start", args, game_config(args, 0, work / regime), regime)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             play_seed(regime, seed, fc_path, args, work)
             args.out.parent.mkdir(parents=True, exist_ok=True)

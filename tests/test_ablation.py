@@ -81,7 +81,7 @@ def test_every_arm_adds_the_same_number_of_examples_and_only_weaknesses(tmp_path
     # warm: 2 weaknesses (p = 0.5, 0.25), 1 failure nobody answered (p = 0), 3 answered right
     harvests = {"warm_harvest": records("warm", [1.0, 0.5, 0.0, 1.0, 0.25, 1.0]),
                 "rl_harvest": records("rl", [0.75, 0.0, 0.5, 0.5, 1.0])}  # 3 weaknesses
-    monkeypatch.setattr(ablation, "harvested", lambda name, query, fc, folder, config: harvests[folder.name])
+    monkeypatch.setattr(ablation, "harvested", lambda name, query, fc, folder, config, counts=None: harvests[folder.name])
     monkeypatch.setattr(ablation, "attacked", lambda query, fc, folder, config: query)
     defended: dict[str, list] = {}
     real_defend = ablation.defend
@@ -117,3 +117,24 @@ def test_the_paired_interval_treats_an_items_seeds_as_one_draw(tmp_path):
     assert result["mean"] == 0.5 and result["pairs"] == 16 and result["items"] == 8 and result["per_seed"] == [0.5, 0.5]
     low, high = result["ci95"]
     assert low <= 0.125 and high >= 0.875  # 16 independent pairs would give about [0.25, 0.75]
+
+
+def test_the_sparse_regime_holds_back_whole_pairs_and_scores_them_on_the_composed_set(tmp_path, monkeypatch):
+    from toolduel.duel.config import GameConfig
+    from toolduel.world.phrasing import COMBINATIONS, PHRASINGS, kinds_of
+
+    monkeypatch.setenv("TOOLDUEL_CACHE", str(tmp_path / "cache"))
+    ablation = _load_ablation()
+    held, trained = set(ablation.HELD_BACK_COMBINATIONS), set(ablation.regime_phrasings("sparse"))
+    assert not held & trained and held | trained == {*PHRASINGS, *COMBINATIONS} and 0 < len(held) < len(COMBINATIONS) / 3
+    assert all({"indirect_values", "noisy"} <= set(kinds_of(c)) or {"reordered", "terse"} <= set(kinds_of(c))
+               for c in held)
+    args = argparse.Namespace(perturbed_limit=7, composed_limit=len(COMBINATIONS), plain_limit=2, bfcl="",
+                              bfcl_limit=1)
+    config = GameConfig(world_budget="test", batch_size=16)
+    scores = ablation.scored(ablation.world_models("test").fc_path, tmp_path / "eval", args, config, "sparse")
+    results = {r["id"]: r for r in (json.loads(line) for line in
+                                    (tmp_path / "eval/composed/results.jsonl").read_text().splitlines())}
+    assert len(results) == len(COMBINATIONS) == len(scores["per_kind"])  # one query of each combination
+    right = [r["valid"] for r in results.values() if r["category"] in held]
+    assert scores["held_back"] == sum(right) / len(right) and scores["perturbed"] == scores["sets"]["composed"]

@@ -17,6 +17,7 @@ from toolduel.cli import app
 from toolduel.config import ConfigError, load_config
 from toolduel.duel.config import GameConfig
 from toolduel.run_files import read_jsonl
+from toolduel.specs import style_space
 from toolduel.world.generator import generate_samples
 
 TINY = ["--rounds", "1", "--world-budget", "test", "--attack-steps", "1", "--attack-prompts-per-step", "2",
@@ -60,6 +61,12 @@ def test_a_round_leaves_a_complete_run_folder(tmp_path):
     assert len(pool) == sum(r["valid"] for r in harvest) == metrics[1]["pool_size"]  # keep=valid
     for record in pool:
         assert record["round"] == 1 and record["sample"]["messages"][-1]["content"] == record["query"]
+    # every attack and harvest prompt asked for a style; the attack log counts them per step
+    styles = set(style_space("composed"))
+    assert {r["style"] for r in harvest} <= styles
+    assert all(harvest[p["harvest_index"]]["style"] == p["phrasing"] for p in pool)
+    log = read_jsonl(out / "rounds/round_1/attack_log.jsonl")  # 1 step of 2 prompts x 2 queries
+    assert sum(n for step in log for n, _ in step["styles"].values()) == 4 and set(log[0]["styles"]) <= styles
     assert (out / "final_fc_model" / "config.json").exists()
     assert (out / "rounds/round_1/query_model/config.json").exists()
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -131,6 +138,8 @@ def test_resume_refuses_new_settings_and_fresh_runs_refuse_old_folders(tmp_path)
     (["--reward-form", "greedy"], "reward_form must be one of"),
     (["--defend", "dpo"], "defend must be sft or grpo"),
     (["--attack-steps"], "needs a value"),
+    (["--attack-styles", "fancy"], "attack_styles must be one of"),
+    (["--harvest-styles", "greedy"], "harvest_styles must be one of"),
 ])
 def test_bad_game_settings_are_one_line_errors(args, message):
     result = _run(*args)

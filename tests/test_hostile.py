@@ -496,7 +496,8 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("flag", ["--fc-model", "--query-model"])
 def test_a_player_that_is_neither_here_nor_on_the_hub_is_one_line(tmp_path, monkeypatch, flag):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # for a hub library imported from now on; the one already imported:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     for source in (str(tmp_path / "nowhere"), "no-such-org/no-such-model"):
         result = run("run", "--out", str(tmp_path / source.replace("/", "_")), "--world-budget", "test", flag, source)
         one_line_error(result, f"{flag[2:].replace('-', '_')} {source} cannot be loaded")

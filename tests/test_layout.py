@@ -20,7 +20,7 @@ FLOORS = [
     ("toolduel.models", "toolduel.serving"),
     ("toolduel.evaluate", "toolduel.referee"),
     ("toolduel.report", "toolduel.world"),
-    ("toolduel.data",),
+    ("toolduel.data", "toolduel.specs"),
     ("toolduel.testing", "toolduel.settings"),
     ("toolduel.training",),
     ("toolduel.duel", "toolduel.blackbox"),

@@ -695,3 +695,30 @@ def _shown_at(screen, picture, left_first: int = 0, tolerance: float = 2.0) -> t
         if distance[top] < tolerance and np.abs(block - picture).mean() < tolerance:
             return top, left
     return None
+
+
+def test_styles_asked_rank_by_weaknesses_per_query_over_the_whole_harvest(tmp_path):
+    """A harvest that asked for styles: the section counts every query asked (valid or not) per
+    style, a weakness being valid, failed on some answer and answerable, the weakest first."""
+    written = write_run(tmp_path / "run", rounds=2, pool_per_round=12, heldout_size=4)
+    expected: dict[str, list[int]] = {}
+    for round_index, records in written["harvest"].items():
+        for index, record in enumerate(records):
+            record["style"] = ("noisy+terse", "chatty", "reordered")[index % 3]
+            record["tool_move"] = ("unchanged", "masked_names")[index % 2]
+            record["solvable"] = index % 4 != 0
+            record["fc_success"] = (0.25, 1.0, 0.5, 1.0, 0.75)[index % 5] if record["valid"] else None
+            weak = record["valid"] and record["fc_success"] < 1.0 and record["solvable"]
+            pair = expected.setdefault(record["style"], [0, 0])
+            pair[0], pair[1] = pair[0] + 1, pair[1] + weak
+        path = tmp_path / f"run/rounds/round_{round_index}/harvest.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = build_report(tmp_path / "run")
+    rows = _Page(report.html.read_text()).tables["phrasing"]
+    assert rows[0][:3] == ["style asked", "queries", "weaknesses"] and "phrasing" in report.figures
+    assert {row[0]: [int(row[1]), int(row[2])] for row in rows[1:]} == expected
+    rates = [w / n for n, w in (expected[row[0]] for row in rows[1:])]
+    assert rates == sorted(rates, reverse=True) and any(w for _, w in expected.values())
+    moves = _Page(report.html.read_text()).tables["tool-moves"]  # the tool surface's moves, counted alike
+    assert sum(int(row[1]) for row in moves[1:]) == sum(n for n, _ in expected.values())
+    assert {row[0] for row in moves[1:]} == {"unchanged", "masked_names"}

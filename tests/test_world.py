@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -15,7 +16,7 @@ import pytest
 
 from toolduel.referee.validity import check_query, nothing_held_out
 from toolduel.schema import OPTIONAL, Sample
-from toolduel.world.functions import all_functions, domains, world_tools
+from toolduel.world.functions import all_functions, domains, functions_by_name, world_tools
 from toolduel.world.generator import (
     KINDS,
     generate_samples,
@@ -25,7 +26,9 @@ from toolduel.world.generator import (
 )
 from toolduel.world.heldout import WORLD_SETS, load_world_set
 from toolduel.world.lexicon import world_lexicon
-from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS
+from toolduel.world.phrasing import _CHATTY_OPEN
+from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS, PHRASINGS, kinds_of
+from toolduel.world.tool_edits import TOOL_MOVES, edit_tools
 from toolduel.world.surface import indirect_forms, number_words, surface_forms
 
 WORLD = world_lexicon()  # the rule check knows the world's surface forms and intent words
@@ -158,6 +161,42 @@ def test_the_worlds_rewrites_of_a_seed_stay_within_the_gates_growth_bound():
     assert failures == []
 
 
+def test_every_combination_composes_its_kinds_into_a_valid_query():
+    samples = generate_samples(40 * len(COMBINATIONS), seed=12, kinds=("one_call",), phrasings=COMBINATIONS)
+    assert {s.meta["phrasing"] for s in samples} == set(COMBINATIONS)
+    assert [(s.query, check_query(s.query, s, WORLD).reasons) for s in samples
+            if not check_query(s.query, s, WORLD).valid] == []
+    for sample in samples:
+        kinds, query = kinds_of(sample.meta["phrasing"]), sample.query
+        if "distractor_numbers" in kinds:  # a number the request does not hold
+            stated = set(re.findall(r"\d+", json.dumps(sample.meta["request"])))
+            assert set(re.findall(r"\d+", query)) - stated, query
+        if "chatty" in kinds and "noisy" not in kinds:
+            assert query.startswith(tuple(o.split(" ")[0] for o in _CHATTY_OPEN)), query
+        if "terse" in kinds:  # keyword style: no question mark, no "please" outside the values
+            rest = query.lower()
+            for value in (v for call in sample.meta["request"] for v in call["arguments"].values()):
+                rest = rest.replace(str(value).lower(), "")
+            assert "?" not in rest and "please" not in rest, query
+
+
+def test_the_worlds_composed_rewrites_rarely_outgrow_the_gates_bound():
+    rng = random.Random(1)
+    seeds = generate_samples(100, seed=3, phrasings=("plain",))
+    rewrites = [(seed, q) for seed in seeds for phrasing in COMBINATIONS for q in [rephrase(seed, phrasing, rng)] if q]
+    failures = [(q, check_query(q, seed, REWRITES).reasons) for seed, q in rewrites
+                if not check_query(q, seed, REWRITES).valid]
+    assert len(rewrites) > 2000 and len(failures) <= len(rewrites) // 100
+    assert all(reason.startswith("length") for _, reasons in failures for reason in reasons)
+
+
+@pytest.mark.parametrize("name, message", [("terse+noisy", "in that order"), ("chatty+terse", "clashing"),
+                                           ("reordered+reordered", "unknown phrasing"), ("shouting", "plain, one of")])
+def test_an_unknown_or_clashing_combination_is_named(name, message):
+    with pytest.raises(ValueError, match=message):
+        make_sample("one_call", name, random.Random(0), "x")
+
+
 def test_make_sample_rejects_unknown_kind_with_the_valid_names():
     with pytest.raises(ValueError, match="one_call"):
         make_sample("three_call", "plain", random.Random(0), "x")
@@ -177,13 +216,69 @@ def test_heldout_sets_are_fixed_named_and_tagged():
     assert all(not s.gold for s in load_world_set("no_call", limit=20))
 
 
+def test_the_composed_set_interleaves_every_combination_from_held_out_text():
+    composed = load_world_set("composed")
+    assert len(composed) == 8 * len(COMBINATIONS) and len({s.query for s in composed}) == len(composed)
+    assert [s.category for s in composed[:len(COMBINATIONS)]] == list(COMBINATIONS)  # any prefix is balanced
+    assert all(s.meta["phrasing"] == s.category and len(s.gold) == 1 for s in composed)
+    assert all(split_of(s.query) == "heldout" for s in composed)
+    assert [s.query for s in load_world_set("composed", limit=5)] == [s.query for s in composed[:5]]
+
+
+@pytest.mark.parametrize("move", TOOL_MOVES)
+def test_a_tool_move_keeps_the_gold_calls_the_one_right_answer(move):
+    from toolduel.checker import check_sample
+
+    rng, edited_any = random.Random(0), False
+    for sample in generate_samples(60, seed=5, kinds=("one_call", "two_call"), phrasings=("plain",)):
+        edited = edit_tools(sample, move, rng)
+        if edited is None:
+            continue
+        edited_any = True
+        tools, gold_names = {t.name: t for t in edited.tools}, {g.name for g in edited.gold}
+        assert edited.query == sample.query and edited.meta["tool_move"] == move and gold_names <= set(tools)
+        for gold in edited.gold:
+            jsonschema.validate(gold.canonical_call().arguments, tools[gold.name].parameters)
+        assert check_sample(edited, [g.canonical_call() for g in edited.gold]).valid
+        before = {t.name: t for t in sample.tools}
+        if move in ("masked_names", "renamed_parameters"):  # the calls of the old list are wrong now
+            assert not check_sample(edited, [g.canonical_call() for g in sample.gold]).valid
+        if move == "masked_names":
+            assert all(re.fullmatch(r"tool_\d\d", name) for name in tools) and len(tools) == len(before)
+            assert sorted(t.description for t in tools.values()) == sorted(t.description for t in before.values())
+        if move == "renamed_parameters":
+            for name in gold_names:
+                assert list(tools[name].properties) == [f"arg_{i}" for i in range(1, len(tools[name].properties) + 1)]
+                assert all(f"{p}: " in tools[name].description for p in tools[name].properties)
+        if move == "distractors":
+            added = set(tools) - set(before)
+            gold_domains = {functions_by_name()[g.name].domain for g in sample.gold}
+            assert 1 <= len(added) <= 3 and all(functions_by_name()[n].domain in gold_domains for n in added)
+        if move == "reordered":
+            assert [t.name in gold_names for t in edited.tools] == sorted(t.name in gold_names for t in edited.tools)
+            assert len(tools) == len(before) + 1
+        if move == "reworded":
+            for name in gold_names:
+                assert tools[name].description != before[name].description
+                assert tools[name].description.rstrip(".") in {i.rstrip("?.") for i in functions_by_name()[name].alt_intents}
+    assert edited_any
+
+
+def test_the_tools_set_interleaves_every_move_on_held_out_requests():
+    tools = load_world_set("tools")
+    assert len(tools) == 40 * len(TOOL_MOVES) and [s.category for s in tools[:len(TOOL_MOVES)]] == list(TOOL_MOVES)
+    assert all(split_of(s.query) == "heldout" and len(s.gold) == 1 for s in tools)
+    assert [s.to_dict() for s in load_world_set("tools", limit=10)] == [s.to_dict() for s in tools[:10]]
+
+
 def test_nothing_the_world_trains_on_is_held_out_text():
     """The warm-start rows of both players (the query model's targets are rewrites, which land in
     the held-out split one time in ten), the duel's seeds and its replay: every query they hold is
     train-split text, so none is a query of a held-out set, whose queries are all held-out text."""
     from toolduel.world.training_data import fc_examples, query_examples, replay_requests, seed_requests
 
-    heldout = {s.query for name in ("plain", "hard", "two_call", "no_call") for s in load_world_set(name, limit=150)}
+    heldout = {s.query for name in ("plain", "hard", "two_call", "no_call", "composed")
+               for s in load_world_set(name, limit=150)}
     assert all(split_of(query) == "heldout" for query in heldout)
     trained = [m["content"] for row in fc_examples(240) for m in row["messages"] if m["role"] == "user"]
     trained += [row["messages"][-1]["content"] for row in query_examples(240)]
@@ -210,5 +305,8 @@ def test_world_sample_command_writes_seeded_jsonl(tmp_path):
     assert len(samples) == 12 and {s.meta["phrasing"] for s in samples} == {"chatty"}
     assert [s.to_dict() for s in samples] == [s.to_dict() for s in generate_samples(
         12, seed=3, kinds=("one_call",), phrasings=("chatty",))]
+    composed = CliRunner().invoke(app, ["world", "sample", "--n", "4", "--kind", "reordered+terse", "--out", str(out)])
+    assert composed.exit_code == 0, composed.output
+    assert {json.loads(line)["meta"]["phrasing"] for line in out.read_text().splitlines()} == {"reordered+terse"}
     bad = CliRunner().invoke(app, ["world", "sample", "--kind", "nonsense", "--out", str(out)])
     assert bad.exit_code != 0 and "plain" in bad.output

@@ -155,7 +155,7 @@ def test_fc_phrasings_name_the_kinds_an_fc_warm_start_sees():
     assert training_rows(some)["fc"] == fc_examples(30, seed=budget.seed, turns=budget.fc_turns,
                                                     phrasings=("plain", "chatty", "terse"))
     assert training_rows(some)["fc"] != training_rows(budget)["fc"]
-    with pytest.raises(ValueError, match="unknown phrasings: shouting"):
+    with pytest.raises(ValueError, match="unknown phrasing .shouting"):
         training_rows(dataclasses.replace(budget, fc_phrasings="plain,shouting"))
 
 

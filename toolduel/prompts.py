@@ -28,6 +28,7 @@ from toolduel.schema import Call, Sample, Tool
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 NO_CALL_REPLY = "None of the available tools can help with that."
 QUERY_SYSTEM = "Write one user request that needs exactly the calls below, and nothing else."
+STYLE_KEY = "query_style"  # a seed's meta: the style its query is asked in (toolduel.specs)
 
 FC_TOOLS_INSTRUCTION = """\
 You can call the following tools. Each is described as a JSON object:
@@ -212,9 +213,11 @@ def fc_conversation(samples: list[Sample]) -> dict:
 
 def query_model_messages(sample: Sample, seed_query: str | None = None, style: str | None = None) -> list[dict]:
     """The query model's prompt for ``sample``: the gold calls, a seed query (default: the
-    sample's own) and an optional style; the sample's tools go through the chat template's
-    ``tools=``, as for the FC model."""
+    sample's own) and an optional style (default: the one the sample asks for,
+    ``meta["query_style"]``, :mod:`toolduel.specs`); the sample's tools go through the chat
+    template's ``tools=``, as for the FC model."""
     calls = [gold.canonical_call() for gold in sample.gold]
+    style = style if style is not None else sample.meta.get(STYLE_KEY)
     lines = ["Calls:", calls_text(calls) if calls else "(none: no offered tool fits the request)",
              f"Seed: {seed_query if seed_query is not None else sample.query}"]
     if style:

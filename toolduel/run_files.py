@@ -11,7 +11,8 @@ Every file name of a run folder is written here only. A duel (``toolduel run``):
       rounds/round_<t>/
         query_model/                  the query model after this round's attack (with query_lora: a PEFT adapter)
         fc_model/                     the FC model after this round's defence (with fc_lora: a PEFT adapter)
-        attack_log.jsonl              per attack step: queries, attack success, validity, seconds
+        attack_log.jsonl              per attack step: queries, attack success, validity, seconds, and per
+                                      style and tool move asked [queries, weaknesses]
         harvest.jsonl                 every harvested query, valid or not, with rejection reasons
         fresh_attack.jsonl            the round's query model on fresh seeds against the defended FC model:
                                       every query, as in harvest.jsonl (what the after-defence rate is measured on)
@@ -31,15 +32,18 @@ full: ``before_defence``, ``after_defence``), ``pool_size``, ``error_kinds`` ({s
 count}}), ``error_types`` and ``seconds`` ({phase: seconds}).
 
 A pool record (one JSON line) holds ``id``, ``round``, ``seed_id``, ``query_checkpoint``,
-``fc_checkpoint``, ``query``, ``seed_query``, ``phrasing`` (the seed's tag, where known),
-``sample`` (``Sample.to_dict()`` with the adversarial query as its user message),
+``fc_checkpoint``, ``query``, ``seed_query``, ``phrasing`` (the style the query was asked in,
+where one was), ``tool_move`` (the move the tool list was edited by, or None),
+``sample`` (``Sample.to_dict()`` with the adversarial query as its user message, and the edited
+tools and gold calls where a tool move was made),
 ``fc_outputs`` (raw texts of the k FC samples), ``verdicts`` (their verdict dicts),
 ``fc_success`` (mean score), ``attack_success`` (bool: the FC model failed), ``solvable`` (bool:
 some answer was right, or a solving judge answered it), ``reference_solved``, ``error_type`` and
 ``kind`` (of the first failing verdict, or None).
 
-A harvest record holds ``round``, ``seed_id``, ``query``, ``valid`` and ``reasons`` (why the
-validity gate rejected it; empty when valid), ``fc_success``, ``solvable`` and ``sample``.
+A harvest record holds ``round``, ``index``, ``seed_id``, ``query``, ``style`` and ``tool_move`` (its
+spec), ``valid`` and ``reasons`` (why the validity gate rejected it; empty when valid),
+``fc_success``, ``solvable`` and ``sample``.
 
 An after-defence record holds ``id`` (the pool record's), ``round``, ``raw_output``, ``verdict``.
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from toolduel import run_files as files
 from toolduel.data import seed_samples
 from toolduel.duel.config import GameConfig
+from toolduel.duel.harvest import specified_seeds
 from toolduel.duel.players import fc_player
 from toolduel.progress import console
 from toolduel.referee.judge import build_judge
@@ -42,8 +43,8 @@ def phase_attack(run: RunFolder, round_index: int, progress: bool) -> None:
         console.print("attack: no steps; the query model is kept as it is")
         run.mark(f"{round_index}:attack")
         return
-    seeds = seed_samples(config.seeds, config.attack_steps * config.attack_prompts_per_step,
-                         f"attack-{round_index}", config.seed)
+    seeds = specified_seeds(config, seed_samples(config.seeds, config.attack_steps * config.attack_prompts_per_step,
+                                              f"attack-{round_index}", config.seed), f"attack-{round_index}")
     if config.fc_server and not run.writer:  # the main process loads the adapter into the server first
         wait_for_everyone()
         fc_model = fc_player(run, load=False)

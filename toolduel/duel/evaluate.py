@@ -14,7 +14,7 @@ from typing import Any
 from toolduel import run_files as files
 from toolduel.data import named_sets, seed_samples
 from toolduel.duel.config import GameConfig
-from toolduel.duel.harvest import attack_records
+from toolduel.duel.harvest import attack_records, attack_spec_counts
 from toolduel.duel.players import fc_player, load_chat_model
 from toolduel.evaluate import evaluate
 from toolduel.models import close_model
@@ -68,8 +68,8 @@ def attack_after_defence(run: RunFolder, round_index: int, fc_model: Any, progre
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     query_model = load_chat_model(run.path("query_path"), config, progress, "query model")
     try:
-        outcomes, records = attack_records(config, round_index, fresh_seeds(config, round_index), query_model,
-                                           fc_model)
+        outcomes, records, _ = attack_records(config, round_index, fresh_seeds(config, round_index), query_model,
+                                              fc_model, counts=attack_spec_counts(out_dir), stream="fresh-attack")
     finally:
         close_model(query_model)
     files.write_jsonl_atomic(out_dir / files.FRESH_ATTACK, records)

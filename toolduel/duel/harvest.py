@@ -5,6 +5,7 @@ their provenance (:func:`toolduel.referee.outcome.pool_record`)."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,17 @@ from toolduel.models.base import GenerationConfig
 from toolduel.progress import console
 from toolduel.prompts import sample_queries
 from toolduel.referee.judge import build_judge
-from toolduel.referee.outcome import AttackOutcome, adversarial_sample, pool_record, score_queries, step_stats
+from toolduel.referee.outcome import (
+    TOOL_MOVE_KEY,
+    AttackOutcome,
+    adversarial_sample,
+    pool_record,
+    score_queries,
+    step_stats,
+)
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
+from toolduel.specs import DIMENSIONS, STYLE_KEY, assign_specs, count_specs, merge_counts, spec_spaces
 from toolduel.world.lexicon import world_lexicon
 
 
@@ -31,39 +40,87 @@ def harvest_scoring(config: GameConfig) -> tuple[int, GenerationConfig]:
     return k, config.fc_generation(k, seed=config.seed)
 
 
+SPEC_CHUNK = 64  # targeted specs: the harvest asks this many queries between updates of its counts
+
+
+def specified_seeds(config: GameConfig, seeds: list[Sample], stream: str) -> list[Sample]:
+    """``seeds``, each with a spec (a style of ``attack_styles``; with the tool surface, a tool
+    move) drawn evenly (:mod:`toolduel.specs`)."""
+    return assign_specs(seeds, spec_spaces(config.attack_styles, config.attack_surface),
+                        random.Random(f"{stream}:styles:{config.seed}"))
+
+
+def attack_spec_counts(round_folder: Path) -> dict[str, dict[str, list[int]]] | None:
+    """Per spec dimension (seed meta key), ``{value: [queries, weaknesses]}`` over the round's attack
+    (its log); None where the round had no attack."""
+    log = round_folder / files.ATTACK_LOG
+    if not log.exists():
+        return None
+    steps = files.read_jsonl(log)
+    return {key: merge_counts(step.get(field) for step in steps) for key, field in DIMENSIONS.items()}
+
+
 def harvest_seeds(config: GameConfig, round_index: int) -> list[Sample]:
     return seed_samples(config.seeds, config.harvest_seeds, f"harvest-{round_index}", config.seed)
 
 
+def _count(counts: dict[str, dict[str, list[int]]], outcomes: list[AttackOutcome], floor: bool) -> dict:
+    weak = [o.weakness(floor) for o in outcomes]
+    found = {STYLE_KEY: count_specs([o.style for o in outcomes], weak),
+             TOOL_MOVE_KEY: count_specs([o.tool_move for o in outcomes], weak)}
+    return {key: merge_counts([counts.get(key), found[key]]) for key in DIMENSIONS}
+
+
 def attack_records(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
-                   judge: Any = None) -> tuple[list[AttackOutcome], list[dict]]:
+                   judge: Any = None, counts: dict[str, dict[str, list[int]]] | None = None,
+                   stream: str = "harvest") -> tuple[list[AttackOutcome], list[dict], list[Sample]]:
     """Sample a query per seed, gate validity (rules, and the judge: by default the one the config
-    names), let the FC model answer: the outcomes, and one record per query, valid or not, as
-    ``harvest.jsonl`` holds them."""
-    queries = sample_queries(query_model, seeds, config.query_generation(config.seed + round_index))
+    names), let the FC model answer: the outcomes, one record per query, valid or not, as
+    ``harvest.jsonl`` holds them, and the seeds as asked (each with its spec).
+
+    Each seed gets a spec (:mod:`toolduel.specs`): with ``harvest_styles: uniform`` drawn evenly;
+    with ``targeted``, :data:`SPEC_CHUNK` seeds at a time by Thompson sampling over the weaknesses
+    found per style and per tool move so far, the attack's (``counts``) and then the harvest's own."""
+    spaces = spec_spaces(config.attack_styles, config.attack_surface)
+    rng = random.Random(f"{stream}-{round_index}:styles:{config.seed}")
+    targeted = config.harvest_styles == "targeted" and any(spaces.values())
+    counts = _count(counts or {}, [], config.solvability_floor)
     k, generation = harvest_scoring(config)
-    outcomes = score_queries(fc_model, seeds, queries, k=k, generation=generation, lexicon=world_lexicon(),
-                             judge=judge if judge is not None else build_judge(config))
-    records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query,
-                "valid": o.valid, "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
+    judge = judge if judge is not None else build_judge(config)
+    asked: list[Sample] = []
+    outcomes: list[AttackOutcome] = []
+    size = SPEC_CHUNK if targeted else max(1, len(seeds))
+    for start in range(0, len(seeds), size):
+        chunk = assign_specs(seeds[start:start + size], spaces, rng, counts if targeted else None)
+        queries = sample_queries(query_model, chunk, config.query_generation(config.seed + round_index + start))
+        scored = score_queries(fc_model, chunk, queries, k=k, generation=generation, lexicon=world_lexicon(),
+                               judge=judge)
+        counts = _count(counts, scored, config.solvability_floor)
+        asked += chunk
+        outcomes += scored
+    records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query, "style": o.style,
+                "tool_move": o.tool_move, "valid": o.valid,
+                "reasons": o.reasons if o.error is None else [f"not_scored: {o.error}"],
                 "fc_success": o.fc_success, "solvable": o.solvable,
                 # what a valid query asks for: the report compares the traits of queries that
                 # fooled the FC model with those that did not
                 "sample": adversarial_sample(seed, o.query).to_dict() if o.valid else None}
-               for index, (seed, o) in enumerate(zip(seeds, outcomes))]
-    return outcomes, records
+               for index, (seed, o) in enumerate(zip(asked, outcomes))]
+    return outcomes, records, asked
 
 
 def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
-            query_checkpoint: str, fc_checkpoint: str, out_dir: Path, judge: Any = None) -> tuple[list[dict], dict]:
+            query_checkpoint: str, fc_checkpoint: str, out_dir: Path, judge: Any = None,
+            counts: dict[str, dict[str, list[int]]] | None = None) -> tuple[list[dict], dict]:
     """The query model's queries for ``seeds`` (:func:`attack_records`, every one written to
-    ``harvest.jsonl``); returns the pool records of this round and the harvest stats."""
-    outcomes, records = attack_records(config, round_index, seeds, query_model, fc_model, judge)
+    ``harvest.jsonl``, the specs targeted from the attack's ``counts``); returns the pool records
+    of this round and the harvest stats."""
+    outcomes, records, asked = attack_records(config, round_index, seeds, query_model, fc_model, judge, counts)
     files.write_jsonl_atomic(out_dir / files.HARVEST, records)
     # Seeds may repeat (drawn with replacement): the harvest position makes each pool id unique.
     pool = [pool_record(f"r{round_index}-{index}-{seed.id}", round_index, seed, outcome, query_checkpoint,
                         fc_checkpoint) | {"harvest_index": index}
-            for index, (seed, outcome) in enumerate(zip(seeds, outcomes))
+            for index, (seed, outcome) in enumerate(zip(asked, outcomes))
             if outcome.valid and (config.harvest_keep == "valid" or outcome.weakness(config.solvability_floor))]
     return select_pool(pool, config.pool_budget), step_stats(outcomes, config.solvability_floor)
 
@@ -101,7 +158,7 @@ def phase_harvest(run: RunFolder, round_index: int, progress: bool) -> None:
     query_model, fc_model = load_chat_model(query_path, config, progress, "query model"), fc_player(run, progress)
     try:
         pool, stats = harvest(config, round_index, seeds, query_model, fc_model, str(query_path.relative_to(run.dir)),
-                              str(fc_path.relative_to(run.dir)), out_dir)
+                              str(fc_path.relative_to(run.dir)), out_dir, counts=attack_spec_counts(out_dir))
     finally:  # a vLLM engine gives its GPU memory back before training starts again
         close_model(query_model)
         close_model(fc_model)

@@ -26,7 +26,12 @@ from toolduel.checker import check_sample
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
 from toolduel.referee.validity import Lexicon, check_query
-from toolduel.schema import Sample
+from toolduel.prompts import STYLE_KEY
+from toolduel.schema import GoldCall, Sample, Tool
+
+# A seed's meta may name an edit of the tool list the FC model answers against (the attack's
+# tool surface, :mod:`toolduel.specs`): the move, and the edited tools and gold calls themselves.
+TOOL_MOVE_KEY, ANSWER_TOOLS_KEY, ANSWER_GOLD_KEY = "tool_move", "answer_tools", "answer_gold"
 
 
 @dataclass
@@ -46,6 +51,8 @@ class AttackOutcome:
     error: str | None = None
     fc_errors: list[str] = field(default_factory=list)  # answers that never came (left out of p_F)
     reference_solved: bool = False  # a solving judge answered the query right
+    style: str | None = None  # the style the query was asked in (toolduel.specs)
+    tool_move: str | None = None  # the move the tool list was edited by before the FC model answered
 
     @property
     def failed(self) -> bool:
@@ -67,15 +74,22 @@ class AttackOutcome:
 
 
 def adversarial_sample(seed: Sample, query: str) -> Sample:
-    """The seed sample with its last user message replaced by ``query``."""
+    """The seed sample with its last user message replaced by ``query``; where the seed names an
+    edited tool list to answer against (``meta["answer_tools"]`` and ``meta["answer_gold"]``, the
+    attack's tool surface), with those tools and gold calls."""
     messages = [dict(m) for m in seed.messages]
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
     if last_user is None:
         messages.append({"role": "user", "content": query})
     else:
         messages[last_user]["content"] = query
-    return Sample(id=seed.id, tools=seed.tools, messages=messages, gold=seed.gold,
-                  category=seed.category, meta=dict(seed.meta))
+    meta = dict(seed.meta)
+    tools, gold = meta.pop(ANSWER_TOOLS_KEY, None), meta.pop(ANSWER_GOLD_KEY, None)
+    if tools is None or gold is None:
+        return Sample(id=seed.id, tools=seed.tools, messages=messages, gold=seed.gold, category=seed.category,
+                      meta=meta)
+    return Sample(id=seed.id, tools=[Tool.from_any(t) for t in tools], messages=messages,
+                  gold=[GoldCall.from_bfcl(g) for g in gold], category=seed.category, meta=meta)
 
 
 def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None,
@@ -85,7 +99,8 @@ def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None
     outcomes = []
     for seed, query in zip(seeds, queries, strict=True):
         validity = check_query(query, seed, lexicon)
-        outcomes.append(AttackOutcome(query=query, valid=validity.valid, reasons=validity.reasons))
+        outcomes.append(AttackOutcome(query=query, valid=validity.valid, reasons=validity.reasons,
+                                      style=seed.meta.get(STYLE_KEY), tool_move=seed.meta.get(TOOL_MOVE_KEY)))
     passed = [i for i, o in enumerate(outcomes) if o.valid]
     if judge is not None and passed:
         for index, verdict in zip(passed, judge.judge([queries[i] for i in passed], [seeds[i] for i in passed])):
@@ -163,7 +178,7 @@ def pool_record(record_id: str, round_index: int, seed: Sample, outcome: AttackO
     return {
         "id": record_id, "round": round_index, "seed_id": seed.id,
         "query_checkpoint": query_checkpoint, "fc_checkpoint": fc_checkpoint,
-        "query": outcome.query, "seed_query": seed.query, "phrasing": None,
+        "query": outcome.query, "seed_query": seed.query, "phrasing": outcome.style, "tool_move": outcome.tool_move,
         "sample": adversarial_sample(seed, outcome.query).to_dict(),
         "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_success": outcome.fc_success,
         "attack_success": outcome.fooled, "solvable": outcome.solvable, "reference_solved": outcome.reference_solved,

@@ -21,11 +21,13 @@ from toolduel.report import page as html
 from toolduel.report.figures import SIZE, _legend_outside, png_bytes
 from toolduel.run_files import write_text_atomic
 
-REGIMES = {"plain": "FC model warm-started on plain queries",
+REGIMES = {"sparse": "FC model warm-started on every perturbation kind and most combinations of them, a few "
+                     "combinations held back (sparse weaknesses); perturbed: the composed set",
+           "plain": "FC model warm-started on plain queries",
            "augmented": "FC model warm-started with some perturbation kinds, the others held back"}
 ARMS = ("none", "untargeted", "selected", "adversarial")
 ARM_COLORS = {"none": "#7f7f7f", "untargeted": "#1f77b4", "selected": "#ff7f0e", "adversarial": "#d62728"}
-METRICS = {"perturbed": "perturbed (all kinds)", "held_back": "kinds augmented holds back", "plain": "plain", "bfcl": "BFCL"}
+METRICS = {"perturbed": "perturbed (all kinds)", "held_back": "held back (kinds or combinations)", "plain": "plain", "bfcl": "BFCL"}
 YIELDS = {"warm": "warm query model", "rl": "RL-trained", "rl_with_attack": "RL-trained, attack's answers counted"}
 
 

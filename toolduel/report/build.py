@@ -18,6 +18,7 @@ from toolduel.report.traits import TRAITS, compare_traits
 from toolduel.run_files import REPORT, write_text_atomic
 
 HTML_FILE = "report.html"
+STYLES_DRAWN = 20  # bars in the style figure (the table lists every style)
 FIGURES = ("accuracy", "accuracy_by_category", "attack_rates", "attack_steps", "error_kinds", "phrasing", "traits",
            "rejections")
 
@@ -123,6 +124,22 @@ def _error_kinds_section(b: _Builder) -> list[str]:
 
 
 def _phrasing_section(b: _Builder) -> list[str]:
+    styles = measure.style_stats(b.data.harvest)
+    if styles:  # the harvest asked for styles: weaknesses per query asked, the weakest styles first
+        rows = [[tag, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
+                 ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())] for tag, entry in styles.items()]
+        weakest = dict(list(styles.items())[:STYLES_DRAWN])
+        moves = measure.style_stats(b.data.harvest, "tool_move")
+        move_rows = [[move, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
+                      ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())]
+                     for move, entry in moves.items()]
+        return [b.figure("phrasing", draw.phrasing_figure(weakest, "Weaknesses found per query, by the style asked",
+                                                          "style asked (queries harvested)"),
+                         f"Weaknesses per query asked in each style: the {len(weakest)} highest rates"),
+                html.table("phrasing", ["style asked", "queries", "weaknesses", "rate", "weaknesses/queries by round"],
+                           rows),
+                *([html.table("tool-moves", ["tool move", "queries", "weaknesses", "rate",
+                                             "weaknesses/queries by round"], move_rows)] if move_rows else [])]
     stats = measure.phrasing_stats(b.data.pool)
     if not stats:
         return [html.paragraph("The pool's records carry no phrasing tag: the measured traits below describe "

@@ -154,12 +154,13 @@ def _kind_counts_figure(counts: dict[str, int], order: list[str], xlabel: str) -
     return figure
 
 
-def phrasing_figure(stats: dict[str, dict]) -> Figure | None:
-    """Attack success rate per seed phrasing tag, one bar per round; n in the tick labels."""
+def phrasing_figure(stats: dict[str, dict], title: str = "Attack success by the seed's phrasing tag",
+                    xlabel: str = "seed phrasing tag (attacks in the pool)") -> Figure | None:
+    """Attack success rate per phrasing tag (or style asked), one bar per round; n in the tick labels."""
     if not stats:
         return None
     rounds = sorted({r for entry in stats.values() for r in entry["by_round"]})
-    figure, (ax,) = _figure("Attack success by the seed's phrasing tag")
+    figure, (ax,) = _figure(title)
     width = 0.8 / len(rounds)
     for index, round_index in enumerate(rounds):
         positions, rates = [], []
@@ -173,7 +174,7 @@ def phrasing_figure(stats: dict[str, dict]) -> Figure | None:
                   rotation=20, ha="right", rotation_mode="anchor")
     ax.set_ylim(0, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("seed phrasing tag (attacks in the pool)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("attack success rate")
     ax.grid(axis="y", alpha=0.3)
     _legend_outside(ax)

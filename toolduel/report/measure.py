@@ -212,6 +212,18 @@ def phrasing_stats(pool: list[dict]) -> dict[str, dict]:
     return dict(sorted(stats.items(), key=lambda item: (-item[1]["rate"], item[0])))
 
 
+def style_stats(harvest: dict[int, list[dict]], field: str = "style") -> dict[str, dict]:
+    """Per style a harvested query was asked in (or per value of another spec ``field``, such as
+    ``tool_move``), as :func:`phrasing_stats` gives them, over every query asked: ``worked`` counts
+    the weaknesses (valid, failed on some answer and, where the record says so, answerable);
+    records without a value are left out."""
+    records = [{"round": round_index, "phrasing": record.get(field),
+                "attack_success": record.get("valid") is True and _rate(record.get("fc_success")) is not None
+                and record["fc_success"] < 1.0 and record.get("solvable") is not False}
+               for round_index, records in harvest.items() for record in records]
+    return phrasing_stats(records)
+
+
 def rejection_reason(reason: str) -> str:
     """The rule of a validity reason: ``"ungrounded: book_hotel.nights=3"`` -> ``"ungrounded"``."""
     return str(reason).split(":", 1)[0].strip() or "unknown"

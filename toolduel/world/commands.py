@@ -8,13 +8,14 @@ from pathlib import Path
 import typer
 
 from toolduel.world.generator import KINDS, SPLITS, generate_samples
-from toolduel.world.phrasing import PERTURBATIONS, PHRASINGS
+from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS, PHRASINGS
 
 world_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic tool world and its tiny models.")
 
-# --kind: a phrasing tag (one-call samples), a sample kind (plainly phrased), "hard" (every
-# perturbation, one call) or "all" (every kind and phrasing).
-SAMPLE_KINDS = ("all", *PHRASINGS, "two_call", "no_call", "hard")
+# --kind: a phrasing tag or a combination of kinds (one-call samples), a sample kind (plainly
+# phrased), "hard" (every perturbation, one call), "composed" (every combination, one call) or
+# "all" (every kind and single phrasing).
+SAMPLE_KINDS = ("all", *PHRASINGS, "two_call", "no_call", "hard", "composed")
 
 
 def _kinds_and_phrasings(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -22,6 +23,8 @@ def _kinds_and_phrasings(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return KINDS, PHRASINGS
     if kind == "hard":
         return ("one_call",), PERTURBATIONS
+    if kind == "composed":
+        return ("one_call",), COMBINATIONS
     if kind in ("two_call", "no_call"):
         return (kind,), ("plain",)
     return ("one_call",), (kind,)
@@ -31,12 +34,13 @@ def _kinds_and_phrasings(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def sample_command(
     n: int = typer.Option(100, "--n", min=1, help="How many samples to write."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same samples."),
-    kind: str = typer.Option("all", "--kind", help=f"One of: {', '.join(SAMPLE_KINDS)}."),
+    kind: str = typer.Option("all", "--kind", help=f"One of: {', '.join(SAMPLE_KINDS)}, "
+                              "or kinds joined by '+' (e.g. reordered+terse)."),
     split: str = typer.Option("train", "--split", help="train, or heldout (the split the held-out sets use)."),
     out: Path = typer.Option(..., "--out", help="JSONL file to write, one Sample per line."),
 ) -> None:
     """Write seeded world samples as JSONL (toolduel's Sample schema)."""
-    if kind not in SAMPLE_KINDS:
+    if kind not in (*SAMPLE_KINDS, *COMBINATIONS):
         raise typer.BadParameter(f"unknown kind {kind!r}; use one of {', '.join(SAMPLE_KINDS)}", param_hint="--kind")
     if split not in SPLITS:
         raise typer.BadParameter(f"unknown split {split!r}; use one of {', '.join(SPLITS)}", param_hint="--split")

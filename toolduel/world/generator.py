@@ -10,6 +10,7 @@ data, whatever the seeds.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from collections.abc import Iterable
@@ -78,8 +79,8 @@ def _has_indirect(value: Any) -> bool:
     return any(_has_indirect(v) for v in value) if isinstance(value, list) else bool(indirect_forms(value))
 
 
-def _param_chunk(param: Param, value: Any, phrasing: str, indirect: bool, rng: random.Random) -> list[Piece]:
-    template = rng.choice(param.alt_phrases if phrasing == "paraphrase" else param.phrases)
+def _param_chunk(param: Param, value: Any, kinds: tuple[str, ...], indirect: bool, rng: random.Random) -> list[Piece]:
+    template = rng.choice(param.alt_phrases if "paraphrase" in kinds else param.phrases)
     if "{v}" not in template:  # a boolean flag: its phrase is its value
         return [Piece(template, value=True)]
     before, after = template.split("{v}", 1)
@@ -89,16 +90,17 @@ def _param_chunk(param: Param, value: Any, phrasing: str, indirect: bool, rng: r
 def render_call(function: Function, args: dict, phrasing: str, rng: random.Random) -> list[Piece] | None:
     """The request for one call, in ``phrasing``'s structure (word-level perturbations come
     later, over the whole query). ``None`` when the phrasing cannot apply to this call."""
-    intent = rng.choice(function.alt_intents if phrasing == "paraphrase" else function.intents)
+    kinds = ph.kinds_of(phrasing)
+    intent = rng.choice(function.alt_intents if "paraphrase" in kinds else function.intents)
     stated = [p for p in function.params if p.name in args]
     indirect_names = set()
-    if phrasing == "indirect_values":
+    if "indirect_values" in kinds:
         candidates = [p.name for p in stated if _has_indirect(args[p.name])]
         if not candidates:
             return None
         indirect_names = {n for n in candidates if rng.random() < 0.6} or {rng.choice(candidates)}
-    chunks = [_param_chunk(p, args[p.name], phrasing, p.name in indirect_names, rng) for p in stated]
-    if phrasing == "reordered":
+    chunks = [_param_chunk(p, args[p.name], kinds, p.name in indirect_names, rng) for p in stated]
+    if "reordered" in kinds:
         if not chunks:
             return None
         order = list(range(len(chunks)))
@@ -135,16 +137,23 @@ def _distractors(targets: list[Function], rng: random.Random, low: int, high: in
     return picked
 
 
-def _perturb(pieces: list[Piece], phrasing: str, rng: random.Random) -> list[Piece]:
-    if phrasing == "chatty":
-        return ph.wrap_chatty(pieces, rng)
-    if phrasing == "distractor_numbers":
-        avoid = {d for p in pieces if p.value for d in re.findall(r"\d+", p.text)}
-        return ph.add_distractor_numbers(pieces, rng, avoid)
-    if phrasing == "noisy":
-        return ph.add_noise(pieces, rng)
-    if phrasing == "terse":
-        return ph.make_terse(pieces)
+def _perturb(pieces: list[Piece], phrasing: str, rng: random.Random, calls: list[Call] = ()) -> list[Piece]:
+    """The phrasing's wrappers applied to a composed query, in :data:`~toolduel.world.phrasing.WRAPPERS`
+    order. Distractor numbers avoid the numbers the query states, and those of ``calls``' values where
+    the query says them in words (``indirect_values``)."""
+    kinds = ph.kinds_of(phrasing)
+    for wrapper in (w for w in WRAPPERS if w in kinds):
+        if wrapper == "distractor_numbers":
+            avoid = {d for p in pieces if p.value for d in re.findall(r"\d+", p.text)}
+            if "indirect_values" in kinds:
+                avoid |= {d for c in calls for d in re.findall(r"\d+", json.dumps(c.arguments))}
+            pieces = ph.add_distractor_numbers(pieces, rng, avoid)
+        elif wrapper == "chatty":
+            pieces = ph.wrap_chatty(pieces, rng)
+        elif wrapper == "terse":
+            pieces = ph.make_terse(pieces)
+        else:
+            pieces = ph.add_noise(pieces, rng)
     return pieces
 
 
@@ -152,7 +161,7 @@ def _one_request(function: Function, args: dict, phrasing: str, rng: random.Rand
     pieces = render_call(function, args, phrasing, rng)
     if pieces is None:
         return None
-    return _end(pieces, pieces[0].text if phrasing != "reordered" else "")
+    return _end(pieces, pieces[0].text if "reordered" not in ph.kinds_of(phrasing) else "")
 
 
 def render_query(calls: list[Call], phrasing: str, rng: random.Random) -> str | None:
@@ -169,12 +178,12 @@ def render_query(calls: list[Call], phrasing: str, rng: random.Random) -> str | 
     if len(parts) == 2:
         connector = rng.choice(_CONNECTORS[PLAIN if phrasing == PLAIN else "other"])
         pieces = [*pieces[:-1], Piece(connector), *ph.decapitalize(parts[1])]
-    return ph.join(ph.capitalize(_perturb(pieces, phrasing, rng)))
+    return ph.join(ph.capitalize(_perturb(pieces, phrasing, rng, calls)))
 
 
 def render_off_world(text: str, phrasing: str, rng: random.Random) -> str | None:
     """An off-world request (no tool fits) in ``phrasing``; only the wrappers apply to it."""
-    if phrasing not in (PLAIN, *WRAPPERS):
+    if not set(ph.kinds_of(phrasing)) <= set(WRAPPERS):
         return None
     return ph.join(ph.capitalize(_perturb(_end([Piece(text)], text), phrasing, rng)))
 
@@ -205,9 +214,9 @@ def make_sample(kind: str, phrasing: str, rng: random.Random, sample_id: str,
     ``meta["request"]`` keeps the calls the query asks for (for a no-call sample: the call of
     the function that is not offered, or none for an off-world request), so the same request
     can be phrased again (:func:`rephrase`)."""
-    if kind not in KINDS or phrasing not in PHRASINGS or split not in SPLITS:
-        raise ValueError(f"kind must be one of {KINDS}, phrasing one of {PHRASINGS}, split one of {SPLITS}; "
-                         f"got {kind!r}, {phrasing!r}, {split!r}")
+    if kind not in KINDS or split not in SPLITS:
+        raise ValueError(f"kind must be one of {KINDS}, split one of {SPLITS}; got {kind!r}, {split!r}")
+    ph.kinds_of(phrasing)  # a ValueError names an unknown phrasing
     for _ in range(max_tries):
         calls, functions, off_world = _choose(kind, rng)
         if len(calls) == 2 and calls[0] == calls[1]:

@@ -1,12 +1,17 @@
-"""How a query is phrased: the plain form and the perturbation kinds.
+"""How a query is phrased: the plain form, the perturbation kinds and their combinations.
 
 A query is built as a list of :class:`Piece`s; a piece that states a gold value is marked,
 so perturbations that touch words (typos, casing, dropped function words) never change a
 value, and the query keeps asking for exactly the gold calls.
+
+A phrasing is ``plain``, one perturbation kind, or two or three kinds composed into one
+rewrite, named by joining them with ``+`` in :data:`PERTURBATIONS` order
+(``reordered+distractor_numbers+terse``): :data:`COMBINATIONS` lists them all.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from dataclasses import dataclass
@@ -22,8 +27,39 @@ PERTURBATIONS = (
     "terse",              # keyword style, function words dropped
 )
 PHRASINGS = (PLAIN, *PERTURBATIONS)
-# Perturbations that wrap or edit a finished query (the others change how it is composed).
-WRAPPERS = ("distractor_numbers", "chatty", "noisy", "terse")
+# Perturbations that wrap or edit a finished query (the others change how it is composed), in
+# the order a combination applies them: text is added before words are dropped or misspelt.
+WRAPPERS = ("distractor_numbers", "chatty", "terse", "noisy")
+# Kinds that do not compose: a polite wrapping in keyword style is no style at all; a chatty
+# wrapping around distractor numbers grows a query past the validity gate's bound; arguments
+# reordered around a paraphrased intent can read as the other role ("110.5, how long is
+# expressed in cm in m" for 110.5 m in cm).
+_CLASHES = ({"chatty", "terse"}, {"distractor_numbers", "chatty"}, {"paraphrase", "reordered"})
+MAX_COMPOSED = 3
+
+
+def combine(kinds: list[str] | tuple[str, ...]) -> str:
+    """The name of the phrasing that composes ``kinds`` (order-free)."""
+    return "+".join(sorted(set(kinds), key=PERTURBATIONS.index))
+
+
+def kinds_of(phrasing: str) -> tuple[str, ...]:
+    """The perturbation kinds a phrasing composes (``()`` for plain); a ValueError names a
+    phrasing that is none of :data:`PHRASINGS` or :data:`COMBINATIONS`."""
+    if phrasing == PLAIN:
+        return ()
+    kinds = tuple(phrasing.split("+"))
+    clashes = ", ".join("+".join(sorted(c, key=PERTURBATIONS.index)) for c in _CLASHES)
+    if (any(k not in PERTURBATIONS for k in kinds) or combine(kinds) != phrasing or len(kinds) > MAX_COMPOSED
+            or any(clash <= set(kinds) for clash in _CLASHES)):
+        raise ValueError(f"unknown phrasing {phrasing!r}: use plain, one of {', '.join(PERTURBATIONS)}, or two or "
+                         f"three of them joined by '+' in that order, no two of them clashing ({clashes})")
+    return kinds
+
+
+COMBINATIONS: tuple[str, ...] = tuple(
+    combine(kinds) for size in range(2, MAX_COMPOSED + 1) for kinds in itertools.combinations(PERTURBATIONS, size)
+    if not any(clash <= set(kinds) for clash in _CLASHES))
 
 
 @dataclass

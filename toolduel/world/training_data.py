@@ -5,8 +5,9 @@
   queries is what the game must find. Rows are conversations of a few such turns over one
   tool list (:func:`toolduel.prompts.fc_conversation`).
 - Query model: tools, the gold calls, a seed query and optionally a style -> a query asking
-  for the same calls in that style, over every phrasing kind. Without a style line it writes
-  any style.
+  for the same calls in that style: half the rows in one phrasing kind, half in a combination
+  of two or three (:data:`~toolduel.world.phrasing.COMBINATIONS`). Without a style line it
+  writes any style.
 
 Targets are kept in the ``train`` split, so no model learns a held-out query by heart.
 """
@@ -30,7 +31,7 @@ from toolduel.world.generator import (
     sample_arguments,
     split_of,
 )
-from toolduel.world.phrasing import PHRASINGS, PLAIN
+from toolduel.world.phrasing import COMBINATIONS, PHRASINGS, PLAIN
 
 FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
 
@@ -74,8 +75,9 @@ def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...
 
 
 def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[dict]:
-    """Rows pairing a plain seed with the same request phrased in a random kind. Targets are
-    kept in the ``train`` split so the query model never learns a held-out query by heart."""
+    """Rows pairing a plain seed with the same request phrased in a random kind or combination
+    of kinds. Targets are kept in the ``train`` split so the query model never learns a held-out
+    query by heart."""
     rng = random.Random(f"query-warm:{seed}")
     seeds = generate_samples(2 * n, seed=seed + 7919, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS,
                              id_prefix="query-warm")
@@ -83,7 +85,7 @@ def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[
     for sample in seeds:
         if len(rows) == n:
             break
-        style = rng.choice(PHRASINGS)
+        style = rng.choice(PHRASINGS if rng.random() < 0.5 else COMBINATIONS)
         target = next((q for q in (rephrase(sample, style, rng) for _ in range(4))
                        if q is not None and split_of(q) == "train"), None)
         if target is None:
