@@ -84,7 +84,7 @@ def attack_records(config: GameConfig, round_index: int, seeds: list[Sample], qu
     spaces = spec_spaces(config.attack_styles, config.attack_surface)
     rng = random.Random(f"{stream}-{round_index}:styles:{config.seed}")
     targeted = config.harvest_styles == "targeted" and any(spaces.values())
-    counts = _count(counts or {}, [], config.solvability_floor)
+    counts = {key: merge_counts([(counts or {}).get(key)]) for key in DIMENSIONS}  # a copy, every dimension
     k, generation = harvest_scoring(config)
     judge = judge if judge is not None else build_judge(config)
     asked: list[Sample] = []

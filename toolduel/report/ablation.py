@@ -21,8 +21,7 @@ from toolduel.report import page as html
 from toolduel.report.figures import SIZE, _legend_outside, png_bytes
 from toolduel.run_files import write_text_atomic
 
-REGIMES = {"sparse": "FC model warm-started on every perturbation kind and most combinations of them, a few "
-                     "combinations held back (sparse weaknesses); perturbed: the composed set",
+REGIMES = {"sparse": "FC model warm-started on every kind and most combinations; perturbed: the composed set",
            "plain": "FC model warm-started on plain queries",
            "augmented": "FC model warm-started with some perturbation kinds, the others held back"}
 ARMS = ("none", "untargeted", "selected", "adversarial")
