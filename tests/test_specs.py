@@ -15,7 +15,7 @@ from toolduel.models.base import Generation
 from toolduel.prompts import fc_target, query_model_messages
 from toolduel.referee.outcome import TOOL_MOVE_KEY, adversarial_sample
 from toolduel.schema import Sample
-from toolduel.specs import STYLE_KEY, assign_styles, count_specs, merge_counts, specified, style_space, styled
+from toolduel.specs import STYLE_KEY, assign_specs, count_specs, merge_counts, specified, style_space
 from toolduel.world.tool_edits import TOOL_MOVES
 from toolduel.world.generator import generate_samples
 from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS
@@ -34,21 +34,21 @@ def test_the_composed_space_holds_every_kind_and_combination():
 
 
 def test_the_query_model_is_asked_for_the_seeds_style(seeds):
-    asked = query_model_messages(styled(seeds[0], "reordered+terse"))[-1]["content"]
+    asked = query_model_messages(specified(seeds[0], **{STYLE_KEY: "reordered+terse"}))[-1]["content"]
     assert asked.splitlines()[-1] == "Style: reordered+terse"
-    assert "Style:" not in query_model_messages(styled(seeds[0], None))[-1]["content"]
+    assert "Style:" not in query_model_messages(specified(seeds[0], **{STYLE_KEY: None}))[-1]["content"]
     assert seeds[0].meta.get(STYLE_KEY) is None  # the seed itself is left as it was
 
 
 def test_thompson_sampling_asks_most_for_what_paid_and_still_tries_the_rest(seeds):
     space = ("noisy", "terse", "chatty")
     counts = {"noisy": [40, 30], "terse": [40, 1]}  # chatty never tried
-    targeted = Counter(style_of_each(assign_styles(seeds, space, random.Random(0), counts)))
+    targeted = Counter(style_of_each(assign_specs(seeds, {STYLE_KEY: space}, random.Random(0), {STYLE_KEY: counts})))
     assert targeted["noisy"] > 0.6 * len(seeds)
     assert 0 < targeted["chatty"] < targeted["noisy"] and targeted["terse"] < targeted["chatty"]
-    even = Counter(style_of_each(assign_styles(seeds, space, random.Random(0))))
+    even = Counter(style_of_each(assign_specs(seeds, {STYLE_KEY: space}, random.Random(0))))
     assert set(even) == set(space) and max(even.values()) < 0.45 * len(seeds)
-    assert style_of_each(assign_styles(seeds, (), random.Random(0))) == [None] * len(seeds)
+    assert style_of_each(assign_specs(seeds, {STYLE_KEY: ()}, random.Random(0))) == [None] * len(seeds)
 
 
 def style_of_each(samples):
@@ -121,7 +121,7 @@ def test_untried_styles_are_drawn_around_the_mean_rate_not_anywhere(seeds):
     ten uniform draws is about 0.9); the prior at the space's mean rate leaves them to the evidence."""
     space = style_space("composed")
     counts = {style: [8, 1] for style in space[:36]} | {"noisy+terse": [8, 6]}  # ten styles never tried
-    drawn = Counter(style_of_each(assign_styles(seeds, space, random.Random(0), counts)))
+    drawn = Counter(style_of_each(assign_specs(seeds, {STYLE_KEY: space}, random.Random(0), {STYLE_KEY: counts})))
     assert drawn["noisy+terse"] > 0.5 * len(seeds) and len(drawn) > 5
 
 

@@ -82,11 +82,6 @@ def specified(seed: Sample, **spec: str | None) -> Sample:
                   meta=meta)
 
 
-def styled(seed: Sample, style: str | None) -> Sample:
-    """A copy of ``seed`` that asks for its query in ``style`` (None: no style)."""
-    return specified(seed, **{STYLE_KEY: style})
-
-
 def count_specs(values: Iterable[str | None], weaknesses: Iterable[bool]) -> dict[str, list[int]]:
     """``{value: [queries, weaknesses]}`` over queries of one dimension (None values left out)."""
     counts: dict[str, list[int]] = {}
@@ -96,6 +91,15 @@ def count_specs(values: Iterable[str | None], weaknesses: Iterable[bool]) -> dic
             entry[0] += 1
             entry[1] += int(weak)
     return counts
+
+
+def count_outcomes(outcomes: list, floor: bool) -> dict[str, dict[str, list[int]]]:
+    """Per dimension (seed meta key), :func:`count_specs` over scored queries (``AttackOutcome``s,
+    whose ``style`` and ``tool_move`` say what they were asked in), a weakness as the referee says
+    (with the solvability ``floor``)."""
+    weak = [o.weakness(floor) for o in outcomes]
+    return {STYLE_KEY: count_specs([o.style for o in outcomes], weak),
+            TOOL_MOVE_KEY: count_specs([o.tool_move for o in outcomes], weak)}
 
 
 def merge_counts(parts: Iterable[dict]) -> dict[str, list[int]]:
@@ -143,9 +147,3 @@ def assign_specs(seeds: list[Sample], spaces: dict[str, tuple[str, ...]], rng: r
                 spec[key] = thompson_draw(space, counts.get(key, {}), rng)
         out.append(specified(seed, **spec))
     return out
-
-
-def assign_styles(seeds: list[Sample], space: tuple[str, ...], rng: random.Random,
-                  counts: dict[str, list[int]] | None = None) -> list[Sample]:
-    """Each seed with a style of ``space`` (the style dimension of :func:`assign_specs`)."""
-    return assign_specs(seeds, {STYLE_KEY: space}, rng, None if counts is None else {STYLE_KEY: counts})

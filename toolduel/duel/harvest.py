@@ -20,7 +20,6 @@ from toolduel.progress import console
 from toolduel.prompts import sample_queries
 from toolduel.referee.judge import build_judge
 from toolduel.referee.outcome import (
-    TOOL_MOVE_KEY,
     AttackOutcome,
     adversarial_sample,
     pool_record,
@@ -29,7 +28,7 @@ from toolduel.referee.outcome import (
 )
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
-from toolduel.specs import DIMENSIONS, STYLE_KEY, assign_specs, count_specs, merge_counts, spec_spaces
+from toolduel.specs import DIMENSIONS, assign_specs, count_outcomes, merge_counts, spec_spaces
 from toolduel.world.lexicon import world_lexicon
 
 
@@ -64,13 +63,6 @@ def harvest_seeds(config: GameConfig, round_index: int) -> list[Sample]:
     return seed_samples(config.seeds, config.harvest_seeds, f"harvest-{round_index}", config.seed)
 
 
-def _count(counts: dict[str, dict[str, list[int]]], outcomes: list[AttackOutcome], floor: bool) -> dict:
-    weak = [o.weakness(floor) for o in outcomes]
-    found = {STYLE_KEY: count_specs([o.style for o in outcomes], weak),
-             TOOL_MOVE_KEY: count_specs([o.tool_move for o in outcomes], weak)}
-    return {key: merge_counts([counts.get(key), found[key]]) for key in DIMENSIONS}
-
-
 def attack_records(config: GameConfig, round_index: int, seeds: list[Sample], query_model: Any, fc_model: Any,
                    judge: Any = None, counts: dict[str, dict[str, list[int]]] | None = None,
                    stream: str = "harvest") -> tuple[list[AttackOutcome], list[dict], list[Sample]]:
@@ -95,7 +87,8 @@ def attack_records(config: GameConfig, round_index: int, seeds: list[Sample], qu
         queries = sample_queries(query_model, chunk, config.query_generation(config.seed + round_index + start))
         scored = score_queries(fc_model, chunk, queries, k=k, generation=generation, lexicon=world_lexicon(),
                                judge=judge)
-        counts = _count(counts, scored, config.solvability_floor)
+        found = count_outcomes(scored, config.solvability_floor)
+        counts = {key: merge_counts([counts[key], found[key]]) for key in DIMENSIONS}
         asked += chunk
         outcomes += scored
     records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query, "style": o.style,

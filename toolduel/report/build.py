@@ -123,16 +123,18 @@ def _error_kinds_section(b: _Builder) -> list[str]:
             html.table("error-kinds", ["error kind", *names], rows)]
 
 
+def _rate_rows(stats: dict[str, dict]) -> list[list]:
+    """Table rows of :func:`measure.phrasing_stats`-shaped counts: tag, n, worked, rate, by round."""
+    return [[tag, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
+             ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())] for tag, entry in stats.items()]
+
+
 def _phrasing_section(b: _Builder) -> list[str]:
     styles = measure.style_stats(b.data.harvest)
     if styles:  # the harvest asked for styles: weaknesses per query asked, the weakest styles first
-        rows = [[tag, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
-                 ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())] for tag, entry in styles.items()]
+        rows = _rate_rows(styles)
         weakest = dict(list(styles.items())[:STYLES_DRAWN])
-        moves = measure.style_stats(b.data.harvest, "tool_move")
-        move_rows = [[move, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
-                      ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())]
-                     for move, entry in moves.items()]
+        move_rows = _rate_rows(measure.style_stats(b.data.harvest, "tool_move"))
         return [b.figure("phrasing", draw.phrasing_figure(weakest, "Weaknesses found per query, by the style asked",
                                                           "style asked (queries harvested)"),
                          f"Weaknesses per query asked in each style: the {len(weakest)} highest rates"),
@@ -144,8 +146,7 @@ def _phrasing_section(b: _Builder) -> list[str]:
     if not stats:
         return [html.paragraph("The pool's records carry no phrasing tag: the measured traits below describe "
                                "the attacks instead.")] if b.data.pool else []
-    rows = [[tag, entry["n"], entry["worked"], html.Cell(html.percent(entry["rate"]), "num"),
-             ", ".join(f"r{r}: {w}/{n}" for r, (w, n) in entry["by_round"].items())] for tag, entry in stats.items()]
+    rows = _rate_rows(stats)
     return [b.figure("phrasing", draw.phrasing_figure(stats), "Attack success rate by the seed's phrasing tag"),
             html.table("phrasing", ["seed phrasing", "attacks", "worked", "success rate", "worked/attacks by round"],
                        rows)]

@@ -28,7 +28,7 @@ from toolduel.referee.outcome import step_stats
 from toolduel.referee.rewards import QueryReward
 from toolduel.schema import Sample
 from toolduel.settings import AttackSettings, TrainerSettings
-from toolduel.specs import count_specs
+from toolduel.specs import DIMENSIONS, count_outcomes
 from toolduel.training.arguments import (
     grpo_settings,
     per_device_batch,
@@ -172,12 +172,9 @@ def train_query_model(query_path: str | Path, seeds: list[Sample], reward: Query
             floor = reward.settings.floor
             self.pending = {"step": state.global_step, **step_stats(outcomes, floor),
                             "seconds": round(seconds, 3), "referee_seconds": round(referee_seconds, 3)}
-            weak = [o.weakness(floor) for o in outcomes]
-            for field, values in (("styles", [o.style for o in outcomes]),
-                                  ("tool_moves", [o.tool_move for o in outcomes])):
-                counts = count_specs(values, weak)  # per spec asked: [queries, weaknesses] (the harvest targets them)
-                if counts:
-                    self.pending[field] = counts
+            for key, counts in count_outcomes(outcomes, floor).items():
+                if counts:  # per spec asked: [queries, weaknesses] (the harvest targets them)
+                    self.pending[DIMENSIONS[key]] = counts
             self.advance(1)
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - HF callback signature
