@@ -375,6 +375,7 @@ SERVED = {"endpoint": "http://127.0.0.1:8000/v1", "model": "m"}
     (SERVED | {"max_requests": 1, "fc_samples": 2}, "max_requests must be at least fc_samples"),
     (SERVED | {"num_generations": 1}, "num_generations must be at least 2"),  # checked by the duel's config
     (SERVED | {"judge_endpoint": "http://127.0.0.1:9/v1"}, "judge_endpoint needs judge_model"),
+    (SERVED | {"attack_surface": "query,tools"}, "needs seeds: world:train"),
 ])
 def test_bad_attack_settings_are_one_line_errors(settings, message):
     with pytest.raises(ConfigError, match=message) as error:
@@ -413,3 +414,46 @@ def test_an_attack_resumed_over_an_emptied_ledger_keeps_its_findings(seeds_file,
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "pool.jsonl holds" in " ".join(result.output.split()) and "queries.jsonl" in result.output
     assert (out / "pool.jsonl").read_text() == pool
+
+
+class ToolRecordingFC(CountingFC):
+    """Refuses every query, and keeps the tool names each request offered."""
+
+    def __init__(self):
+        super().__init__()
+        self.offered: list[list[str]] = []
+
+    def generate(self, conversations, tools, config=None):
+        self.offered += [[t.name for t in offered] for offered in tools]
+        return super().generate(conversations, tools, config)
+
+
+def test_with_the_tool_surface_the_endpoint_answers_the_edited_list_and_the_set_keeps_it(tmp_path, monkeypatch):
+    """--attack-surface query,tools: one query asked under two moves is two ledger records; the
+    endpoint is offered the edited tools; the adversarial set rebuilt from the ledger keeps them."""
+    from toolduel.blackbox.run import start_attack, write_findings
+    from toolduel.prompts import STYLE_KEY
+    from toolduel.referee.outcome import TOOL_MOVE_KEY
+    from toolduel.specs import specified
+    from toolduel.world.generator import generate_samples
+
+    monkeypatch.setattr("toolduel.report.build_report", lambda folder: None)
+    seed = next(s for s in generate_samples(20, seed=2, kinds=("one_call",), phrasings=("plain",)))
+    run = start_attack(BlackBoxConfig(**SERVED, out=str(tmp_path / "attack"), seeds="world:train",
+                                      attack_surface="query,tools", harvest_keep="valid"))
+    fc = ToolRecordingFC()
+    ledger = QueryLedger(run.dir / "queries.jsonl", fc, k=1, generation=GenerationConfig(), lexicon=world_lexicon())
+    asked = [specified(seed, **{STYLE_KEY: "terse", TOOL_MOVE_KEY: move}) for move in ("masked_names", "unchanged")]
+    outcomes = ledger.score(asked, [seed.query] * 2, phase="attack", step=1)
+    assert [(o.valid, o.tool_move, o.style) for o in outcomes] == [(True, "masked_names", "terse"),
+                                                                    (True, "unchanged", "terse")]
+    assert fc.offered[1] == [t.name for t in seed.tools] and fc.offered[0] != fc.offered[1]
+    assert all(name.startswith("tool_") for name in fc.offered[0])
+    records = read_jsonl(run.dir / "queries.jsonl")
+    assert len({r["key"] for r in records}) == 2 and [r["tool_move"] for r in records] == ["masked_names", "unchanged"]
+
+    write_findings(run, [seed], lambda line: None)
+    pool = {r["tool_move"]: r for r in read_jsonl(run.dir / "pool.jsonl")}
+    assert [t["function"]["name"] for t in pool["masked_names"]["sample"]["tools"]] == fc.offered[0]
+    assert pool["masked_names"]["sample"]["gold"][0] == records[0]["sample"]["gold"][0]
+    assert pool["unchanged"]["sample"]["tools"] == records[1]["sample"]["tools"] == seed.to_dict()["tools"]

@@ -42,6 +42,38 @@ def test_bfcl_category_counts_and_gold():
 
 
 @needs_bfcl
+@pytest.mark.parametrize("category", ["multiple", "parallel_multiple"])
+def test_a_distractors_variant_adds_tools_that_cannot_serve_the_request(category):
+    from toolduel.checker import check_sample
+    from toolduel.data.bfcl import _name_words
+    from toolduel.referee.tool_list import check_tool_edit, described_purpose
+
+    base, grown = load_bfcl(category), load_bfcl(f"{category}+distractors")
+    assert [s.id for s in grown] == [s.id for s in base] and {s.category for s in grown} == {f"{category}+distractors"}
+    assert load_bfcl(f"{category}+distractors", limit=7) == grown[:7]  # the same draw, whatever the limit
+    for before, after in zip(base, grown):
+        assert after.messages == before.messages and after.gold == before.gold
+        kept = [t for t in after.tools if t in before.tools]
+        added = [t for t in after.tools if t not in before.tools]
+        assert kept == before.tools and 1 <= len(added) <= 3 and len({t.name for t in after.tools}) == len(after.tools)
+        gold_tools = [t for t in before.tools if t.name in {g.name for g in before.gold}]
+        for tool in added:  # nothing added could serve the request: no shared name word, no shared description
+            assert not any(_name_words(tool.name) & _name_words(g.name) for g in gold_tools), (after.id, tool.name)
+            assert described_purpose(tool) not in {described_purpose(g) for g in gold_tools}
+        assert check_tool_edit(before.tools, before.gold, after.tools, after.gold) == []
+        answer = [g.canonical_call() for g in after.gold]  # judged as it was without the distractors
+        assert check_sample(after, answer).valid == check_sample(before, answer).valid
+    assert sum(after.tools[-1] not in before.tools for before, after in zip(base, grown)) > 20  # not all at the end
+
+
+def test_a_distractors_variant_of_an_irrelevance_set_is_refused():
+    with pytest.raises(DataError, match="no gold function"):
+        resolve_categories("irrelevance+distractors")
+    with pytest.raises(DataError, match="unknown BFCL category 'multiples'.*\\+distractors"):
+        resolve_categories("multiples+distractors")
+
+
+@needs_bfcl
 def test_bfcl_all_reads_every_python_category_with_limit():
     samples = load_samples("bfcl:all", limit=2).samples
     assert [s.category for s in samples] == [c for c in BFCL_AST_CATEGORIES for _ in range(2)]

@@ -722,3 +722,44 @@ def test_styles_asked_rank_by_weaknesses_per_query_over_the_whole_harvest(tmp_pa
     moves = _Page(report.html.read_text()).tables["tool-moves"]  # the tool surface's moves, counted alike
     assert sum(int(row[1]) for row in moves[1:]) == sum(n for n, _ in expected.values())
     assert {row[0] for row in moves[1:]} == {"unchanged", "masked_names"}
+
+
+def test_the_report_opens_with_the_weakest_specs_and_their_attacks(tmp_path):
+    """Before the round tables: each surface's specs ranked by weakness rate (by the low end of its
+    Wilson interval), with attacks in the weakest that worked and their answers after defence."""
+    from toolduel.report.findings import wilson
+
+    written = write_run(tmp_path / "run", rounds=1, pool_per_round=12, heldout_size=4)
+    records = written["harvest"][1]
+    for index, record in enumerate(records):  # chatty: every valid query a weakness; terse: none
+        record["style"] = "chatty" if index % 2 else "terse"
+        record["tool_move"] = "masked_names"
+        record["solvable"] = True
+        record["fc_success"] = (0.5 if index % 2 else 1.0) if record["valid"] else None
+    (tmp_path / "run/rounds/round_1/harvest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pool = [r | {"phrasing": "chatty", "tool_move": "masked_names"} for r in written["pool"]]
+    (tmp_path / "run/pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+
+    text = build_report(tmp_path / "run").html.read_text()
+    assert text.index('id="what-was-found"') < text.index('id="rounds"')
+    page = _Page(text)
+    rows = page.tables["findings"][1:]
+    styles = [row for row in rows if row[0] == "query style"]
+    assert [row[1] for row in styles] == ["chatty", "terse"] and rows[-1][:2] == ["tool move", "masked_names"]
+    asked = sum(1 for r in records if r["style"] == "chatty")
+    weak = sum(1 for r in records if r["style"] == "chatty" and r["valid"])
+    low, high = wilson(weak, asked)
+    assert styles[0][2:] == [str(asked), str(weak), f"{weak / asked:.1%} [{low:.1%}, {high:.1%}]"]
+    shown = page.tables["findings-query-style-chatty"]
+    worked = [r for r in pool if r["attack_success"]]
+    assert shown[0][-1] == "verdict after defence" and 1 <= len(shown) - 1 <= 2
+    assert {row[0] for row in shown[1:]} <= {r["query"] for r in worked}
+
+
+def test_an_evaluation_report_opens_with_its_weakest_categories(tmp_path):
+    write_eval_folder(tmp_path / "eval", size=40)
+    page = _Page(build_report(tmp_path / "eval").html.read_text())
+    rows = page.tables["findings"][1:]
+    assert rows and rows[0][:1] == ["eval"]
+    lows = [float(row[4].split("[")[1].split("%")[0]) for row in rows]
+    assert lows == sorted(lows, reverse=True)

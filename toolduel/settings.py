@@ -23,9 +23,11 @@ import os
 from dataclasses import dataclass
 
 from toolduel.config import ConfigError, check_env_name, check_http_url, option
+from toolduel.data import WORLD_TRAIN
 from toolduel.models.base import GenerationConfig
 from toolduel.referee.judge import check_judge_settings
 from toolduel.referee.rewards import REWARD_FORMS, QueryRewardSettings
+from toolduel.specs import STYLE_SPACES, surfaces_of
 
 
 class SettingsGroup:
@@ -48,6 +50,11 @@ class AttackSettings(SettingsGroup):
     PANEL = "Attack: GRPO on the query model"
 
     attack_steps: int = option(6, "GRPO steps (per round in the duel)")
+    attack_surface: str = option("query", "what an attack edits: query (the request), or query,tools (also the tool "
+                                          "list it is answered against: a move drawn like the styles; seeds: world:train)")
+    attack_styles: str = option("composed", "the style each attack and harvest prompt asks for: composed (a perturbation "
+                                            "kind or a combination of two or three), kinds (one kind), or none (no "
+                                            "style line: the query model picks)")
     attack_prompts_per_step: int = option(4, "seed samples per GRPO step")
     num_generations: int = option(4, "queries sampled per seed (the GRPO group)")
     attack_learning_rate: float = option(2e-5, "query model learning rate")
@@ -71,6 +78,15 @@ class AttackSettings(SettingsGroup):
     vllm_server_port: int = option(8000, "use_vllm in server mode: port of `trl vllm-serve` holding the query model")
 
     def check(self) -> None:
+        if self.attack_styles not in STYLE_SPACES:
+            raise ConfigError(f"attack_styles must be one of {', '.join(STYLE_SPACES)} (got {self.attack_styles!r})")
+        try:
+            surfaces = surfaces_of(self.attack_surface)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if "tools" in surfaces and getattr(self, "seeds", None) != WORLD_TRAIN:
+            raise ConfigError("attack_surface tools edits the tool lists of the embedded world's requests: it needs "
+                              f"seeds: {WORLD_TRAIN} (got {getattr(self, 'seeds', None)!r})")
         for name in ("attack_prompts_per_step", "max_query_tokens", "fc_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")

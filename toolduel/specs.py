@@ -115,6 +115,13 @@ def merge_counts(parts: Iterable[dict]) -> dict[str, list[int]]:
     return total
 
 
+def logged_counts(steps: Iterable[dict]) -> dict[str, dict[str, list[int]]]:
+    """Per dimension (seed meta key), the counts of an attack log's steps summed (an attack's
+    ``attack_log.jsonl`` lines, each holding ``styles`` and ``tool_moves``)."""
+    steps = list(steps)
+    return {key: merge_counts(step.get(field) for step in steps) for key, field in DIMENSIONS.items()}
+
+
 def thompson_draw(space: tuple[str, ...], counts: dict[str, list[int]], rng: random.Random) -> str:
     """A value of ``space`` by Thompson sampling: a weakness rate drawn for each from its Beta
     posterior, the highest taken. The prior is the space's mean weakness rate with the weight of

@@ -42,7 +42,8 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
     out: str | None = option(None, "output folder (default: runs/attack-<timestamp>)")
     seed: int = option(0, "seed of every random choice in the run")
     seeds: str = option("bfcl:simple_python", "seed samples the query model rewrites: bfcl:<categories>, "
-                                              "world:<sets>, or a JSONL file")
+                                              "world:<sets>, world:train (the world's training requests), or a "
+                                              "JSONL file")
     seeds_limit: int | None = option(None, "at most this many seed samples per category (a JSONL file: in all)")
     skip_bad: bool = option(False, "skip malformed JSONL seed records (they are counted) instead of stopping")
     bfcl_root: str | None = option(None, "folder of BFCL_v*_<category>.json files (default: the bfcl-eval package)")
@@ -80,7 +81,7 @@ class BlackBoxConfig(AttackSettings, JudgeSettings, TrainerSettings):
             raise ConfigError(f"attack_steps must be at least 1 (got {self.attack_steps})")
         check_world_budget(self.world_budget)
         try:
-            check_spec(self.seeds, "seeds")
+            check_spec(self.seeds, "seeds", allow_world_train=True)
         except DataError as err:
             raise ConfigError(str(err)) from None
         try:  # the endpoint client checks api_key_env (a NAME, never the key) and its own limits

@@ -1,7 +1,7 @@
 """The black-box attack's record of every query (``queries.jsonl``) and its request budget.
 
 Against an endpoint every answer costs, and a run may die at any moment. So each query,
-identified by its seed and its text (:func:`query_key`), is
+identified by its seed, its text and the move its tool list was edited by (:func:`query_key`), is
 
 - scored once: the rule check and the judge, then ``k`` answers from the FC model; its record
   is appended, and flushed to disk, as soon as its answers arrive;
@@ -14,7 +14,7 @@ identified by its seed and its text (:func:`query_key`), is
 So the file holds at most one ``scored`` record per key, after any ``failed`` ones; a reader
 takes the last record of each key (:func:`latest_records`). A record holds ``id``, ``key``,
 ``round`` (1), ``phase`` (attack or harvest), ``step`` (the GRPO step, in the attack),
-``seed_id``, ``query``, ``status`` (scored or failed), ``valid``, ``reasons`` (the validity
+``seed_id``, ``query``, ``style`` and ``tool_move`` (its spec, :mod:`toolduel.specs`), ``status`` (scored or failed), ``valid``, ``reasons`` (the validity
 gate's, as in a harvest record), ``error`` (why it failed), ``fc_model``, ``fc_outputs``,
 ``verdicts``, ``fc_errors`` (answers that failed; the others make ``fc_success``),
 ``fc_success``, ``attack_success`` (valid and some answer wrong), ``solvable`` (some answer
@@ -39,10 +39,14 @@ from typing import Any, Callable
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.referee.judge import NOT_ASKED
 from toolduel.referee.outcome import (
+    TOOL_MOVE_KEY,
     AttackOutcome,
     adversarial_sample,
     gate,
+    needs_unedited_answer,
     score_answers,
+    solve_unedited,
+    unedited,
 )
 from toolduel.referee.rewards import QueryReward, QueryRewardSettings
 from toolduel.referee.validity import Lexicon
@@ -52,8 +56,10 @@ from toolduel.schema import Sample
 BUDGET_SPENT = "not scored: the request budget is spent"
 
 
-def query_key(seed_id: str, query: str) -> str:
-    return hashlib.sha256(f"{seed_id}\0{query}".encode()).hexdigest()[:20]
+def query_key(seed_id: str, query: str, tool_move: str | None = None) -> str:
+    """A query's key: its seed and text, and the move its tool list was edited by (if any)."""
+    text = f"{seed_id}\0{query}" if tool_move is None else f"{seed_id}\0{query}\0{tool_move}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def latest_records(path: str | Path) -> dict[str, dict]:
@@ -71,7 +77,12 @@ def outcome_from_record(record: dict) -> AttackOutcome:
                          fc_outputs=list(record.get("fc_outputs") or []), verdicts=list(record.get("verdicts") or []),
                          fc_success=record.get("fc_success"), error=record.get("error"),
                          fc_errors=list(record.get("fc_errors") or []),
-                         reference_solved=record.get("reference_solved") is True)
+                         reference_solved=record.get("reference_solved") is True,
+                         style=_text_or_none(record.get("style")), tool_move=_text_or_none(record.get("tool_move")))
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class RequestBudget:
@@ -135,7 +146,7 @@ class QueryLedger:
               step: int | None = None) -> list[AttackOutcome]:
         """One outcome per query, in order: from the ledger when it holds the query scored, else
         scored now (each distinct new query once) and recorded."""
-        keys = [query_key(seed.id, query) for seed, query in zip(seeds, queries, strict=True)]
+        keys = [query_key(seed.id, query, seed.meta.get(TOOL_MOVE_KEY)) for seed, query in zip(seeds, queries, strict=True)]
         first: dict[str, int] = {}
         for index, key in enumerate(keys):
             if not self.is_scored(key):
@@ -165,20 +176,27 @@ class QueryLedger:
 
     def _answer(self, key: str, seed: Sample, outcome: AttackOutcome, phase: str, step: int | None) -> None:
         sample = adversarial_sample(seed, outcome.query)
-        attempts = 0
+        attempts, requests = 0, self.k
         try:
             generations = self.fc_model.generate([sample.messages] * self.k, [sample.tools] * self.k, self.generation)
             score_answers(outcome, sample, generations)
             attempts = sum(int(g.meta.get("attempts", 1)) for g in generations)
+            if needs_unedited_answer(seed, outcome) and self.budget.take_groups(1, self.k):
+                plain = adversarial_sample(unedited(seed), outcome.query)  # answerable on the seed's own tools?
+                answers = self.fc_model.generate([plain.messages] * self.k, [plain.tools] * self.k, self.generation)
+                solve_unedited(outcome, plain, answers)
+                requests += self.k
+                attempts += sum(int(g.meta.get("attempts", 1)) for g in answers)
         except Exception as error:  # one broken answer must not cost the batch the others
             outcome.error = f"{type(error).__name__}: {error}"
-        self._write(key, seed, outcome, phase, step, requests=self.k, attempts=attempts)
+        self._write(key, seed, outcome, phase, step, requests=requests, attempts=attempts)
 
     def _write(self, key: str, seed: Sample, outcome: AttackOutcome, phase: str, step: int | None,
                requests: int, attempts: int) -> None:
         record = {
             "id": f"{seed.id}-{key[:10]}", "key": key, "round": 1, "phase": phase, "step": step,
             "seed_id": seed.id, "query": outcome.query, "status": "failed" if outcome.failed else "scored",
+            "style": outcome.style, "tool_move": outcome.tool_move,
             "valid": outcome.valid, "reasons": outcome.reasons, "error": outcome.error,
             "fc_model": getattr(self.fc_model, "name", None), "fc_outputs": outcome.fc_outputs,
             "verdicts": outcome.verdicts, "fc_errors": outcome.fc_errors, "fc_success": outcome.fc_success,

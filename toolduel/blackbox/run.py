@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -50,17 +51,19 @@ from toolduel.blackbox.ledger import (
     outcome_from_record,
 )
 from toolduel.config import ConfigError, load_config, to_yaml
-from toolduel.data import seed_pool
+from toolduel.data import WORLD_TRAIN, seed_pool, seed_samples
 from toolduel.progress import console, progress_bar
-from toolduel.prompts import sample_queries
+from toolduel.prompts import STYLE_KEY, sample_queries
 from toolduel.referee.judge import NOT_ASKED, build_judge
-from toolduel.referee.outcome import pool_record, step_stats
+from toolduel.referee.outcome import TOOL_MOVE_KEY, pool_record, step_stats
 from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
+from toolduel.specs import assign_specs, logged_counts, spec_spaces, specified
 from toolduel.training.arguments import generation_dtype
 from toolduel.training.grpo import step_summary, train_query_model
 from toolduel.world.lexicon import world_lexicon
 
+WORLD_POOL = 1000  # world:train seeds: the pool the attack and the harvest draw from
 ATTACK_STATE = {"requests_sent": 0, "stopped": None}  # besides the phases done
 
 
@@ -97,7 +100,11 @@ def resume_attack(folder: str | Path, max_requests: int | None = None) -> RunFol
 
 
 def attack_seeds(config: BlackBoxConfig) -> list[Sample]:
-    """The seed samples with gold calls; malformed records skipped (``skip_bad``) are named."""
+    """The seed samples with gold calls; malformed records skipped (``skip_bad``) are named.
+    ``world:train`` is a fixed pool of the world's training requests (``seeds_limit`` of them,
+    else :data:`WORLD_POOL`), the same on every resume."""
+    if config.seeds == WORLD_TRAIN:
+        return seed_samples(WORLD_TRAIN, config.seeds_limit or WORLD_POOL, "pool", config.seed)
     seeds, skipped = seed_pool(config.seeds, limit=config.seeds_limit, skip_bad=config.skip_bad,
                                bfcl_root=config.bfcl_root)
     for line in skipped:
@@ -156,7 +163,9 @@ def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, qu
     """GRPO on the query model, every query scored through the ledger; a stop reason, or None
     when every step is done. A resumed attack continues the newest trainer checkpoint."""
     config = run.config
-    chosen = seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed)
+    chosen = assign_specs(seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed),
+                          spec_spaces(config.attack_styles, config.attack_surface),
+                          random.Random(f"attack:styles:{config.seed}"))
     checkpoint = last_checkpoint(run.dir / files.TRAINER)
     if checkpoint is not None:  # steps logged after the checkpoint are played again: drop their lines
         step = int(checkpoint.name.split("-")[-1])
@@ -180,11 +189,16 @@ def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, qu
 
 def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, progress: bool) -> str | None:
     """The trained query model rewrites ``harvest_seeds`` seeds, a batch at a time, each batch
-    scored through the ledger (a resumed harvest samples the same queries and pays nothing twice)."""
+    scored through the ledger (a resumed harvest samples the same queries and pays nothing twice).
+    Each seed's spec (style, tool move) is drawn by Thompson sampling over the weaknesses the
+    attack found per spec (:mod:`toolduel.specs`)."""
     from toolduel.models import load_model
 
     config = run.config
-    chosen = seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed)
+    chosen = assign_specs(seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed),
+                          spec_spaces(config.attack_styles, config.attack_surface),
+                          random.Random(f"harvest:styles:{config.seed}"),
+                          logged_counts(files.read_jsonl(run.dir / files.ATTACK_LOG)))
     if not chosen:
         run.mark("harvest")
         return None
@@ -234,7 +248,8 @@ def write_findings(run: RunFolder, seeds: list[Sample], on_log: Callable[[str], 
             unknown.add(record["seed_id"])
             continue
         where = f"step {record['step']}" if record.get("step") else files.QUERY_MODEL
-        adversarial.append(pool_record(record["id"], 1, by_id[record["seed_id"]], outcome, where,
+        seed = specified(by_id[record["seed_id"]], **{STYLE_KEY: outcome.style, TOOL_MOVE_KEY: outcome.tool_move})
+        adversarial.append(pool_record(record["id"], 1, seed, outcome, where,
                                        endpoint) | {"phase": record["phase"], "step": record.get("step")})
     if unknown:
         on_log(f"left out: queries of {len(unknown)} seed(s) no longer in {config.seeds}")

@@ -3,15 +3,23 @@
 Each category is two JSON-lines files: ``BFCL_v<N>_<category>.json`` (id, question, function)
 and ``possible_answer/BFCL_v<N>_<category>.json`` (id, ground_truth). The irrelevance
 categories have no possible answers: their gold is "no call".
+
+A category named with ``+distractors`` (``multiple+distractors``) is the same samples, each
+tool list grown by up to :data:`DISTRACTORS_PER_SAMPLE` functions of the category's other
+records, placed among its own (the tool-list attack surface's held-out set for BFCL). A
+distractor that might serve the request is left out: one sharing a name, a description, or a
+word of a gold function's name beyond the common verbs (``get``, ``find``, ``calculate``, ...).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import re
 from pathlib import Path
 
+from toolduel.referee.tool_list import check_tool_edit, described_purpose
 from toolduel.schema import GoldCall, Sample, SchemaError, Tool
 
 BFCL_AST_CATEGORIES = (
@@ -19,6 +27,10 @@ BFCL_AST_CATEGORIES = (
     "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
 )
 _ALIASES = {"simple": "simple_python", "python": "simple_python"}
+DISTRACTORS, DISTRACTORS_PER_SAMPLE = "+distractors", 3
+# Words of function names that say little about what a function serves.
+_COMMON_NAME_WORDS = frozenset({"get", "set", "find", "calculate", "calc", "compute", "search", "check", "create",
+                                "list", "info", "data", "details", "the", "and", "for", "new", "update", "fetch"})
 
 
 class DataError(ValueError):
@@ -45,10 +57,15 @@ def resolve_categories(names: str | list[str]) -> list[str]:
         if name == "all":
             resolved.extend(BFCL_AST_CATEGORIES)
             continue
-        name = _ALIASES.get(name, name)
-        if name not in BFCL_AST_CATEGORIES:
-            raise DataError(f"unknown BFCL category {name!r}; choose from: all, {', '.join(BFCL_AST_CATEGORIES)}")
-        resolved.append(name)
+        base, variant = (name[:-len(DISTRACTORS)], DISTRACTORS) if name.endswith(DISTRACTORS) else (name, "")
+        base = _ALIASES.get(base, base)
+        if base not in BFCL_AST_CATEGORIES:
+            raise DataError(f"unknown BFCL category {base!r}; choose from: all, {', '.join(BFCL_AST_CATEGORIES)} "
+                            f"(each with {DISTRACTORS} for more tools from its other records)")
+        if variant and "irrelevance" in base:
+            raise DataError(f"{name}: an irrelevance request has no gold function, so no distractor can be told "
+                            "from a tool that serves it")
+        resolved.append(base + variant)
     return list(dict.fromkeys(resolved))
 
 
@@ -90,6 +107,7 @@ def load_bfcl(categories: str | list[str] = "all", root: str | Path | None = Non
     folder = Path(root) if root else bfcl_data_dir()
     samples: list[Sample] = []
     for category in resolve_categories(categories):
+        category, _, variant = category.partition("+")
         question_file = _category_file(folder, category)
         if question_file is None:
             raise DataError(f"no BFCL file for category {category!r} in {folder}")
@@ -99,11 +117,47 @@ def load_bfcl(categories: str | list[str] = "all", root: str | Path | None = Non
             if not answer_file.exists():
                 raise DataError(f"{answer_file}: missing (possible answers of {category!r})")
             answers = {a.get("id"): a for a in _read_json_lines(answer_file)}
-        questions = _read_json_lines(question_file)[:limit]
-        for number, question in enumerate(questions, start=1):
+        questions = _read_json_lines(question_file)
+        read = []
+        for number, question in enumerate(questions[:limit], start=1):
             where = f"{question_file}:{number}"
             answer = answers.get(question.get("id")) if answers else None
             if answers and answer is None:
                 raise DataError(f"{where}: no possible answer with id {question.get('id')!r}")
-            samples.append(_to_sample(question, answer, category, where))
+            read.append(_to_sample(question, answer, category, where))
+        if variant:
+            pool = [_to_sample(q, None, category, f"{question_file}:{n}") for n, q in enumerate(questions, start=1)]
+            read = [with_distractors(sample, pool) for sample in read]
+        samples.extend(read)
     return samples
+
+
+def _name_words(name: str) -> set[str]:
+    words = re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
+    return {w for w in words if len(w) >= 3} - _COMMON_NAME_WORDS
+
+
+def with_distractors(sample: Sample, pool: list[Sample]) -> Sample:
+    """``sample`` with up to :data:`DISTRACTORS_PER_SAMPLE` tools of ``pool``'s other samples among
+    its own (the same draw for the same sample), none that might serve its request (see the
+    module docstring), the gold calls unchanged; its category gets ``+distractors``."""
+    rng = random.Random(f"distractors:{sample.id}")
+    gold_tools = [t for t in sample.tools if t.name in {g.name for g in sample.gold}]
+    taken_names = {t.name for t in sample.tools}
+    close_words = set().union(*(_name_words(t.name) for t in gold_tools))
+    close_purposes = {described_purpose(t) for t in gold_tools}
+    candidates = [t for other in pool if other.id != sample.id for t in other.tools]
+    rng.shuffle(candidates)
+    tools = list(sample.tools)
+    for tool in candidates:
+        if len(tools) - len(sample.tools) == DISTRACTORS_PER_SAMPLE:
+            break
+        if (tool.name in taken_names or _name_words(tool.name) & close_words
+                or described_purpose(tool) in close_purposes):
+            continue
+        taken_names.add(tool.name)
+        tools.insert(rng.randrange(len(tools) + 1), tool)
+    if check_tool_edit(sample.tools, sample.gold, tools, sample.gold):  # never: the rules above keep the oracle
+        raise DataError(f"{sample.id}: distractors broke its gold calls")
+    return Sample(id=sample.id, tools=tools, messages=sample.messages, gold=sample.gold,
+                  category=sample.category + DISTRACTORS, meta={**sample.meta, "tool_move": "distractors"})

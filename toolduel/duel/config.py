@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from toolduel.config import ConfigError, check_env_name, check_http_url, option
 from toolduel.data import WORLD_TRAIN, DataError, check_spec
 from toolduel.settings import AttackSettings, JudgeSettings, TrainerSettings, check_port
-from toolduel.specs import HARVEST_STYLES, STYLE_SPACES, surfaces_of
+from toolduel.specs import HARVEST_STYLES
 from toolduel.training.warm_start import check_world_budget
 
 
@@ -30,11 +30,6 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     extra_eval_limit: int | None = option(50, "samples per category of extra_eval")
     allow_overlap: bool = option(False, "start even where the seeds (and so the pool and the replay) share samples "
                                         "with heldout or extra_eval: an evaluation of what the FC model trained on")
-    attack_surface: str = option("query", "what an attack edits: query (the request), or query,tools (also the tool "
-                                          "list it is answered against: a move drawn like the styles; world seeds)")
-    attack_styles: str = option("composed", "the style each attack and harvest prompt asks for: composed (a perturbation "
-                                            "kind or a combination of two or three), kinds (one kind), or none (no "
-                                            "style line: the query model picks)")
     # --- harvest --------------------------------------------------------------------------------
     harvest_styles: str = option("targeted", "targeted: each harvested seed's style drawn by Thompson sampling over the "
                                              "weaknesses the round's attack found per style; uniform: evenly")
@@ -90,15 +85,6 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                      "validation_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.attack_styles not in STYLE_SPACES:
-            raise ConfigError(f"attack_styles must be one of {', '.join(STYLE_SPACES)} (got {self.attack_styles!r})")
-        try:
-            surfaces = surfaces_of(self.attack_surface)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if "tools" in surfaces and self.seeds != WORLD_TRAIN:
-            raise ConfigError("attack_surface tools edits the tool lists of the embedded world's requests: it needs "
-                              f"seeds: {WORLD_TRAIN} (got {self.seeds!r})")
         if self.harvest_styles not in HARVEST_STYLES:
             raise ConfigError(f"harvest_styles must be one of {', '.join(HARVEST_STYLES)} (got {self.harvest_styles!r})")
         if self.harvest_keep not in ("successful", "valid"):

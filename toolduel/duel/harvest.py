@@ -28,7 +28,7 @@ from toolduel.referee.outcome import (
 )
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
-from toolduel.specs import DIMENSIONS, assign_specs, count_outcomes, merge_counts, spec_spaces
+from toolduel.specs import DIMENSIONS, assign_specs, count_outcomes, logged_counts, merge_counts, spec_spaces
 from toolduel.world.lexicon import world_lexicon
 
 
@@ -55,8 +55,7 @@ def attack_spec_counts(round_folder: Path) -> dict[str, dict[str, list[int]]] | 
     log = round_folder / files.ATTACK_LOG
     if not log.exists():
         return None
-    steps = files.read_jsonl(log)
-    return {key: merge_counts(step.get(field) for step in steps) for key, field in DIMENSIONS.items()}
+    return logged_counts(files.read_jsonl(log))
 
 
 def harvest_seeds(config: GameConfig, round_index: int) -> list[Sample]:

@@ -11,7 +11,9 @@ adversarial pool record (layout: :mod:`toolduel.run_files`).
 
 A valid query that the FC model fails is a *weakness* only if it is answerable (the
 solvability floor): the FC model is right on some of its ``k`` answers (``0 < p_F``), or a
-reference solver (the judge in ``solve`` mode) answered it. A query nobody answers may be
+reference solver (the judge in ``solve`` mode) answered it, or, for a query answered against an
+edited tool list (the tool surface), the FC model answers it right against the seed's own list
+(:func:`needs_unedited_answer`). A query nobody answers may be
 impossible in a way the gate cannot see, and paying for it teaches the query model to write
 impossible queries.
 """
@@ -25,6 +27,7 @@ from typing import Any
 from toolduel.checker import check_sample
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
+from toolduel.referee.tool_list import check_answer_tools
 from toolduel.referee.validity import Lexicon, check_query
 from toolduel.prompts import STYLE_KEY
 from toolduel.schema import GoldCall, Sample, Tool
@@ -50,7 +53,7 @@ class AttackOutcome:
     fc_success: float | None = None
     error: str | None = None
     fc_errors: list[str] = field(default_factory=list)  # answers that never came (left out of p_F)
-    reference_solved: bool = False  # a solving judge answered the query right
+    reference_solved: bool = False  # a reference answered it right: a solving judge, or the FC model on the seed's own tools
     style: str | None = None  # the style the query was asked in (toolduel.specs)
     tool_move: str | None = None  # the move the tool list was edited by before the FC model answered
 
@@ -94,11 +97,16 @@ def adversarial_sample(seed: Sample, query: str) -> Sample:
 
 def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None,
          judge: Any = None) -> list[AttackOutcome]:
-    """Validity of each query: the rule check (with ``lexicon``, see :class:`Lexicon`), then, for
-    those that pass, the judge (if any). A judge that could not be asked leaves the query failed."""
+    """Validity of each query: the rule check (with ``lexicon``, see :class:`Lexicon`) and, for a
+    seed whose tool list was edited, the edit's check (:func:`~toolduel.referee.tool_list.check_answer_tools`),
+    then, for those that pass, the judge (if any). A judge that could not be asked leaves the query failed."""
     outcomes = []
     for seed, query in zip(seeds, queries, strict=True):
         validity = check_query(query, seed, lexicon)
+        if ANSWER_TOOLS_KEY in seed.meta:
+            validity.reasons += check_answer_tools(seed.tools, seed.gold, seed.meta[ANSWER_TOOLS_KEY],
+                                                   seed.meta.get(ANSWER_GOLD_KEY), (lexicon or Lexicon()).purpose)
+            validity.valid = validity.valid and not validity.reasons
         outcomes.append(AttackOutcome(query=query, valid=validity.valid, reasons=validity.reasons,
                                       style=seed.meta.get(STYLE_KEY), tool_move=seed.meta.get(TOOL_MOVE_KEY)))
     passed = [i for i, o in enumerate(outcomes) if o.valid]
@@ -150,7 +158,36 @@ def score_queries(fc_model: ChatModel, seeds: list[Sample], queries: list[str], 
     generations = fc_model.generate([s.messages for s in repeated], [s.tools for s in repeated], generation)
     for position, index in enumerate(valid_indices):
         score_answers(outcomes[index], attacked[position], generations[position * k:(position + 1) * k])
+    unsolved = [i for i in valid_indices if needs_unedited_answer(seeds[i], outcomes[i])]
+    if unsolved:  # an edited tool list that no answer got right: is the query answerable on the seed's own?
+        plain = [adversarial_sample(unedited(seeds[i]), outcomes[i].query) for i in unsolved for _ in range(k)]
+        answers = fc_model.generate([s.messages for s in plain], [s.tools for s in plain], generation)
+        for position, index in enumerate(unsolved):
+            solve_unedited(outcomes[index], plain[position * k], answers[position * k:(position + 1) * k])
     return outcomes
+
+
+def needs_unedited_answer(seed: Sample, outcome: AttackOutcome) -> bool:
+    """Whether ``outcome`` is a valid query answered against an edited tool list that no answer got
+    right: the FC model then answers it against the seed's own list, and a right answer there shows
+    the query answerable (the edit was checked to keep the gold calls the one right answer, so the
+    failure is the edit's doing: a weakness of the tool surface)."""
+    return ANSWER_TOOLS_KEY in seed.meta and outcome.valid and outcome.fc_success == 0.0 \
+        and not outcome.reference_solved
+
+
+def unedited(seed: Sample) -> Sample:
+    """``seed`` without the edited tool list its meta names."""
+    meta = {key: value for key, value in seed.meta.items() if key not in (ANSWER_TOOLS_KEY, ANSWER_GOLD_KEY)}
+    return Sample(id=seed.id, tools=seed.tools, messages=seed.messages, gold=seed.gold, category=seed.category,
+                  meta=meta)
+
+
+def solve_unedited(outcome: AttackOutcome, sample: Sample, generations: list) -> None:
+    """Mark ``outcome`` answerable (``reference_solved``) when an answer to ``sample`` (the query
+    against the seed's own tools) is right."""
+    outcome.reference_solved = any(
+        check_sample(sample, parse_calls(g.text, tool_calls=g.tool_calls)).valid for g in generations if g.error is None)
 
 
 def step_stats(outcomes: list[AttackOutcome], floor: bool = True) -> dict:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolduel.referee.roles import RoleCues, named_pairs, role_swaps
+from toolduel.referee.tool_list import described_purpose
 from toolduel.schema import OPTIONAL, Sample, Tool
 
 MIN_CHARS = 4
@@ -148,8 +149,10 @@ class Lexicon:
     (``surface_forms(value)``: "a dozen" for 12, "kilometers" for km), the words that name
     a function's intent (``intent_words(name)``, None: not checked), the parameters of a tool
     that could swap and the words that say each one's role (``role_cues(tool)``; the default
-    knows pairs named as one, such as ``from_unit`` / ``to_unit``), and which query texts an
-    evaluation holds out (``held_out(query, seed)``). The default knows no forms, no intent
+    knows pairs named as one, such as ``from_unit`` / ``to_unit``), which query texts an
+    evaluation holds out (``held_out(query, seed)``), and what a tool is for (``purpose(tool)``,
+    read by :mod:`toolduel.referee.tool_list`: two tools with one purpose can serve one request;
+    the default reads its description). The default knows no forms, no intent
     words and no held-out text, so a value must be written as it is and intent goes unchecked;
     the programs pass the embedded world's (:func:`toolduel.world.lexicon.world_lexicon`)."""
 
@@ -157,6 +160,8 @@ class Lexicon:
     intent_words: Callable[[str], Collection[str] | None] = no_intent_words
     role_cues: Callable[[Tool], Mapping[str, RoleCues]] = named_pairs
     held_out: Callable[[str, Sample], bool] = nothing_held_out
+    purpose: Callable[[Tool], str] = described_purpose
+    purpose: Callable[[Tool], str] = described_purpose
 
     def with_forms(self, extra: Mapping[str, Sequence[str]]) -> "Lexicon":
         """This lexicon, with more forms for some values (keyed by ``str(value)``)."""

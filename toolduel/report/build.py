@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from toolduel.report import Report, ReportError, measure
+from toolduel.report import Report, ReportError, findings, measure
 from toolduel.report import figures as draw
 from toolduel.report import page as html
 from toolduel.report.load import RunData, load_folder
@@ -224,6 +224,40 @@ def _examples_section(b: _Builder) -> list[str]:
     return parts
 
 
+FINDING_COLUMNS = {  # header -> (example key, CSS class, width in percent); None: green when correct
+    "query": ("query", "", 24), "gold": ("gold", "code", 18), "FC output (attacked)": ("before", "code", 18),
+    "verdict": ("verdict_before", "bad", 14), "FC output after defence": ("after", "code", 14),
+    "verdict after defence": ("verdict_after", None, 12)}
+
+
+def _findings_section(b: _Builder) -> list[str]:
+    """The weakest specs (or, for an evaluation, categories) with intervals and example attacks."""
+    found = findings.weakest_specs(b.data) if b.data.kind == "run" else findings.weakest_categories(b.data)
+    if not found:
+        return []
+    rows = [[row["surface"], row["spec"], html.Cell(row["n"], "num"), html.Cell(row["failed"], "num"),
+             html.Cell(f"{html.percent(row['rate'])} [{html.percent(row['low'])}, {html.percent(row['high'])}]",
+                       "num")] for row in found]
+    rate = "weakness rate [95%]" if b.data.kind == "run" else "error rate [95%]"
+    parts = [html.table("findings", ["surface", "spec", "queries" if b.data.kind == "run" else "answers",
+                                     "weaknesses" if b.data.kind == "run" else "wrong", rate], rows),
+             html.paragraph(f"The {findings.SHOWN} weakest specs of each surface: the share of queries asked in them "
+                            "that were weaknesses (valid, answerable, failed on some answer), with Wilson's 95% "
+                            "interval, ranked by its low end. Below, attacks in each that worked." if b.data.kind == "run" else
+                            f"The {findings.SHOWN} weakest categories of each set: error rate with Wilson's 95% "
+                            "interval, ranked by its low end; below, wrong answers in each.")]
+    after = b.data.kind == "run" and bool(b.data.after_defence)
+    columns = {(k if b.data.kind == "run" else k.replace(" (attacked)", "")): v for k, v in FINDING_COLUMNS.items()
+               if after or "after" not in k}
+    for row in found:
+        if row["examples"]:
+            parts.append(html.heading(f"{row['surface']}: {row['spec']}"))
+            parts.append(html.table(f"findings-{row['surface']}-{row['spec']}".replace(" ", "-"), list(columns),
+                                    [_example_row(example, columns) for example in row["examples"]],
+                                    css="examples", widths=[width for _, _, width in columns.values()]))
+    return parts
+
+
 def _eval_summary_section(b: _Builder) -> list[str]:
     rows = []
     for evaluation in b.data.evals.get(0, {}).values():
@@ -264,6 +298,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     data = load_folder(run_dir)
     builder = _Builder(data, out)
+    builder.add("What was found", lambda: _findings_section(builder))
     if data.kind == "eval":
         builder.add("Accuracy", lambda: _eval_summary_section(builder) + _accuracy_section(builder))
     else:

@@ -292,7 +292,7 @@ def pool_examples(data: RunData, per_kind: int = 3) -> dict[str, list[dict]]:
     examples = {}
     for kind in kinds_present({0: {k: len(v) for k, v in by_kind.items()}}):
         records = sorted(by_kind[kind], key=lambda r: (str(r["id"]) not in data.after_defence, str(r["id"])))
-        examples[kind] = [_pool_example(record, data.after_defence.get(str(record["id"])))
+        examples[kind] = [pool_example(record, data.after_defence.get(str(record["id"])))
                           for record in _spread_over_rounds(records, per_kind)]
     return examples
 
@@ -310,7 +310,7 @@ def _spread_over_rounds(records: list[dict], count: int) -> list[dict]:
     return chosen
 
 
-def _pool_example(record: dict, after: dict | None) -> dict:
+def pool_example(record: dict, after: dict | None) -> dict:
     outputs = record.get("fc_outputs") if isinstance(record.get("fc_outputs"), list) else []
     verdicts = record.get("verdicts") if isinstance(record.get("verdicts"), list) else []
     failing = next((i for i, v in enumerate(verdicts) if isinstance(v, dict) and not v.get("valid")), 0)
@@ -325,7 +325,7 @@ def _pool_example(record: dict, after: dict | None) -> dict:
     }
 
 
-def _last_user_message(prompt) -> str:
+def last_user_message(prompt) -> str:
     for message in reversed(prompt if isinstance(prompt, list) else []):
         if isinstance(message, dict) and message.get("role") == "user":
             return str(message.get("content", ""))
@@ -345,7 +345,7 @@ def result_examples(data: RunData, per_kind: int = 3) -> dict[str, list[dict]]:
     for kind in kinds_present({0: {k: len(v) for k, v in by_kind.items()}}):
         examples[kind] = [{
             "round": r["round"], "where": f"{r['set']} / {r.get('category')}",
-            "query": _last_user_message(r.get("prompt")), "gold": format_gold(r.get("gold")),
+            "query": last_user_message(r.get("prompt")), "gold": format_gold(r.get("gold")),
             "before": str(r.get("raw_output", "-")), "verdict_before": format_verdict(r.get("verdict")),
         } for r in by_kind[kind][:per_kind]]
     return examples

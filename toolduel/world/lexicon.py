@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Mapping
 
 from toolduel.referee.roles import RoleCues, named_pairs
+from toolduel.referee.tool_list import described_purpose
 from toolduel.referee.validity import Lexicon
 from toolduel.schema import Sample, Tool
 from toolduel.world.catalog import INT_RANGES, NUMBER_RANGES, Function, Param
@@ -79,6 +80,26 @@ def role_cues(tool: Tool) -> Mapping[str, RoleCues]:
     return _groups(function)
 
 
+@lru_cache(maxsize=1)
+def _purposes_by_text() -> dict[str, str]:
+    """Each text that says one world function's purpose (its description, an intent, a
+    paraphrase intent; normalised as :func:`described_purpose` does) -> that function."""
+    seen: dict[str, set[str]] = {}
+    for function in all_functions():
+        for text in (function.description, *function.intents, *function.alt_intents):
+            seen.setdefault(described_purpose(Tool(name=function.name, description=text)), set()).add(function.name)
+    return {text: names.pop() for text, names in seen.items() if len(names) == 1}
+
+
+def world_purpose(tool: Tool) -> str:
+    """The world function a tool is, by its name or, renamed, by its description (reworded to one
+    of the function's intents included); another tool's described purpose."""
+    if tool.name in functions_by_name():
+        return tool.name
+    text = described_purpose(tool)
+    return _purposes_by_text().get(text, text)
+
+
 def world_held_out(query: str, seed: Sample) -> bool:
     """A rewrite of a world seed whose text falls in the world's held-out split."""
     return seed.meta.get("source") == "world" and split_of(query) == "heldout"
@@ -86,7 +107,7 @@ def world_held_out(query: str, seed: Sample) -> bool:
 
 def world_lexicon() -> Lexicon:
     return Lexicon(surface_forms=surface_forms, intent_words=intent_words, role_cues=role_cues,
-                   held_out=world_held_out)
+                   held_out=world_held_out, purpose=world_purpose)
 
 
 def swappable_functions() -> dict[str, list[str]]:
