@@ -4,7 +4,9 @@ lost one of them beyond its noise is not kept."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -89,7 +91,7 @@ def test_the_guard_keeps_the_starting_model_when_a_kind_fell(tmp_path, monkeypat
 
     for name in ("start", "rounds/round_1/fc_model"):
         (tmp_path / name).mkdir(parents=True)
-    run = RunFolder(tmp_path, GameConfig(world_budget="test", validation_size=6))
+    run = RunFolder(tmp_path, GameConfig(world_budget="test", validation_size=6, defence_retries=0))
     run.mark("1:defend", fc_path=tmp_path / "rounds/round_1/fc_model", fc_path_before_defence=tmp_path / "start")
     scores = {"start": {"one_call": (1.0, 8), "no_call": (1.0, 8)},
               "fc_model": {"one_call": (1.0, 8), "no_call": (0.0, 8)}}
@@ -104,6 +106,47 @@ def test_the_guard_keeps_the_starting_model_when_a_kind_fell(tmp_path, monkeypat
     guard.phase_guard(run, 2, progress=False)
     assert run.state["fc_path"] == "rounds/round_1/fc_model"
     assert json.loads((tmp_path / "rounds/round_2/guard.json").read_text())["kept"] == "defended"
+
+
+def test_a_rejected_defence_is_sent_back_with_more_replay_and_fewer_passes(tmp_path, monkeypatch):
+    """The guard rejects the defence: it is trained again from the round's starting model, with
+    3x the replay and half the passes, in retry_1/; the guard then keeps the retry, or, when it
+    fell too, the starting model. A run resumed after the retry plays nothing again."""
+    from toolduel.duel import defend as defence
+    from toolduel.duel import loop
+    from toolduel.run_files import RunFolder
+
+    (tmp_path / "start").mkdir()
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps({"sample": s.to_dict()}) + "\n"
+                                                 for s in generate_samples(4, seed=3, kinds=("one_call",))))
+    trained = []
+
+    def fake_defend(config, fc_path, samples, out_dir, save_to, on_step=None):
+        trained.append((Path(fc_path).name, len(samples), config.defend_epochs, save_to.relative_to(tmp_path)))
+        save_to.mkdir(parents=True)
+
+    monkeypatch.setattr(defence, "defend", fake_defend)
+    for retry_falls, kept, final in ((False, "defended", "rounds/round_1/retry_1/fc_model"), (True, "previous", "start")):
+        trained.clear()
+        shutil.rmtree(tmp_path / "rounds", ignore_errors=True)
+        (tmp_path / "state.json").unlink(missing_ok=True)
+        run = RunFolder(tmp_path, GameConfig(world_budget="test", validation_size=6, replay_ratio=1.0))
+        run.mark("0:players", fc_path=tmp_path / "start")
+        lost = {"round_1": True, "retry_1": retry_falls}  # which defended model lost its no-call requests
+
+        def fake_validate(config, path, *args):
+            return {"one_call": (1.0, 8), "no_call": (0.0 if lost.get(path.parent.name) else 1.0, 8)}
+
+        monkeypatch.setattr(guard, "_validate", fake_validate)
+        loop.defend_and_guard(run, 1, progress=False)
+        assert [t[0] for t in trained] == ["start", "start"]  # both attempts from the starting model
+        assert trained[1][1] == 4 + 3 * (trained[0][1] - 4) and trained[1][2] == trained[0][2] / 2
+        assert trained[1][3] == Path("rounds/round_1/retry_1/fc_model")
+        verdict = json.loads((tmp_path / "rounds/round_1/guard.json").read_text())
+        assert verdict["kept"] == kept and [a["kept"] for a in verdict["attempts"]] == ["retry", kept]
+        assert run.state["fc_path"] == final and run.done("1:guard-retry1")
+        loop.defend_and_guard(RunFolder(tmp_path, run.config), 1, progress=False)  # resumed: all done
+        assert len(trained) == 2
 
 
 def test_the_guard_answers_the_validation_set_with_both_models(tmp_path, monkeypatch):

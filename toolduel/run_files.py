@@ -11,6 +11,9 @@ Every file name of a run folder is written here only. A duel (``toolduel run``):
       rounds/round_<t>/
         query_model/                  the query model after this round's attack (with query_lora: a PEFT adapter)
         fc_model/                     the FC model after this round's defence (with fc_lora: a PEFT adapter)
+        guard.json                    the defence guard's verdict, and each attempt's
+        retry_<n>/fc_model/           the FC model of the defence's n-th retry after the guard rejected a
+                                      defence (with its validation/ answers and trainer/ files)
         attack_log.jsonl              per attack step: queries, attack success, validity, seconds, and per
                                       style and tool move asked [queries, weaknesses]
         harvest.jsonl                 every harvested query, valid or not, with rejection reasons
@@ -103,6 +106,13 @@ SUMMARY = "summary.json"
 
 def round_dir(run_dir: str | Path, round_index: int) -> Path:
     return Path(run_dir) / ROUNDS / f"round_{round_index}"
+
+
+def defence_dir(run_dir: str | Path, round_index: int, attempt: int = 0) -> Path:
+    """Where a round's defence writes its FC model: the round's folder, or for the guard's n-th
+    retry ``retry_<n>/`` in it."""
+    folder = round_dir(run_dir, round_index)
+    return folder if attempt == 0 else folder / f"retry_{attempt}"
 
 
 def round_of(path: Path) -> int | None:

@@ -54,6 +54,9 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     validation_size: int = option(64, "defence_gate: validation requests from the seeds' training split, the same "
                                       "number of each kind (world seeds: and of perturbed one-call requests)")
     gate_z: float = option(2.0, "defence_gate: how many standard errors of the difference a fall must exceed")
+    defence_retries: int = option(1, "defence_gate: where the guard rejects a defence, defend again from the round's "
+                                     "starting FC model with 3x the replay and half the passes, up to this many "
+                                     "times, before keeping the starting model (0: keep it at once)")
     partial_credit: bool = option(True, "grpo defence: shaped FC reward (right function, right arguments)")
     fc_lora: bool = option(False, "train the FC model as a LoRA adapter (PEFT); final_fc_model is still merged")
     defend_max_length: int = option(512, "sft defence: longest training sequence in tokens (tools included)")
@@ -100,6 +103,8 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                 raise ConfigError(f"{name} must be 0 or more, or left out (got {getattr(self, name)})")
         if self.replay_ratio < 0:
             raise ConfigError(f"replay_ratio must be 0 or more (got {self.replay_ratio})")
+        if self.defence_retries < 0:
+            raise ConfigError(f"defence_retries must be 0 or more (got {self.defence_retries})")
         if not self.gate_z > 0:
             raise ConfigError(f"gate_z must be a positive number of standard errors (got {self.gate_z})")
         for name in ("defend_learning_rate", "defend_epochs"):

@@ -5,6 +5,7 @@ two-call) that the pool happens to lack (:func:`toolduel.duel.guard.balanced_rep
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import time
@@ -14,7 +15,7 @@ from typing import Any, Callable
 from toolduel import run_files as files
 from toolduel.data import replay_samples
 from toolduel.duel.config import GameConfig
-from toolduel.duel.guard import balanced_replay
+from toolduel.duel.guard import RETRY_EPOCHS, RETRY_REPLAY, balanced_replay
 from toolduel.progress import console, progress_bar
 from toolduel.prompts import fc_example
 from toolduel.run_files import RunFolder
@@ -94,11 +95,17 @@ def defend(config: GameConfig, fc_path: str | Path, samples: list[Sample], out_d
     return train(config, fc_path, samples, out_dir, save_to, on_step=on_step)
 
 
-def phase_defend(run: RunFolder, round_index: int, progress: bool) -> None:
-    config, out_dir = run.config, files.round_dir(run.dir, round_index)
+def phase_defend(run: RunFolder, round_index: int, progress: bool, attempt: int = 0) -> None:
+    """Train the FC model on the pool and replay. The guard's ``attempt``-th retry of a rejected
+    defence starts from the same FC model with :data:`RETRY_REPLAY` times the replay and
+    :data:`RETRY_EPOCHS` times the passes, each time again, and writes to ``retry_<attempt>/``."""
+    config, out_dir = run.config, files.defence_dir(run.dir, round_index, attempt)
     pool = files.read_jsonl(run.dir / files.POOL)
     replay_count = config.replay_examples if config.replay_examples is not None \
         else round(config.replay_ratio * len(pool))
+    replay_count *= RETRY_REPLAY ** attempt
+    if attempt:
+        config = dataclasses.replace(config, defend_epochs=config.defend_epochs * RETRY_EPOCHS ** attempt)
     replay = balanced_replay(config, pool, replay_count, round_index) if config.replay_balance \
         else replay_samples(config.seeds, replay_count, f"replay-{round_index}", config.seed)
     samples = defence_samples(pool, replay, seed=config.seed + round_index)
@@ -114,5 +121,6 @@ def phase_defend(run: RunFolder, round_index: int, progress: bool) -> None:
     with progress_bar("defend", total=None, enabled=progress) as update:
         defend(config, run.path("fc_path"), samples, out_dir, save_to=out_dir / files.FC_MODEL,
                on_step=lambda step, total: update(completed=step, total=total))
-    console.print(f"defend: {len(pool)} pool + {len(replay)} replayed examples, {time.time() - started:.0f}s")
+    retry = f" (retry {attempt}: {config.defend_epochs:g} passes)" if attempt else ""
+    console.print(f"defend: {len(pool)} pool + {len(replay)} replayed examples{retry}, {time.time() - started:.0f}s")
     run.mark(f"{round_index}:defend", fc_path=out_dir / files.FC_MODEL, fc_path_before_defence=before)

@@ -133,3 +133,6 @@ def print_round(metrics: dict) -> None:
     if guard and guard.get("kept") == "previous":
         console.print(f"round {metrics['round']} kept the FC model it started with (the defence lost "
                       f"{', '.join(guard['fell'])} on the validation set): the accuracy above is that model's")
+    elif guard and guard.get("attempt"):
+        console.print(f"round {metrics['round']} kept the defence of retry {guard['attempt']} (more replay, fewer "
+                      "passes): the one before lost a kind of request on the validation set")

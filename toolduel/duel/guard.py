@@ -12,8 +12,10 @@ accuracy from 0.69 to 0.15). Two guards:
   set drawn from the seeds' training split (the same number of requests of each kind, and for
   the world's seeds as many one-call requests in its perturbation kinds, the make-up of the
   held-out ``hard`` set: :func:`validation_group`); where a group's accuracy falls by more than
-  its noise (``gate_z`` standard errors of the difference) the round keeps the FC model it
-  started with, and says so.
+  its noise (``gate_z`` standard errors of the difference) the defence is sent back: trained
+  again from the round's starting FC model with :data:`RETRY_REPLAY` times the replay and
+  :data:`RETRY_EPOCHS` times the passes (``defence_retries`` times at most), and guarded again;
+  when no attempt passes, the round keeps the FC model it started with. The run says which.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from toolduel.schema import Sample
 REQUEST_KINDS = ("one_call", "several_calls", "no_call")
 PERTURBED = "perturbed"  # world seeds: one-call requests in a perturbation kind
 VALIDATION = "validation"
+RETRY_REPLAY, RETRY_EPOCHS = 3, 0.5  # a retried defence: 3x the replay, half the passes (each retry again)
 
 
 def request_kind(sample: Sample) -> str:
@@ -192,9 +195,16 @@ def _validate(config: GameConfig, model_path: Path, samples: list[Sample], progr
     return accuracy_by_kind(read_results(out_dir / files.RESULTS), samples)
 
 
-def phase_guard(run: RunFolder, round_index: int, progress: bool) -> None:
-    """Keep the defended FC model, or the round's starting one where the defence lost a kind of
-    request beyond its noise; the verdict goes to ``rounds/round_N/guard.json``."""
+def guard_verdict(run: RunFolder, round_index: int) -> str | None:
+    """What the round's last guard decided: ``defended``, ``retry`` or ``previous`` (None: no guard yet)."""
+    path = files.round_dir(run.dir, round_index) / files.GUARD
+    return files.read_json_object(path).get("kept") if path.exists() else None
+
+
+def phase_guard(run: RunFolder, round_index: int, progress: bool, attempt: int = 0) -> None:
+    """Keep the defended FC model; or, where the defence lost a kind of request beyond its noise,
+    send it back for a retry (``attempt < defence_retries``) or keep the round's starting FC model.
+    The verdict, with every attempt's, goes to ``rounds/round_N/guard.json``."""
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
     before_path = run.path("fc_path_before_defence")
     after_path = run.path("fc_path")
@@ -207,16 +217,22 @@ def phase_guard(run: RunFolder, round_index: int, progress: bool) -> None:
     before = _validate(config, before_path, samples, progress, "FC model before")
     after = _validate(config, after_path, samples, progress, "defended FC model")
     fell = losses(before, after, config.gate_z)
-    verdict = {"kept": "previous" if fell else "defended", "fell": fell,
+    retry = bool(fell) and attempt < config.defence_retries
+    earlier = files.read_json_object(out_dir / files.GUARD).get("attempts", []) if attempt else []
+    verdict = {"kept": "retry" if retry else "previous" if fell else "defended", "fell": fell,
                "before": {k: v[0] for k, v in before.items()}, "after": {k: v[0] for k, v in after.items()},
-               "n": {k: v[1] for k, v in before.items()}}
+               "n": {k: v[1] for k, v in before.items()}, "attempt": attempt}
+    verdict["attempts"] = [*earlier, {k: verdict[k] for k in ("kept", "fell", "after")}]
     files.write_json_atomic(out_dir / files.GUARD, verdict)
+    phase = f"{round_index}:guard" + (f"-retry{attempt}" if attempt else "")
     if fell:
         lost = ", ".join(f"{kind} {a:.2f} -> {b:.2f}" for kind, (a, b) in fell.items())
-        console.print(f"guard: the defence lost {lost} on the validation set (beyond {config.gate_z:g} standard "
-                      f"errors); round {round_index} keeps the FC model it started with")
-        run.mark(f"{round_index}:guard", fc_path=before_path)
+        then = (f"defending again from the FC model it started with, with {RETRY_REPLAY}x the replay and "
+                f"{RETRY_EPOCHS:g}x the passes" if retry else f"round {round_index} keeps the FC model it started with")
+        console.print(f"guard: the defence{f' (retry {attempt})' if attempt else ''} lost {lost} on the validation "
+                      f"set (beyond {config.gate_z:g} standard errors); {then}")
+        run.mark(phase, fc_path=before_path)
     else:
-        console.print("guard: no kind of request (nor the perturbed ones) fell beyond its noise on the validation "
-                      "set; the defended FC model is kept")
-        run.mark(f"{round_index}:guard")
+        console.print(f"guard: no kind of request (nor the perturbed ones) fell beyond its noise on the validation "
+                      f"set; the defended FC model{f' (retry {attempt})' if attempt else ''} is kept")
+        run.mark(phase)

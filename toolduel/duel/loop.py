@@ -28,7 +28,7 @@ from toolduel.duel.attack import phase_attack
 from toolduel.duel.config import GameConfig
 from toolduel.duel.defend import phase_defend
 from toolduel.duel.evaluate import phase_evaluate, print_round, rebuild_metrics
-from toolduel.duel.guard import phase_guard
+from toolduel.duel.guard import guard_verdict, phase_guard
 from toolduel.duel.harvest import phase_harvest, rebuild_pool
 from toolduel.duel.players import require_generation_backend, start_players
 from toolduel.progress import console
@@ -107,6 +107,20 @@ def run_phase(run: RunFolder, phase: str, body: Callable[[], None], everyone: bo
         run.wait_for(phase)
 
 
+def defend_and_guard(run: RunFolder, round_index: int, progress: bool) -> None:
+    """The defence, then the guard; a defence the guard sends back is played again (``-retry<n>``
+    phases), up to ``defence_retries`` times."""
+    for attempt in range(run.config.defence_retries + 1 if run.config.defence_gate else 1):
+        retry = f"-retry{attempt}" if attempt else ""
+        run_phase(run, f"{round_index}:defend{retry}", lambda: phase_defend(run, round_index, progress, attempt),
+                  everyone=True)
+        if not run.config.defence_gate or run.done(f"{round_index}:evaluate"):  # runs from before the guard
+            return
+        run_phase(run, f"{round_index}:guard{retry}", lambda: phase_guard(run, round_index, progress, attempt))
+        if guard_verdict(run, round_index) != "retry":
+            return
+
+
 def run_game(run: RunFolder, progress: bool = True) -> Path:
     """Play every round not yet done; returns the run folder."""
     require_vllm(run.config)  # found missing now, not after round 0's evaluation
@@ -130,9 +144,7 @@ def run_game(run: RunFolder, progress: bool = True) -> Path:
         console.rule(f"round {round_index} of {run.config.rounds}")
         run_phase(run, f"{round_index}:attack", lambda: phase_attack(run, round_index, progress), everyone=True)
         run_phase(run, f"{round_index}:harvest", lambda: phase_harvest(run, round_index, progress))
-        run_phase(run, f"{round_index}:defend", lambda: phase_defend(run, round_index, progress), everyone=True)
-        if run.config.defence_gate and not run.done(f"{round_index}:evaluate"):  # runs from before the guard had none
-            run_phase(run, f"{round_index}:guard", lambda: phase_guard(run, round_index, progress))
+        defend_and_guard(run, round_index, progress)
         run_phase(run, f"{round_index}:evaluate", lambda: evaluated(round_index))
     run_phase(run, "finish", finished)
     return run.dir
