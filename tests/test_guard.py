@@ -126,7 +126,8 @@ def test_a_rejected_defence_is_sent_back_with_more_replay_and_fewer_passes(tmp_p
         save_to.mkdir(parents=True)
 
     monkeypatch.setattr(defence, "defend", fake_defend)
-    for retry_falls, kept, final in ((False, "defended", "rounds/round_1/retry_1/fc_model"), (True, "previous", "start")):
+    for retry_falls, kept, final in ((False, "defended", "rounds/round_1/retry_1/fc_model"),
+                                     (True, "previous", "start")):
         trained.clear()
         shutil.rmtree(tmp_path / "rounds", ignore_errors=True)
         (tmp_path / "state.json").unlink(missing_ok=True)

@@ -50,8 +50,9 @@ class AttackSettings(SettingsGroup):
     PANEL = "Attack: GRPO on the query model"
 
     attack_steps: int = option(6, "GRPO steps (per round in the duel)")
-    attack_surface: str = option("query", "what an attack edits: query (the request), or query,tools (also the tool "
-                                          "list it is answered against: a move drawn like the styles; seeds: world:train)")
+    attack_surface: str = option("query", "what an attack edits: query (the request), or query,tools (also the "
+                                          "tool list it is answered against: a move drawn like the styles; seeds: "
+                                          "world:train)")
     attack_styles: str = option("composed", "the style each attack and harvest prompt asks for: composed (a perturbation "
                                             "kind or a combination of two or three), kinds (one kind), or none (no "
                                             "style line: the query model picks)")

@@ -14,12 +14,14 @@ identified by its seed, its text and the move its tool list was edited by (:func
 So the file holds at most one ``scored`` record per key, after any ``failed`` ones; a reader
 takes the last record of each key (:func:`latest_records`). A record holds ``id``, ``key``,
 ``round`` (1), ``phase`` (attack or harvest), ``step`` (the GRPO step, in the attack),
-``seed_id``, ``query``, ``style`` and ``tool_move`` (its spec, :mod:`toolduel.specs`), ``status`` (scored or failed), ``valid``, ``reasons`` (the validity
-gate's, as in a harvest record), ``error`` (why it failed), ``fc_model``, ``fc_outputs``,
-``verdicts``, ``fc_errors`` (answers that failed; the others make ``fc_success``),
-``fc_success``, ``attack_success`` (valid and some answer wrong), ``solvable`` (some answer
-right, or a solving judge right: see :mod:`toolduel.referee.outcome`), ``reference_solved``,
-``requests`` (sent to the FC endpoint for it), ``attempts``
+``seed_id``, ``query``, ``style`` and ``tool_move`` (its spec, :mod:`toolduel.specs`),
+``status`` (scored or failed), ``valid``, ``reasons`` (the validity gate's, as in a harvest
+record), ``error`` (why it failed), ``fc_model``, ``fc_outputs``, ``verdicts``, ``fc_errors``
+(answers that failed; the others make ``fc_success``), ``fc_success``, ``attack_success``
+(valid and some answer wrong), ``solvable`` (some answer right, a solving judge right, or, on an
+edited tool list, an answer on the seed's own list right: see :mod:`toolduel.referee.outcome`),
+``reference_solved``, ``requests`` (sent to the FC endpoint for it, the answers on the seed's
+own list included), ``attempts``
 (HTTP attempts, retries included) and ``time``.
 
 The budget counts requests before they are sent and saves the count at once, so a run killed
@@ -146,7 +148,8 @@ class QueryLedger:
               step: int | None = None) -> list[AttackOutcome]:
         """One outcome per query, in order: from the ledger when it holds the query scored, else
         scored now (each distinct new query once) and recorded."""
-        keys = [query_key(seed.id, query, seed.meta.get(TOOL_MOVE_KEY)) for seed, query in zip(seeds, queries, strict=True)]
+        keys = [query_key(seed.id, query, seed.meta.get(TOOL_MOVE_KEY))
+                for seed, query in zip(seeds, queries, strict=True)]
         first: dict[str, int] = {}
         for index, key in enumerate(keys):
             if not self.is_scored(key):

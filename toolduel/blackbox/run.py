@@ -163,8 +163,8 @@ def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, qu
     """GRPO on the query model, every query scored through the ledger; a stop reason, or None
     when every step is done. A resumed attack continues the newest trainer checkpoint."""
     config = run.config
-    chosen = assign_specs(seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed),
-                          spec_spaces(config.attack_styles, config.attack_surface),
+    drawn = seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed)
+    chosen = assign_specs(drawn, spec_spaces(config.attack_styles, config.attack_surface),
                           random.Random(f"attack:styles:{config.seed}"))
     checkpoint = last_checkpoint(run.dir / files.TRAINER)
     if checkpoint is not None:  # steps logged after the checkpoint are played again: drop their lines

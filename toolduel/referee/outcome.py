@@ -53,7 +53,8 @@ class AttackOutcome:
     fc_success: float | None = None
     error: str | None = None
     fc_errors: list[str] = field(default_factory=list)  # answers that never came (left out of p_F)
-    reference_solved: bool = False  # a reference answered it right: a solving judge, or the FC model on the seed's own tools
+    # a reference answered it right: a solving judge, or the FC model on the seed's own tool list
+    reference_solved: bool = False
     style: str | None = None  # the style the query was asked in (toolduel.specs)
     tool_move: str | None = None  # the move the tool list was edited by before the FC model answered
 
@@ -186,8 +187,8 @@ def unedited(seed: Sample) -> Sample:
 def solve_unedited(outcome: AttackOutcome, sample: Sample, generations: list) -> None:
     """Mark ``outcome`` answerable (``reference_solved``) when an answer to ``sample`` (the query
     against the seed's own tools) is right."""
-    outcome.reference_solved = any(
-        check_sample(sample, parse_calls(g.text, tool_calls=g.tool_calls)).valid for g in generations if g.error is None)
+    outcome.reference_solved = any(check_sample(sample, parse_calls(g.text, tool_calls=g.tool_calls)).valid
+                                   for g in generations if g.error is None)
 
 
 def step_stats(outcomes: list[AttackOutcome], floor: bool = True) -> dict:

@@ -95,9 +95,10 @@ def _schema_changed(seed_tools: dict[str, Tool], seed_gold: list[GoldCall], tool
 
 def check_tool_edit(seed_tools: list[Tool], seed_gold: list[GoldCall], tools: list[Tool], gold: list[GoldCall],
                     purpose=described_purpose) -> list[str]:
-    """The reasons (``"type: detail"``, types in :data:`REASONS`) the edit of ``seed_tools``/``seed_gold`` into ``tools``/``gold``
-    breaks the oracle; empty when the gold calls stay the one right answer. ``purpose`` maps a tool
-    to what it is for (two tools with one purpose can serve the same request)."""
+    """The reasons (``"type: detail"``, types in :data:`REASONS`) the edit of ``seed_tools`` and
+    ``seed_gold`` into ``tools`` and ``gold`` breaks the oracle; empty when the gold calls stay the
+    one right answer. ``purpose`` maps a tool to what it is for (two tools with one purpose can
+    serve the same request)."""
     reasons = []
     by_name, seed_by_name = {t.name: t for t in tools}, {t.name: t for t in seed_tools}
     if len(by_name) < len(tools):

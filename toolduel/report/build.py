@@ -230,6 +230,14 @@ FINDING_COLUMNS = {  # header -> (example key, CSS class, width in percent); Non
     "verdict after defence": ("verdict_after", None, 12)}
 
 
+FINDINGS_NOTE = {
+    "run": "The {shown} weakest specs of each surface: the share of queries asked in them that were weaknesses "
+           "(valid, answerable, failed on some answer), with Wilson's 95% interval, ranked by its low end. Below, "
+           "attacks in each that worked.",
+    "eval": "The {shown} weakest categories of each set: error rate with Wilson's 95% interval, ranked by its low "
+            "end; below, wrong answers in each."}
+
+
 def _findings_section(b: _Builder) -> list[str]:
     """The weakest specs (or, for an evaluation, categories) with intervals and example attacks."""
     found = findings.weakest_specs(b.data) if b.data.kind == "run" else findings.weakest_categories(b.data)
@@ -241,11 +249,7 @@ def _findings_section(b: _Builder) -> list[str]:
     rate = "weakness rate [95%]" if b.data.kind == "run" else "error rate [95%]"
     parts = [html.table("findings", ["surface", "spec", "queries" if b.data.kind == "run" else "answers",
                                      "weaknesses" if b.data.kind == "run" else "wrong", rate], rows),
-             html.paragraph(f"The {findings.SHOWN} weakest specs of each surface: the share of queries asked in them "
-                            "that were weaknesses (valid, answerable, failed on some answer), with Wilson's 95% "
-                            "interval, ranked by its low end. Below, attacks in each that worked." if b.data.kind == "run" else
-                            f"The {findings.SHOWN} weakest categories of each set: error rate with Wilson's 95% "
-                            "interval, ranked by its low end; below, wrong answers in each.")]
+             html.paragraph(FINDINGS_NOTE[b.data.kind].format(shown=findings.SHOWN))]
     after = b.data.kind == "run" and bool(b.data.after_defence)
     columns = {(k if b.data.kind == "run" else k.replace(" (attacked)", "")): v for k, v in FINDING_COLUMNS.items()
                if after or "after" not in k}

@@ -2,8 +2,9 @@
 
 For a duel or an attack folder, each attack surface's specs (the style a query was asked in; the
 move that edited the tool list) ranked by their weakness rate over every query asked (by the low
-end of its 95% Wilson interval, so that one lucky query does not top the list), and a few of the attacks that worked in each, with the FC model's answer
-when attacked and, in a duel, after the defence. For an evaluation folder, its sets' categories
+end of its 95% Wilson interval, so that one lucky query does not top the list), and a few of the
+attacks that worked in each, with the FC model's answer when attacked and, in a duel, after the
+defence. For an evaluation folder, its sets' categories
 (for ``world:tools``, the moves; for ``world:hard``, the phrasing kinds) ranked by error rate,
 with a few wrong answers each.
 """
@@ -78,9 +79,9 @@ def weakest_categories(data: RunData) -> list[dict]:
             continue
         for category, failed, n in _ranked({c: (w, n) for c, (w, n) in counts.items()})[:SHOWN]:
             low, high = wilson(failed, n)
+            examples = [{"query": last_user_message(r.get("prompt")), "gold": format_gold(r.get("gold")),
+                         "before": str(r.get("raw_output", "-")), "verdict_before": format_verdict(r.get("verdict"))}
+                        for r in wrong.get(category, [])[:EXAMPLES]]
             found.append({"surface": name, "spec": category, "n": n, "failed": failed, "rate": failed / n,
-                          "low": low, "high": high, "examples": [{
-                              "query": last_user_message(r.get("prompt")), "gold": format_gold(r.get("gold")),
-                              "before": str(r.get("raw_output", "-")), "verdict_before": format_verdict(r.get("verdict")),
-                          } for r in wrong.get(category, [])[:EXAMPLES]]})
+                          "low": low, "high": high, "examples": examples})
     return found
