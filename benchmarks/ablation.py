@@ -99,7 +99,7 @@ def log(message: str) -> None:
 def game_config(args: argparse.Namespace, seed: int, out: Path) -> GameConfig:
     settings = dict(args.game, out=str(out), seed=seed, rounds=1, world_budget=args.world_budget,
                     attack_steps=args.attack_steps, harvest_seeds=args.harvest_seeds, harvest_keep="valid",
-                    pool_budget=None)
+                    pool_budget=None, attack_surface="query")  # the arms compare requests only
     return load_config(GameConfig, overrides=settings)
 
 

@@ -183,7 +183,7 @@ def main() -> None:
         raise SystemExit(f"{args.run}: the duel has not finished (resume it first: toolduel run --resume {args.run})")
     work = args.run / "tool-surface"
     last = max(r for r in range(run.config.rounds + 1) if (files.round_dir(run.dir, r) / files.EVAL).exists())
-    result = {"run": str(args.run), "rounds": last, "attack_surface": run.config.attack_surface,
+    result = {"run": str(args.run), "rounds": last, "attack_surface": run.config.surface(),
               "heldout": heldout(run.dir, last)}
     files.write_json_atomic(args.out, result)
     if args.bfcl:

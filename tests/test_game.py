@@ -219,7 +219,8 @@ def test_the_harvest_scores_greedily_when_asked(tmp_path):
 
     for greedy, kept in ((True, 0), (False, 1)):  # the same query for both seeds: one pool example
         fc = ShakyFC()
-        config = GameConfig(out=str(tmp_path), fc_samples=4, harvest_greedy=greedy, solvability_floor=False)
+        config = GameConfig(out=str(tmp_path), attack_surface="query", fc_samples=4, harvest_greedy=greedy,
+                            solvability_floor=False)
         pool, stats = harvest(config, 1, [seed, seed], QueryModel(), fc, "q", "fc", tmp_path)
         assert len(pool) == kept and fc.temperatures == [0.0 if greedy else config.fc_temperature]
         assert stats["attack_success_rate"] == (0.0 if greedy else 1.0)
@@ -258,14 +259,14 @@ def test_the_harvest_pools_only_failures_some_answer_got_right(tmp_path):
                 out.append(Generation(calls_text(seed.gold, right)))
             return out
 
-    config = GameConfig(out=str(tmp_path), fc_samples=4)
+    config = GameConfig(out=str(tmp_path), attack_surface="query", fc_samples=4)
     pool, stats = harvest(config, 1, seeds, Echo(), HalfRight(), "q", "fc", tmp_path)
     assert [p["seed_id"] for p in pool] == [seeds[0].id]  # 2 of 4 right: answerable, pooled
     assert pool[0]["fc_success"] == 0.5 and pool[0]["solvable"] is True
     records = read_jsonl(tmp_path / "harvest.jsonl")
     assert [(r["fc_success"], r["solvable"]) for r in records] == [(0.5, True), (0.0, False)]
     assert stats["unanswered_rate"] == 0.5 and stats["attack_success_rate"] == pytest.approx(0.25)
-    unfloored, _ = harvest(GameConfig(out=str(tmp_path), fc_samples=4, solvability_floor=False), 1, seeds, Echo(),
+    unfloored, _ = harvest(GameConfig(out=str(tmp_path), attack_surface="query", fc_samples=4, solvability_floor=False), 1, seeds, Echo(),
                            HalfRight(), "q", "fc", tmp_path)
     assert len(unfloored) == 2  # without the floor the impossible-looking query is pooled too
 

@@ -101,8 +101,8 @@ def _terse_share(records):
 
 @pytest.mark.parametrize("harvest_styles", ["targeted", "uniform"])
 def test_the_harvest_asks_more_for_the_styles_that_keep_failing(tmp_path, harvest_styles):
-    config = GameConfig(world_budget="test", attack_styles="kinds", harvest_styles=harvest_styles, fc_samples=1,
-                        solvability_floor=False)
+    config = GameConfig(world_budget="test", attack_surface="query", attack_styles="kinds",
+                        harvest_styles=harvest_styles, fc_samples=1, solvability_floor=False)
     outcomes, records, _ = attack_records(config, 1, [SEED] * 256, StyleEcho(), WeakOnTerse())
     assert all(o.valid for o in outcomes) and {r["style"] for r in records} == set(PERTURBATIONS)
     assert all(o.fooled == (r["style"] == "terse") for o, r in zip(outcomes, records))
@@ -172,6 +172,16 @@ def test_a_seeds_tool_move_is_the_same_every_time_and_only_the_fc_model_sees_it(
     no_arguments = SEED.__class__.from_dict(SEED.to_dict() | {"meta": {**SEED.meta, "request": [
         {"name": SEED.gold[0].name, "arguments": {}}]}})
     assert specified(no_arguments, **{TOOL_MOVE_KEY: "renamed_parameters"}).meta[TOOL_MOVE_KEY] is None
+
+
+def test_both_surfaces_are_the_default_where_the_seeds_are_the_worlds():
+    from toolduel.blackbox.config import BlackBoxConfig
+
+    assert GameConfig(world_budget="test").surface() == "query,tools"  # world:train: the moves can edit its lists
+    assert GameConfig(world_budget="test", seeds="bfcl:simple_python").surface() == "query"
+    assert GameConfig(world_budget="test", attack_surface="query").surface() == "query"
+    assert BlackBoxConfig(endpoint="http://127.0.0.1:9/v1", model="m").surface() == "query"  # BFCL seeds by default
+    assert BlackBoxConfig(endpoint="http://127.0.0.1:9/v1", model="m", seeds="world:train").surface() == "query,tools"
 
 
 @pytest.mark.parametrize("settings, message", [

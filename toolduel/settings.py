@@ -50,9 +50,10 @@ class AttackSettings(SettingsGroup):
     PANEL = "Attack: GRPO on the query model"
 
     attack_steps: int = option(6, "GRPO steps (per round in the duel)")
-    attack_surface: str = option("query", "what an attack edits: query (the request), or query,tools (also the "
-                                          "tool list it is answered against: a move drawn like the styles; seeds: "
-                                          "world:train)")
+    attack_surface: str | None = option(None, "what an attack edits: query (the request), or query,tools (also "
+                                                "the tool list it is answered against: a move drawn like the styles; "
+                                                "seeds: world:train); none: query,tools with world:train seeds, "
+                                                "query with any other")
     attack_styles: str = option("composed", "the style each attack and harvest prompt asks for: composed (a perturbation "
                                             "kind or a combination of two or three), kinds (one kind), or none (no "
                                             "style line: the query model picks)")
@@ -78,11 +79,18 @@ class AttackSettings(SettingsGroup):
     query_lora: bool = option(False, "train the query model as a LoRA adapter (PEFT) instead of in full")
     vllm_server_port: int = option(8000, "use_vllm in server mode: port of `trl vllm-serve` holding the query model")
 
+    def surface(self) -> str:
+        """The attack surfaces in play: ``attack_surface``, or by default both where the seeds are
+        the world's training requests (whose tool lists the moves know how to edit)."""
+        if self.attack_surface is not None:
+            return self.attack_surface
+        return "query,tools" if getattr(self, "seeds", None) == WORLD_TRAIN else "query"
+
     def check(self) -> None:
         if self.attack_styles not in STYLE_SPACES:
             raise ConfigError(f"attack_styles must be one of {', '.join(STYLE_SPACES)} (got {self.attack_styles!r})")
         try:
-            surfaces = surfaces_of(self.attack_surface)
+            surfaces = surfaces_of(self.surface())
         except ValueError as err:
             raise ConfigError(str(err)) from None
         if "tools" in surfaces and getattr(self, "seeds", None) != WORLD_TRAIN:

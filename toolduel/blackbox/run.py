@@ -164,7 +164,7 @@ def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, qu
     when every step is done. A resumed attack continues the newest trainer checkpoint."""
     config = run.config
     drawn = seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed)
-    chosen = assign_specs(drawn, spec_spaces(config.attack_styles, config.attack_surface),
+    chosen = assign_specs(drawn, spec_spaces(config.attack_styles, config.surface()),
                           random.Random(f"attack:styles:{config.seed}"))
     checkpoint = last_checkpoint(run.dir / files.TRAINER)
     if checkpoint is not None:  # steps logged after the checkpoint are played again: drop their lines
@@ -196,7 +196,7 @@ def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, p
 
     config = run.config
     chosen = assign_specs(seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed),
-                          spec_spaces(config.attack_styles, config.attack_surface),
+                          spec_spaces(config.attack_styles, config.surface()),
                           random.Random(f"harvest:styles:{config.seed}"),
                           logged_counts(files.read_jsonl(run.dir / files.ATTACK_LOG)))
     if not chosen:

@@ -24,7 +24,7 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     fc_model: str | None = option(None, "FC model path or hub id (default: the embedded world FC model)")
     query_model: str | None = option(None, "query model path or hub id (default: the embedded world query model)")
     seeds: str = option("world:train", "seed samples the query model rewrites: world:train or a data spec")
-    heldout: str = option("world:plain,hard,two_call,no_call", "held-out data spec evaluated every round")
+    heldout: str = option("world:plain,hard,two_call,no_call,tools", "held-out data spec evaluated every round")
     heldout_limit: int | None = option(48, "samples per held-out set")
     extra_eval: str | None = option(None, "another data spec evaluated every round, e.g. bfcl:simple_python")
     extra_eval_limit: int | None = option(50, "samples per category of extra_eval")

@@ -45,7 +45,7 @@ SPEC_CHUNK = 64  # targeted specs: the harvest asks this many queries between up
 def specified_seeds(config: GameConfig, seeds: list[Sample], stream: str) -> list[Sample]:
     """``seeds``, each with a spec (a style of ``attack_styles``; with the tool surface, a tool
     move) drawn evenly (:mod:`toolduel.specs`)."""
-    return assign_specs(seeds, spec_spaces(config.attack_styles, config.attack_surface),
+    return assign_specs(seeds, spec_spaces(config.attack_styles, config.surface()),
                         random.Random(f"{stream}:styles:{config.seed}"))
 
 
@@ -72,7 +72,7 @@ def attack_records(config: GameConfig, round_index: int, seeds: list[Sample], qu
     Each seed gets a spec (:mod:`toolduel.specs`): with ``harvest_styles: uniform`` drawn evenly;
     with ``targeted``, :data:`SPEC_CHUNK` seeds at a time by Thompson sampling over the weaknesses
     found per style and per tool move so far, the attack's (``counts``) and then the harvest's own."""
-    spaces = spec_spaces(config.attack_styles, config.attack_surface)
+    spaces = spec_spaces(config.attack_styles, config.surface())
     rng = random.Random(f"{stream}-{round_index}:styles:{config.seed}")
     targeted = config.harvest_styles == "targeted" and any(spaces.values())
     counts = {key: merge_counts([(counts or {}).get(key)]) for key in DIMENSIONS}  # a copy, every dimension
