@@ -388,3 +388,7 @@ def test_the_pool_keeps_one_of_each_example_and_spans_the_success_bands():
     # a budget of 3 takes one of each band (0, 0.25, 0.75) rather than the first three found (all 0)
     assert [r["id"] for r in select_pool(pool, 3)] == ["r1-0", "r1-4", "r1-5"]
     assert [r["id"] for r in select_pool(pool, 5)] == ["r1-0", "r1-2", "r1-4", "r1-5", "r1-6"]
+    # the same query answered against another tool list is another example; the same list, a repeat
+    moved = [_pool_record(0, "Convert 12 km to mi.", 0.0) | {"tool_move": move}
+             for move in ("masked_names", "reordered", None, "unchanged", "masked_names")]
+    assert [r["tool_move"] for r in select_pool(moved, None)] == ["masked_names", "reordered", None]

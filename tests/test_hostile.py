@@ -210,7 +210,7 @@ def test_pool_ids_stay_unique_when_seeds_repeat(tmp_path):
             return [Generation(f"{seed.query} {word}" if any("Seed:" in m["content"] for m in c) else "no")
                     for c, word in zip(conversations, self.words)]
 
-    config = GameConfig(fc_samples=1, solvability_floor=False)
+    config = GameConfig(fc_samples=1, solvability_floor=False, attack_surface="query")
     words = ["Please.", "Thanks.", "Quickly.", "Today."]
     pool, _ = harvest(config, 1, [seed] * 4, Echo(words), Echo(words), "q", "f", tmp_path)
     assert len(pool) == 4 and len({p["id"] for p in pool}) == 4

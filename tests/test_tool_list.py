@@ -173,3 +173,11 @@ def test_the_ledger_pays_for_the_unedited_answers_from_the_budget(seed, tmp_path
                        budget=RequestBudget(limit=2), lexicon=world_lexicon())
     (outcome,) = poor.score([_masked(seed)], [seed.query + " now"], phase="attack")
     assert outcome.fc_success == 0.0 and not outcome.reference_solved  # no budget left to show it answerable
+
+
+@pytest.mark.parametrize("move", TOOL_MOVES)
+def test_a_request_that_is_not_the_worlds_is_left_unedited(seed, move):
+    """The moves know the world's calls only (they rename from ``meta["request"]``): a seed from
+    elsewhere gets no move, rather than an edit whose gold calls the referee would find changed."""
+    foreign = Sample.from_dict(seed.to_dict() | {"meta": {"source": "jsonl"}})
+    assert edit_tools(foreign, move, random.Random(0)) is None

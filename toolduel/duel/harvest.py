@@ -30,6 +30,7 @@ from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
 from toolduel.specs import DIMENSIONS, assign_specs, count_outcomes, logged_counts, merge_counts, spec_spaces
 from toolduel.world.lexicon import world_lexicon
+from toolduel.world.tool_edits import UNCHANGED
 
 
 def harvest_scoring(config: GameConfig) -> tuple[int, GenerationConfig]:
@@ -119,10 +120,12 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
 
 def fingerprint(record: dict) -> str:
     """What makes two pool records the same example: the query with case, digits and punctuation
-    folded (``Convert 12 km`` and ``convert 13 km.`` alike), and the same gold calls."""
+    folded (``Convert 12 km`` and ``convert 13 km.`` alike), the same gold calls, and the same
+    tool list (the same move: a seed's edit by a move is always the same)."""
     words = re.findall(r"[^\W\d_]+|\d+", record["query"].lower())
     text = " ".join("0" if word.isdigit() else word for word in words)
-    return text + "\n" + json.dumps(record["sample"]["gold"], sort_keys=True)
+    move = record.get("tool_move") if record.get("tool_move") != UNCHANGED else None
+    return "\n".join([text, json.dumps(record["sample"]["gold"], sort_keys=True), str(move or "")])
 
 
 def select_pool(pool: list[dict], budget: int | None) -> list[dict]:

@@ -59,9 +59,11 @@ def _renamed_call(call: Call, name: str | None = None, params: dict[str, str] | 
 def edit_tools(sample: Sample, move: str, rng: random.Random) -> Sample | None:
     """``sample`` with its tool list edited by ``move`` (one of :data:`TOOL_MOVES`) and its gold
     calls renamed to match; None when the move has nothing to act on (no look-alike left to add, no
-    argument to rename)."""
+    argument to rename, a request that is not the world's)."""
     if move not in TOOL_MOVES:
         raise ValueError(f"unknown tool move {move!r}; use one of {', '.join(TOOL_MOVES)}")
+    if sample.gold and not sample.meta.get("request"):  # not a world request: the moves know only the world's calls
+        return None
     calls = [Call(c["name"], c["arguments"]) for c in sample.meta.get("request", [])] if sample.gold else []
     targets = {c.name for c in calls}
     tools, names, params = list(sample.tools), {}, {}
