@@ -72,11 +72,12 @@ from toolduel.data import named_sets, replay_samples, seed_samples
 from toolduel.duel.attack import run_attack
 from toolduel.duel.config import GameConfig
 from toolduel.duel.defend import defence_samples, defend
-from toolduel.duel.harvest import attack_spec_counts, harvest, harvest_seeds, specified_seeds
+from toolduel.duel.harvest import harvest, harvest_seeds
 from toolduel.duel.players import load_chat_model, world_models
 from toolduel.evaluate import evaluate
 from toolduel.models import close_model
 from toolduel.models.base import GenerationConfig
+from toolduel.specs import attack_spec_counts, specified_seeds
 from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS, PHRASINGS, kinds_of
 
 ARMS = ("none", "untargeted", "selected", "adversarial")

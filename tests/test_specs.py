@@ -10,12 +10,20 @@ from collections import Counter
 import pytest
 
 from toolduel.duel.config import GameConfig
-from toolduel.duel.harvest import attack_records, attack_spec_counts, harvest
+from toolduel.duel.harvest import attack_records, harvest
 from toolduel.models.base import Generation
 from toolduel.prompts import fc_target, query_model_messages
 from toolduel.referee.outcome import TOOL_MOVE_KEY, adversarial_sample
 from toolduel.schema import Sample
-from toolduel.specs import STYLE_KEY, assign_specs, count_specs, merge_counts, specified, style_space
+from toolduel.specs import (
+    STYLE_KEY,
+    assign_specs,
+    attack_spec_counts,
+    count_specs,
+    merge_counts,
+    specified,
+    style_space,
+)
 from toolduel.world.tool_edits import TOOL_MOVES
 from toolduel.world.generator import generate_samples
 from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS

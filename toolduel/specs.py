@@ -25,9 +25,13 @@ pool record keeps both as provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
+from toolduel import run_files as files
 from toolduel.prompts import STYLE_KEY
 from toolduel.referee.outcome import ANSWER_GOLD_KEY, ANSWER_TOOLS_KEY, TOOL_MOVE_KEY
 from toolduel.schema import Sample
@@ -78,8 +82,7 @@ def specified(seed: Sample, **spec: str | None) -> Sample:
         if edited is not None:
             meta[ANSWER_TOOLS_KEY] = [t.to_openai() for t in edited.tools]
             meta[ANSWER_GOLD_KEY] = [g.to_bfcl() for g in edited.gold]
-    return Sample(id=seed.id, tools=seed.tools, messages=seed.messages, gold=seed.gold, category=seed.category,
-                  meta=meta)
+    return dataclasses.replace(seed, meta=meta)
 
 
 def count_specs(values: Iterable[str | None], weaknesses: Iterable[bool]) -> dict[str, list[int]]:
@@ -115,10 +118,14 @@ def merge_counts(parts: Iterable[dict]) -> dict[str, list[int]]:
     return total
 
 
-def logged_counts(steps: Iterable[dict]) -> dict[str, dict[str, list[int]]]:
-    """Per dimension (seed meta key), the counts of an attack log's steps summed (an attack's
-    ``attack_log.jsonl`` lines, each holding ``styles`` and ``tool_moves``)."""
-    steps = list(steps)
+def attack_spec_counts(folder: Path) -> dict[str, dict[str, list[int]]] | None:
+    """Per dimension (seed meta key), ``{value: [queries, weaknesses]}`` over an attack (the
+    ``attack_log.jsonl`` in ``folder``: a duel's round, a black-box attack); None where there was
+    no attack."""
+    log = folder / files.ATTACK_LOG
+    if not log.exists():
+        return None
+    steps = files.read_jsonl(log)
     return {key: merge_counts(step.get(field) for step in steps) for key, field in DIMENSIONS.items()}
 
 
@@ -154,3 +161,12 @@ def assign_specs(seeds: list[Sample], spaces: dict[str, tuple[str, ...]], rng: r
                 spec[key] = thompson_draw(space, counts.get(key, {}), rng)
         out.append(specified(seed, **spec))
     return out
+
+
+def specified_seeds(config: Any, seeds: list[Sample], stream: str,
+                    counts: dict[str, dict[str, list[int]]] | None = None) -> list[Sample]:
+    """``seeds``, each with a spec of ``config``'s spaces (a style of ``attack_styles``; with the
+    tool surface, a tool move: any program's attack settings), drawn evenly, or with ``counts``
+    by Thompson sampling; the same on every resume of ``stream``."""
+    return assign_specs(seeds, spec_spaces(config.attack_styles, config.surface()),
+                        random.Random(f"{stream}:styles:{config.seed}"), counts)

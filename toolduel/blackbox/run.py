@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ from toolduel.referee.judge import NOT_ASKED, build_judge
 from toolduel.referee.outcome import TOOL_MOVE_KEY, pool_record, step_stats
 from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
-from toolduel.specs import assign_specs, logged_counts, spec_spaces, specified
+from toolduel.specs import attack_spec_counts, specified, specified_seeds
 from toolduel.training.arguments import generation_dtype
 from toolduel.training.grpo import step_summary, train_query_model
 from toolduel.world.lexicon import world_lexicon
@@ -163,9 +162,8 @@ def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, qu
     """GRPO on the query model, every query scored through the ledger; a stop reason, or None
     when every step is done. A resumed attack continues the newest trainer checkpoint."""
     config = run.config
-    drawn = seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step, "attack", config.seed)
-    chosen = assign_specs(drawn, spec_spaces(config.attack_styles, config.surface()),
-                          random.Random(f"attack:styles:{config.seed}"))
+    chosen = specified_seeds(config, seeded_draw(seeds, config.attack_steps * config.attack_prompts_per_step,
+                                                 "attack", config.seed), "attack")
     checkpoint = last_checkpoint(run.dir / files.TRAINER)
     if checkpoint is not None:  # steps logged after the checkpoint are played again: drop their lines
         step = int(checkpoint.name.split("-")[-1])
@@ -195,10 +193,8 @@ def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, p
     from toolduel.models import load_model
 
     config = run.config
-    chosen = assign_specs(seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed),
-                          spec_spaces(config.attack_styles, config.surface()),
-                          random.Random(f"harvest:styles:{config.seed}"),
-                          logged_counts(files.read_jsonl(run.dir / files.ATTACK_LOG)))
+    chosen = specified_seeds(config, seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed), "harvest",
+                             attack_spec_counts(run.dir))
     if not chosen:
         run.mark("harvest")
         return None

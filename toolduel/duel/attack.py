@@ -13,7 +13,7 @@ from typing import Any, Callable
 from toolduel import run_files as files
 from toolduel.data import seed_samples
 from toolduel.duel.config import GameConfig
-from toolduel.duel.harvest import specified_seeds
+from toolduel.specs import specified_seeds
 from toolduel.duel.players import fc_player
 from toolduel.progress import console
 from toolduel.referee.judge import build_judge

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from toolduel.config import ConfigError, check_env_name, check_http_url, option
-from toolduel.data import WORLD_TRAIN, DataError, check_spec
+from toolduel.data import DataError, check_spec
 from toolduel.settings import AttackSettings, JudgeSettings, TrainerSettings, check_port
 from toolduel.specs import HARVEST_STYLES
 from toolduel.training.warm_start import check_world_budget

@@ -14,7 +14,8 @@ from typing import Any
 from toolduel import run_files as files
 from toolduel.data import named_sets, seed_samples
 from toolduel.duel.config import GameConfig
-from toolduel.duel.harvest import attack_records, attack_spec_counts
+from toolduel.duel.harvest import attack_records
+from toolduel.specs import attack_spec_counts
 from toolduel.duel.players import fc_player, load_chat_model
 from toolduel.evaluate import evaluate
 from toolduel.models import close_model

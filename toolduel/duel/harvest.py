@@ -28,7 +28,7 @@ from toolduel.referee.outcome import (
 )
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
-from toolduel.specs import DIMENSIONS, assign_specs, count_outcomes, logged_counts, merge_counts, spec_spaces
+from toolduel.specs import DIMENSIONS, assign_specs, attack_spec_counts, count_outcomes, merge_counts, spec_spaces
 from toolduel.world.lexicon import world_lexicon
 from toolduel.world.tool_edits import UNCHANGED
 
@@ -41,22 +41,6 @@ def harvest_scoring(config: GameConfig) -> tuple[int, GenerationConfig]:
 
 
 SPEC_CHUNK = 64  # targeted specs: the harvest asks this many queries between updates of its counts
-
-
-def specified_seeds(config: GameConfig, seeds: list[Sample], stream: str) -> list[Sample]:
-    """``seeds``, each with a spec (a style of ``attack_styles``; with the tool surface, a tool
-    move) drawn evenly (:mod:`toolduel.specs`)."""
-    return assign_specs(seeds, spec_spaces(config.attack_styles, config.surface()),
-                        random.Random(f"{stream}:styles:{config.seed}"))
-
-
-def attack_spec_counts(round_folder: Path) -> dict[str, dict[str, list[int]]] | None:
-    """Per spec dimension (seed meta key), ``{value: [queries, weaknesses]}`` over the round's attack
-    (its log); None where the round had no attack."""
-    log = round_folder / files.ATTACK_LOG
-    if not log.exists():
-        return None
-    return logged_counts(files.read_jsonl(log))
 
 
 def harvest_seeds(config: GameConfig, round_index: int) -> list[Sample]:
