@@ -13,6 +13,7 @@ word of a gold function's name beyond the common verbs (``get``, ``find``, ``cal
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import random
@@ -159,5 +160,5 @@ def with_distractors(sample: Sample, pool: list[Sample]) -> Sample:
         tools.insert(rng.randrange(len(tools) + 1), tool)
     if check_tool_edit(sample.tools, sample.gold, tools, sample.gold):  # never: the rules above keep the oracle
         raise DataError(f"{sample.id}: distractors broke its gold calls")
-    return Sample(id=sample.id, tools=tools, messages=sample.messages, gold=sample.gold,
-                  category=sample.category + DISTRACTORS, meta={**sample.meta, "tool_move": "distractors"})
+    return dataclasses.replace(sample, tools=tools, category=sample.category + DISTRACTORS,
+                               meta={**sample.meta, "tool_move": "distractors"})

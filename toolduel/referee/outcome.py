@@ -20,6 +20,7 @@ impossible queries.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,10 +91,9 @@ def adversarial_sample(seed: Sample, query: str) -> Sample:
     meta = dict(seed.meta)
     tools, gold = meta.pop(ANSWER_TOOLS_KEY, None), meta.pop(ANSWER_GOLD_KEY, None)
     if tools is None or gold is None:
-        return Sample(id=seed.id, tools=seed.tools, messages=messages, gold=seed.gold, category=seed.category,
-                      meta=meta)
-    return Sample(id=seed.id, tools=[Tool.from_any(t) for t in tools], messages=messages,
-                  gold=[GoldCall.from_bfcl(g) for g in gold], category=seed.category, meta=meta)
+        return dataclasses.replace(seed, messages=messages, meta=meta)
+    return dataclasses.replace(seed, tools=[Tool.from_any(t) for t in tools], messages=messages,
+                               gold=[GoldCall.from_bfcl(g) for g in gold], meta=meta)
 
 
 def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None,
@@ -180,8 +180,7 @@ def needs_unedited_answer(seed: Sample, outcome: AttackOutcome) -> bool:
 def unedited(seed: Sample) -> Sample:
     """``seed`` without the edited tool list its meta names."""
     meta = {key: value for key, value in seed.meta.items() if key not in (ANSWER_TOOLS_KEY, ANSWER_GOLD_KEY)}
-    return Sample(id=seed.id, tools=seed.tools, messages=seed.messages, gold=seed.gold, category=seed.category,
-                  meta=meta)
+    return dataclasses.replace(seed, meta=meta)
 
 
 def solve_unedited(outcome: AttackOutcome, sample: Sample, generations: list) -> None:

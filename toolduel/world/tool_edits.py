@@ -22,6 +22,7 @@ the list. Each move here changes one of those and nothing the request needs:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from toolduel.referee.outcome import TOOL_MOVE_KEY
@@ -97,5 +98,4 @@ def edit_tools(sample: Sample, move: str, rng: random.Random) -> Sample | None:
     edited = {t.name: t for t in tools}
     renamed = [_renamed_call(c, names.get(c.name), params.get(c.name)) for c in calls]
     gold = [GoldCall.from_call(c, edited[c.name]) for c in renamed]
-    return Sample(id=sample.id, tools=tools, messages=sample.messages, gold=gold, category=sample.category,
-                  meta={**sample.meta, TOOL_MOVE_KEY: move})
+    return dataclasses.replace(sample, tools=tools, gold=gold, meta={**sample.meta, TOOL_MOVE_KEY: move})
