@@ -27,6 +27,8 @@ import random
 import sys
 from pathlib import Path
 
+from generation import paired_difference  # benchmarks/ is this script's folder
+
 from toolduel import run_files as files
 from toolduel.data import named_sets, seed_samples
 from toolduel.duel.harvest import attack_records
@@ -45,16 +47,11 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def bootstrap(ours: dict[str, int], theirs: dict[str, int], resamples: int = RESAMPLES) -> dict:
+def bootstrap(ours: dict[str, int], theirs: dict[str, int]) -> dict:
     """``ours`` minus ``theirs`` (1/0 per item id) on the items both hold, with a 95% percentile
-    interval from a bootstrap over items."""
+    interval from a bootstrap over items (:func:`generation.paired_difference`)."""
     items = sorted(set(ours) & set(theirs))
-    differences = [ours[i] - theirs[i] for i in items]
-    rng = random.Random(0)
-    means = sorted(sum(rng.choices(differences, k=len(differences))) / len(differences) for _ in range(resamples))
-    return {"mean": sum(differences) / len(differences), "ci95": [means[int(0.025 * resamples)],
-                                                                 means[int(0.975 * resamples) - 1]],
-            "items": len(items)}
+    return paired_difference([ours[i] for i in items], [theirs[i] for i in items]) | {"items": len(items)}
 
 
 def item_scores(folder: Path) -> tuple[dict[str, int], dict[str, str]]:
