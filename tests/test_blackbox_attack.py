@@ -145,7 +145,7 @@ def test_faults_leave_every_query_scored_once_or_failed_with_its_reason(seeds_fi
     assert requests == sum(r["attempts"] for r in records)  # every HTTP request (retries too) is on record
     state = json.loads((out / "state.json").read_text())
     assert state["completed"] == ["attack", "harvest"] and state["stopped"] is None
-    assert state["requests_sent"] == sum(r["requests"] for r in records)
+    assert state["requests_sent"] == sum(r["requests"] for r in records) == requests  # retries paid for too
     failed = [r for r in records if r["status"] == "failed"]
     assert any("malformed JSON" in r["error"] for r in failed)  # the broken seed's answers
     assert any(r["error"].startswith("wrong shape: choices[0].message.tool_calls") for r in failed)
@@ -210,6 +210,19 @@ def test_the_request_budget_stops_the_run_cleanly_and_can_be_raised(seeds_file, 
         assert server.request_count == state["requests_sent"] == sum(r["requests"] for r in records)
         assert_each_query_scored_once_or_failed(records)
     assert "max_requests: 1000" in (out / "config.yaml").read_text()
+
+
+def test_a_retry_is_a_request_the_budget_must_pay_for(seeds_file, tmp_path):
+    """Five requests: two queries of k=2 take four; the first two answers fail once each, the
+    first retry takes the fifth request, the second is not made: the server never sees a sixth."""
+    out = tmp_path / "attack"
+    with FakeOpenAIServer(responder=fc_responder, faults=["503", "503"]) as server:
+        result = attack(out, server, seeds_file, "--max-requests", "5", "--backoff-base", "0.01")
+        assert result.exit_code == 0, result.output
+        records = read_jsonl(out / "queries.jsonl")
+        assert server.request_count == 5 == json.loads((out / "state.json").read_text())["requests_sent"]
+        assert sum(r["requests"] for r in records) == 5 == sum(r["attempts"] for r in records)
+        assert "not retried: the request budget is spent" in json.dumps(records)  # the answer's error
 
 
 def test_the_attack_takes_the_trainer_settings_of_the_duel(seeds_file, tmp_path):

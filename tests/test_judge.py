@@ -157,6 +157,19 @@ def test_a_budget_refuses_questions_it_cannot_pay_for(fake_openai_server):
     assert fake_openai_server.request_count == 1 and budget.used == 1
 
 
+def test_an_endpoint_judge_asks_the_budget_for_its_retries(fake_openai_server, tmp_path):
+    from types import SimpleNamespace
+
+    fake_openai_server.responder = verdict_responder
+    fake_openai_server.faults = ["500", "500"]
+    config = SimpleNamespace(judge_model="judge-model", judge_endpoint=fake_openai_server.base_url, out=str(tmp_path),
+                             max_retries=3, backoff_base=0.01)
+    budget = RequestBudget(limit=2)
+    (verdict,) = build_judge(config, budget=budget).judge(["Weather in Paris?"], [SEED])
+    assert fake_openai_server.request_count == 2 == budget.used  # the question, one retry; the next is refused
+    assert "not retried: the request budget is spent" in verdict.error
+
+
 def test_a_local_transformers_judge_works_and_its_noise_is_a_reason(tiny_qwen2, tiny_tokenizer, tmp_path):
     import copy
 

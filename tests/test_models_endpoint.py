@@ -107,6 +107,18 @@ def test_retries_exhausted_gives_an_error_generation(fake_openai_server):
     assert fake_openai_server.request_count == 3
 
 
+def test_a_retry_goes_out_only_when_the_permit_grants_it(fake_openai_server):
+    fake_openai_server.faults = lambda index, body: "500"
+    model = endpoint(fake_openai_server, max_retries=3)
+    asked = []
+    model.retry_permit = lambda: asked.append(1) or len(asked) < 2  # one retry granted, the next refused
+
+    (generation,) = model.generate([user("hi")], [[]])
+
+    assert fake_openai_server.request_count == 2 and len(asked) == 2
+    assert "not retried: the request budget is spent" in generation.error and generation.meta["attempts"] == 2
+
+
 def test_client_error_is_not_retried(fake_openai_server):
     fake_openai_server.faults = ["400"]
 

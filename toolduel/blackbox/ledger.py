@@ -21,11 +21,12 @@ record), ``error`` (why it failed), ``fc_model``, ``fc_outputs``, ``verdicts``, 
 (valid and some answer wrong), ``solvable`` (some answer right, a solving judge right, or, on an
 edited tool list, an answer on the seed's own list right: see :mod:`toolduel.referee.outcome`),
 ``reference_solved``, ``requests`` (sent to the FC endpoint for it, the answers on the seed's
-own list included), ``attempts``
-(HTTP attempts, retries included) and ``time``.
+own list included, and the retries), ``attempts`` (HTTP attempts, retries included) and ``time``.
 
 The budget counts requests before they are sent and saves the count at once, so a run killed
-mid-batch has counted what it sent, and a resumed run never goes past its budget.
+mid-batch has counted what it sent, and a resumed run never goes past its budget. A retry is a
+request too: the endpoint client asks the budget for it (:meth:`RequestBudget.permit`) and does
+not make one the budget cannot pay for.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def _text_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def http_attempts(generations: list) -> int:
+    """The HTTP requests behind ``generations``: each answer's first and its retries."""
+    return sum(int(g.meta.get("attempts", 1)) for g in generations)
+
+
 class RequestBudget:
     """At most ``limit`` requests (None: no limit). ``save(used)`` is called with the new count
     before the requests it grants go out."""
@@ -102,6 +108,10 @@ class RequestBudget:
     def take(self, requests: int) -> int:
         """Grant up to ``requests`` requests; returns how many."""
         return self.take_groups(requests, 1)
+
+    def permit(self) -> bool:
+        """Grant one request (a retry); the ``retry_permit`` of an endpoint client."""
+        return self.take(1) == 1
 
     def take_groups(self, groups: int, size: int) -> int:
         """Grant whole groups of ``size`` requests (a query's ``k`` answers); returns how many groups."""
@@ -179,20 +189,23 @@ class QueryLedger:
 
     def _answer(self, key: str, seed: Sample, outcome: AttackOutcome, phase: str, step: int | None) -> None:
         sample = adversarial_sample(seed, outcome.query)
-        attempts, requests = 0, self.k
+        granted, attempts, retries = self.k, 0, 0
         try:
             generations = self.fc_model.generate([sample.messages] * self.k, [sample.tools] * self.k, self.generation)
             score_answers(outcome, sample, generations)
-            attempts = sum(int(g.meta.get("attempts", 1)) for g in generations)
+            attempts = http_attempts(generations)
+            retries = attempts - len(generations)
             if needs_unedited_answer(seed, outcome) and self.budget.take_groups(1, self.k):
                 plain = adversarial_sample(unedited(seed), outcome.query)  # answerable on the seed's own tools?
+                granted += self.k
                 answers = self.fc_model.generate([plain.messages] * self.k, [plain.tools] * self.k, self.generation)
                 solve_unedited(outcome, plain, answers)
-                requests += self.k
-                attempts += sum(int(g.meta.get("attempts", 1)) for g in answers)
+                attempts += http_attempts(answers)
+                retries += http_attempts(answers) - len(answers)
         except Exception as error:  # one broken answer must not cost the batch the others
             outcome.error = f"{type(error).__name__}: {error}"
-        self._write(key, seed, outcome, phase, step, requests=requests, attempts=attempts)
+        # the retries were paid from the budget as they went out (RequestBudget.permit)
+        self._write(key, seed, outcome, phase, step, requests=granted + retries, attempts=attempts)
 
     def _write(self, key: str, seed: Sample, outcome: AttackOutcome, phase: str, step: int | None,
                requests: int, attempts: int) -> None:

@@ -284,7 +284,9 @@ def run_blackbox(run: RunFolder, progress: bool = True, on_log: Callable[[str], 
     seeds = attack_seeds(config)
     budget = RequestBudget(config.max_requests, run.state["requests_sent"],
                            save=lambda used: run.save(requests_sent=used))
-    ledger = QueryLedger(run.dir / files.QUERIES, config.endpoint_model(), config.fc_samples,
+    fc_model = config.endpoint_model()
+    fc_model.retry_permit = budget.permit  # a retry is a request the budget pays for
+    ledger = QueryLedger(run.dir / files.QUERIES, fc_model, config.fc_samples,
                          config.fc_generation(seed=config.seed), budget, judge=build_judge(config, budget=budget), lexicon=world_lexicon(),
                          failure_limit=config.failure_limit)
     stopped = _stop_reason(ledger, config.fc_samples)

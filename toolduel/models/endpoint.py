@@ -3,7 +3,8 @@
 Requests run in a thread pool of ``max_concurrency`` workers sharing one ``httpx.Client``.
 A request is retried, with exponential backoff and jitter, on 408/429/5xx answers, timeouts
 and connection errors (a body cut short is a connection error); ``Retry-After`` is honoured
-up to ``retry_after_max`` seconds. Whatever still fails becomes ``Generation(text="",
+up to ``retry_after_max`` seconds; a caller that pays per request sets ``retry_permit``, asked
+before each retry goes out (False: it is not made). Whatever still fails becomes ``Generation(text="",
 error=...)``, so one bad answer never costs the batch the others. Each attempt, and the model
 lookup of :func:`served_model`, ends within ``timeout`` seconds in all, connecting, sending,
 the status line and headers and the body together: every socket operation gets only what is
@@ -32,7 +33,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -224,6 +225,8 @@ class EndpointChatModel:
         self.extra_body = dict(extra_body or {})
         self.max_response_bytes = max_response_bytes
         self._rng = random.Random()
+        # asked before each retry, from any worker thread; False: the request is not retried
+        self.retry_permit: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         return (f"EndpointChatModel(base_url={self.base_url!r}, model={self.model!r}, "
@@ -289,6 +292,9 @@ class EndpointChatModel:
                 return _without_secret(outcome, api_key)
             failure = outcome
             if not failure.retryable or attempt == self.max_retries:
+                break
+            if self.retry_permit is not None and not self.retry_permit():
+                failure.reason += "; not retried: the request budget is spent"
                 break
             delay = self._backoff(attempt, failure.retry_after)
             logger.info("retrying %s in %.2fs (attempt %d/%d): %s", self.name, delay, attempt + 1,

@@ -313,6 +313,8 @@ def build_judge(config: Any, budget: Budget | None = None, model: ChatModel | No
                       if hasattr(config, key)}
             model = load_model({"backend": "endpoint", "base_url": endpoint, "model": name,
                                 "api_key_env": getattr(config, "judge_api_key_env", "OPENAI_API_KEY"), **client})
+            if budget is not None:  # a retry is a request the budget pays for
+                model.retry_permit = lambda: budget.take(1) == 1
         else:
             model = load_model({"backend": "transformers", "path": name,
                                 "batch_size": getattr(config, "batch_size", 8)})
