@@ -285,6 +285,13 @@ def paired(work: Path, regime: str, arm: str, against: str, resamples: int = 10_
         for item, difference in seed_differences.items():
             by_item.setdefault(item, []).append(difference)
         per_seed.append(statistics.fmean(seed_differences.values()))
+    result = bootstrap_pairs(by_item, resamples)
+    return None if result is None else result | {"per_seed": per_seed}
+
+
+def bootstrap_pairs(by_item: dict[str, list[int]], resamples: int = 10_000) -> dict | None:
+    """The mean of paired differences (``by_item``: each item's differences, one per seed) with a
+    95% percentile interval from a bootstrap over items, an item drawn with all its seeds."""
     pairs = sum(len(d) for d in by_item.values())
     if pairs < 2:
         return None
@@ -293,7 +300,7 @@ def paired(work: Path, regime: str, arm: str, against: str, resamples: int = 10_
     means = sorted(sum(sums[i] for i in drawn) / sum(counts[i] for i in drawn)
                    for drawn in (rng.choices(indices, k=len(sums)) for _ in range(resamples)))
     return {"mean": sum(sums) / pairs, "ci95": [means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]],
-            "pairs": pairs, "items": len(sums), "per_seed": per_seed}
+            "pairs": pairs, "items": len(sums)}
 
 
 def summary(values: list[float]) -> dict:

@@ -76,6 +76,55 @@ def test_a_round_leaves_a_complete_run_folder(tmp_path):
     _report_shows_the_run(out, metrics)
 
 
+def test_the_after_defence_attack_can_be_skipped(tmp_path):
+    out = tmp_path / "run"
+    result = _run("--out", str(out), *TINY, "--after-defence-attack", "false")
+    assert result.exit_code == 0, result.output
+    assert not (out / "rounds/round_1/fresh_attack.jsonl").exists()  # no fresh queries asked
+    metrics = read_jsonl(out / "metrics.jsonl")[1]
+    assert metrics["attack_success_rate"] is None and metrics["attack"]["after_defence"] is None
+    assert metrics["validity_rate"] is not None and (out / "report" / "report.html").exists()
+
+
+def test_untargeted_augmentation_takes_its_budget_blind_to_the_answers(tmp_path):
+    """harvest_keep valid with a pool budget: the first queries harvested, whatever the FC model
+    answered; harvest_keep successful: the failures."""
+    from toolduel.duel.harvest import harvest
+    from toolduel.models.base import Generation
+
+    seeds = generate_samples(6, seed=5, kinds=("one_call",), phrasings=("plain",))
+    queries = {seed.query: seed for seed in seeds}
+    wrong = {seed.id for seed in seeds[3:]}
+
+    class Echo:  # the query model repeats its seed
+        name = "echo"
+
+        def generate(self, conversations, tools, config=None):
+            return [Generation(next(q for q in queries if q in c[-1]["content"])) for c in conversations]
+
+    class RightOnTheFirstThree:
+        name = "right on the first three"
+
+        def generate(self, conversations, tools, config=None):
+            return [Generation(calls_text(queries[c[-1]["content"]].gold, queries[c[-1]["content"]].id not in wrong))
+                    for c in conversations]
+
+    for keep, expected in (("valid", [s.id for s in seeds[:2]]), ("successful", [s.id for s in seeds[3:5]])):
+        config = GameConfig(out=str(tmp_path), attack_surface="query", fc_samples=2, harvest_keep=keep,
+                            pool_budget=2, solvability_floor=False, harvest_styles="uniform")
+        pool, _ = harvest(config, 1, seeds, Echo(), RightOnTheFirstThree(), "q", "fc", tmp_path)
+        assert [p["seed_id"] for p in pool] == expected
+
+
+def test_a_pool_budget_draws_blind_when_asked():
+    from toolduel.duel.harvest import select_pool
+
+    pool = [_pool_record(index, f"query number {word}", rate)
+            for index, (word, rate) in enumerate([("one", 1.0), ("two", 1.0), ("three", 0.0), ("four", 0.5)])]
+    assert [r["id"] for r in select_pool(pool, 2, by_band=False)] == ["r1-0", "r1-1"]
+    assert [r["id"] for r in select_pool(pool, 2)] == ["r1-2", "r1-3"]  # by band: 0 first, then 0.5
+
+
 def _attack_success(records):
     return sum(1 - r["fc_success"] for r in records if r["valid"] and r["solvable"] and r["fc_success"] < 1) / len(records)
 

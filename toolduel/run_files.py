@@ -29,7 +29,7 @@ Every file name of a run folder is written here only. A duel (``toolduel run``):
 
 A metrics line holds at least ``round``, ``accuracy`` ({held-out set: accuracy}),
 ``attack_success_rate`` (the round's query model against the defended FC model, on fresh
-queries) and ``validity_rate`` (of the harvest); also ``attack_success_rate_before_defence`` (the
+queries; None with ``after_defence_attack`` false) and ``validity_rate`` (of the harvest); also ``attack_success_rate_before_defence`` (the
 harvest's queries against the FC model before the defence), ``attack`` (both measurements in
 full: ``before_defence``, ``after_defence``), ``pool_size``, ``error_kinds`` ({set: {kind:
 count}}), ``error_types`` and ``seconds`` ({phase: seconds}).

@@ -26,6 +26,9 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
     seeds: str = option("world:train", "seed samples the query model rewrites: world:train or a data spec")
     heldout: str = option("world:plain,hard,two_call,no_call,tools", "held-out data spec evaluated every round")
     heldout_limit: int | None = option(48, "samples per held-out set")
+    after_defence_attack: bool = option(True, "every round's evaluation also measures the attack success of the round's "
+                                              "query model against the defended FC model, on harvest_seeds fresh "
+                                              "queries of k answers each (false: saves that time, the rate is not shown)")
     extra_eval: str | None = option(None, "another data spec evaluated every round, e.g. bfcl:simple_python")
     extra_eval_limit: int | None = option(50, "samples per category of extra_eval")
     allow_overlap: bool = option(False, "start even where the seeds (and so the pool and the replay) share samples "
@@ -38,8 +41,9 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                                              "ones, with solvability_floor); valid: every valid query")
     harvest_greedy: bool = option(False, "harvest: the FC model answers each query once, greedily as in evaluation "
                                          "(true), or fc_samples times at fc_temperature as in the attack (false)")
-    pool_budget: int | None = option(None, "at most this many pool records added per round, drawn evenly over the FC "
-                                            "model's success bands (equal-budget comparisons)")
+    pool_budget: int | None = option(None, "at most this many pool records added per round (equal-budget comparisons): "
+                                            "drawn evenly over the FC model's success bands, or with harvest_keep "
+                                            "valid the first ones harvested")
     # --- defend: train the FC model on the pool of every round plus replayed seed data -----------
     defend: str = option("sft", "sft, or grpo with the FC reward")
     defend_epochs: float = option(2.0, "passes over the defence data")

@@ -63,23 +63,26 @@ def fresh_seeds(config: GameConfig, round_index: int) -> list[Sample]:
 
 
 def attack_after_defence(run: RunFolder, round_index: int, fc_model: Any, progress: bool = False) -> dict:
-    """The round's query model against the defended FC model on fresh queries (``fresh_attack.jsonl``),
-    beside the harvest's measurement against the FC model before the defence; and the defended
-    model's answers to the round's pool queries (``after_defence.jsonl``)."""
+    """The round's query model against the defended FC model on fresh queries (``fresh_attack.jsonl``;
+    with ``after_defence_attack`` only), beside the harvest's measurement against the FC model
+    before the defence; and the defended model's answers to the round's pool queries
+    (``after_defence.jsonl``)."""
     config, out_dir = run.config, files.round_dir(run.dir, round_index)
-    query_model = load_chat_model(run.path("query_path"), config, progress, "query model")
-    try:
-        outcomes, records, _ = attack_records(config, round_index, fresh_seeds(config, round_index), query_model,
-                                              fc_model, counts=attack_spec_counts(out_dir), stream="fresh-attack")
-    finally:
-        close_model(query_model)
-    files.write_jsonl_atomic(out_dir / files.FRESH_ATTACK, records)
-    after = step_stats(outcomes, config.solvability_floor)
+    after = None
+    if config.after_defence_attack:
+        query_model = load_chat_model(run.path("query_path"), config, progress, "query model")
+        try:
+            outcomes, records, _ = attack_records(config, round_index, fresh_seeds(config, round_index), query_model,
+                                                  fc_model, counts=attack_spec_counts(out_dir), stream="fresh-attack")
+        finally:
+            close_model(query_model)
+        files.write_jsonl_atomic(out_dir / files.FRESH_ATTACK, records)
+        after = step_stats(outcomes, config.solvability_floor)
     pool = files.read_jsonl(out_dir / files.POOL)
     files.write_jsonl_atomic(out_dir / files.AFTER_DEFENCE, answers_to_pool(pool, round_index, fc_model))
     before = files.read_json_object(out_dir / files.HARVEST_STATS)
     attack_log = files.read_jsonl(out_dir / files.ATTACK_LOG)
-    return {"attack_success_rate": after["attack_success_rate"],
+    return {"attack_success_rate": None if after is None else after["attack_success_rate"],
             "attack_success_rate_before_defence": before["attack_success_rate"],
             "validity_rate": before["validity_rate"],
             "attack": {"before_defence": before, "after_defence": after},

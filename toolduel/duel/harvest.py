@@ -99,7 +99,9 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
                         fc_checkpoint) | {"harvest_index": index}
             for index, (seed, outcome) in enumerate(zip(asked, outcomes))
             if outcome.valid and (config.harvest_keep == "valid" or outcome.weakness(config.solvability_floor))]
-    return select_pool(pool, config.pool_budget), step_stats(outcomes, config.solvability_floor)
+    # untargeted augmentation (keep every valid query) draws its budget as it comes, blind to the verdicts
+    return (select_pool(pool, config.pool_budget, by_band=config.harvest_keep == "successful"),
+            step_stats(outcomes, config.solvability_floor))
 
 
 def fingerprint(record: dict) -> str:
@@ -112,16 +114,19 @@ def fingerprint(record: dict) -> str:
     return "\n".join([text, json.dumps(record["sample"]["gold"], sort_keys=True), str(move or "")])
 
 
-def select_pool(pool: list[dict], budget: int | None) -> list[dict]:
+def select_pool(pool: list[dict], budget: int | None, by_band: bool = True) -> list[dict]:
     """The pool's records without repeats (:func:`fingerprint`; the first one kept), and at most
     ``budget`` of them drawn evenly over the FC model's success bands: one record of each success
     rate (``fc_success``: 0, 1/k, ..., in that order) in turn, each band in harvest order, so that a
     budget smaller than the harvest spans hard and borderline weaknesses instead of taking the
-    first ones found."""
+    first ones found. ``by_band`` False: the first ``budget`` in harvest order (a draw blind to
+    the FC model's answers, as untargeted augmentation must be)."""
     seen: set[str] = set()
     unique = [r for r in pool if (key := fingerprint(r)) not in seen and not seen.add(key)]
     if budget is None or budget >= len(unique):
         return unique
+    if not by_band:
+        return unique[:budget]
     bands: dict[float, list[dict]] = {}
     for record in unique:
         bands.setdefault(record["fc_success"], []).append(record)
