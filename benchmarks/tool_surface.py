@@ -37,7 +37,6 @@ from toolduel.duel.players import load_chat_model
 from toolduel.evaluate import evaluate
 from toolduel.models import close_model
 from toolduel.models.base import GenerationConfig
-from toolduel.referee.outcome import AttackOutcome
 from toolduel.world.tool_edits import UNCHANGED
 
 RESAMPLES = 10_000
@@ -96,15 +95,6 @@ def bfcl(run, args: argparse.Namespace, work: Path) -> dict:
             for name in sets}
 
 
-def answers_of(outcome: AttackOutcome, k: int) -> int:
-    """FC answers a scored query took: its ``k``, and ``k`` more on the seed's own list where the
-    edited list got no answer right (:func:`toolduel.referee.outcome.needs_unedited_answer`)."""
-    if not outcome.valid:
-        return 0
-    edited = outcome.tool_move not in (None, UNCHANGED)
-    return k * (1 + (edited and outcome.fc_success == 0.0))
-
-
 def harvest_yield(run, label: str, query_path: Path, seeds: list, work: Path) -> list[dict]:
     """One row per seed: its tool move, whether the query was a weakness, and the FC answers it took."""
     path = work / f"yield-{label}.jsonl"
@@ -119,7 +109,7 @@ def harvest_yield(run, label: str, query_path: Path, seeds: list, work: Path) ->
         close_model(query_model)
         close_model(fc_model)
     rows = [{"move": o.tool_move or UNCHANGED, "style": o.style, "valid": o.valid,
-             "weakness": o.weakness(config.solvability_floor), "answers": answers_of(o, config.fc_samples)}
+             "weakness": o.weakness(config.solvability_floor), "answers": o.fc_answers}
             for o in outcomes]
     files.write_jsonl_atomic(path, rows)
     return rows

@@ -153,6 +153,7 @@ def test_a_query_failed_only_on_the_edited_list_is_an_answerable_weakness(seed):
     masked, plain = score_queries(fc, [_masked(seed), seed], [seed.query] * 2, k=2, lexicon=world_lexicon())
     assert masked.fc_success == 0.0 and masked.reference_solved and masked.weakness(floor=True)
     assert plain.fc_success == 1.0 and not plain.reference_solved and fc.requests == 2 + 2 + 2  # re-asked: masked only
+    assert (masked.fc_answers, plain.fc_answers) == (4, 2)  # what each query cost, the answers on its own list too
     lost = _NamesFC(seed, right=False)  # wrong on both lists: nothing shows the query answerable
     (masked,) = score_queries(lost, [_masked(seed)], [seed.query], k=2, lexicon=world_lexicon())
     assert masked.fc_success == 0.0 and not masked.solvable and not masked.weakness(floor=True)

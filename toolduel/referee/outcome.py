@@ -58,6 +58,7 @@ class AttackOutcome:
     reference_solved: bool = False
     style: str | None = None  # the style the query was asked in (toolduel.specs)
     tool_move: str | None = None  # the move the tool list was edited by before the FC model answered
+    fc_answers: int = 0  # answers asked of the FC model: k, and k more on the seed's own tool list
 
     @property
     def failed(self) -> bool:
@@ -134,6 +135,7 @@ def answer_text(generation: Any) -> str:
 def score_answers(outcome: AttackOutcome, sample: Sample, generations: list) -> AttackOutcome:
     """Check the FC model's answers to one attacked sample; ``fc_success`` is their mean score.
     Answers that never came are left out; when none came, the outcome fails with the first error."""
+    outcome.fc_answers += len(generations)
     for generation in generations:
         if generation.error is not None:
             outcome.fc_errors.append(generation.error)
@@ -186,6 +188,7 @@ def unedited(seed: Sample) -> Sample:
 def solve_unedited(outcome: AttackOutcome, sample: Sample, generations: list) -> None:
     """Mark ``outcome`` answerable (``reference_solved``) when an answer to ``sample`` (the query
     against the seed's own tools) is right."""
+    outcome.fc_answers += len(generations)
     outcome.reference_solved = any(check_sample(sample, parse_calls(g.text, tool_calls=g.tool_calls)).valid
                                    for g in generations if g.error is None)
 
