@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from toolduel.duel.config import GameConfig
+from toolduel.models.base import GenerationConfig
 from toolduel.duel.harvest import attack_records, harvest
 from toolduel.models.base import Generation
 from toolduel.prompts import fc_target, query_model_messages
@@ -26,6 +27,7 @@ from toolduel.specs import (
 )
 from toolduel.world.tool_edits import TOOL_MOVES
 from toolduel.world.generator import generate_samples
+from toolduel.world.lexicon import world_lexicon
 from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS
 
 
@@ -202,3 +204,28 @@ def test_bad_attack_surfaces_are_named(settings, message):
 
     with pytest.raises(ConfigError, match=message):
         GameConfig(world_budget="test", **settings)
+
+
+def test_the_black_box_harvest_also_learns_from_its_own_batches(tmp_path, monkeypatch):
+    """`toolduel attack`'s harvest draws each batch's styles from what the batches before it found."""
+    import toolduel.models
+    from toolduel.blackbox.config import BlackBoxConfig
+    from toolduel.blackbox.ledger import QueryLedger
+    from toolduel.blackbox.run import harvest_endpoint, start_attack
+
+    config = BlackBoxConfig(endpoint="http://127.0.0.1:9/v1", model="m", out=str(tmp_path / "attack"),
+                            attack_styles="kinds", harvest_seeds=256, batch_size=64)
+    run = start_attack(config)
+    monkeypatch.setattr(toolduel.models, "load_model", lambda spec: StyleEcho())
+    asked = []  # each batch's styles, repeats included (the ledger records a repeated query once)
+
+    class Ledger(QueryLedger):
+        def score(self, seeds, queries, phase, step=None):
+            asked.append([seed.meta[STYLE_KEY] for seed in seeds])
+            return super().score(seeds, queries, phase, step)
+
+    ledger = Ledger(run.dir / "queries.jsonl", WeakOnTerse(), k=1, generation=GenerationConfig(), lexicon=world_lexicon())
+    assert harvest_endpoint(run, [SEED], ledger, progress=False) is None
+    assert [len(batch) for batch in asked] == [64] * 4 and set(asked[0]) == set(PERTURBATIONS)
+    share = [batch.count("terse") / 64 for batch in asked]
+    assert share[0] < 0.4 < 0.7 < min(share[1:])  # learnt from its first batch

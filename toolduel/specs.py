@@ -163,6 +163,31 @@ def assign_specs(seeds: list[Sample], spaces: dict[str, tuple[str, ...]], rng: r
     return out
 
 
+SPEC_CHUNK = 64  # a targeted harvest asks this many queries between updates of its counts
+
+
+class SpecDraw:
+    """The specs of a harvest, drawn a batch of seeds at a time (:meth:`draw`) with ``config``'s
+    spaces: evenly, or ``targeted`` by Thompson sampling over the weaknesses found per spec so
+    far, the attack's ``counts`` and then each batch's own (:meth:`found`). The same on every
+    resume of ``stream``, the outcomes of each batch being the same."""
+
+    def __init__(self, config: Any, stream: str, counts: dict[str, dict[str, list[int]]] | None = None,
+                 targeted: bool = True):
+        self.spaces = spec_spaces(config.attack_styles, config.surface())
+        self.rng = random.Random(f"{stream}:styles:{config.seed}")
+        self.targeted = targeted and any(self.spaces.values())
+        self.counts = {key: merge_counts([(counts or {}).get(key)]) for key in DIMENSIONS}  # a copy, every dimension
+
+    def draw(self, seeds: list[Sample]) -> list[Sample]:
+        return assign_specs(seeds, self.spaces, self.rng, self.counts if self.targeted else None)
+
+    def found(self, outcomes: list, floor: bool) -> None:
+        """Count a batch's outcomes (``AttackOutcome``s) into the next draws."""
+        counted = count_outcomes(outcomes, floor)
+        self.counts = {key: merge_counts([self.counts[key], counted[key]]) for key in DIMENSIONS}
+
+
 def specified_seeds(config: Any, seeds: list[Sample], stream: str,
                     counts: dict[str, dict[str, list[int]]] | None = None) -> list[Sample]:
     """``seeds``, each with a spec of ``config``'s spaces (a style of ``attack_styles``; with the

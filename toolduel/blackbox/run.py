@@ -57,7 +57,7 @@ from toolduel.referee.judge import NOT_ASKED, build_judge
 from toolduel.referee.outcome import TOOL_MOVE_KEY, pool_record, step_stats
 from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
-from toolduel.specs import attack_spec_counts, specified, specified_seeds
+from toolduel.specs import SpecDraw, attack_spec_counts, specified, specified_seeds
 from toolduel.training.arguments import generation_dtype
 from toolduel.training.grpo import step_summary, train_query_model
 from toolduel.world.lexicon import world_lexicon
@@ -188,16 +188,16 @@ def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, qu
 def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, progress: bool) -> str | None:
     """The trained query model rewrites ``harvest_seeds`` seeds, a batch at a time, each batch
     scored through the ledger (a resumed harvest samples the same queries and pays nothing twice).
-    Each seed's spec (style, tool move) is drawn by Thompson sampling over the weaknesses the
-    attack found per spec (:mod:`toolduel.specs`)."""
+    Each batch's specs (style, tool move) are drawn by Thompson sampling over the weaknesses found
+    per spec, the attack's and the harvest's batches' so far (:class:`toolduel.specs.SpecDraw`)."""
     from toolduel.models import load_model
 
     config = run.config
-    chosen = specified_seeds(config, seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed), "harvest",
-                             attack_spec_counts(run.dir))
+    chosen = seeded_draw(seeds, config.harvest_seeds, "harvest", config.seed)
     if not chosen:
         run.mark("harvest")
         return None
+    specs = SpecDraw(config, "harvest", attack_spec_counts(run.dir))
     query_model = load_model({"backend": "transformers", "path": str(run.dir / files.QUERY_MODEL),
                               "batch_size": config.batch_size, "name": "query model",
                               "dtype": generation_dtype(config)})
@@ -207,9 +207,11 @@ def harvest_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, p
             stop = _stop_reason(ledger, config.fc_samples)
             if stop:
                 return stop
-            batch = chosen[start:start + config.batch_size]
+            batch = specs.draw(chosen[start:start + config.batch_size])
             queries = sample_queries(query_model, batch, config.query_generation(seed=config.seed + 1 + start))
-            outcomes.extend(ledger.score(batch, queries, phase="harvest"))
+            scored = ledger.score(batch, queries, phase="harvest")
+            specs.found(scored, config.solvability_floor)
+            outcomes.extend(scored)
             advance(len(batch))
     if any(outcome.error in (BUDGET_SPENT, NOT_ASKED) for outcome in outcomes):  # a batch not paid for in full
         return "budget"

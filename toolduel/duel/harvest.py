@@ -5,7 +5,6 @@ their provenance (:func:`toolduel.referee.outcome.pool_record`)."""
 from __future__ import annotations
 
 import json
-import random
 import re
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from toolduel.referee.outcome import (
 )
 from toolduel.run_files import RunFolder
 from toolduel.schema import Sample
-from toolduel.specs import DIMENSIONS, assign_specs, attack_spec_counts, count_outcomes, merge_counts, spec_spaces
+from toolduel.specs import SPEC_CHUNK, SpecDraw, attack_spec_counts
 from toolduel.world.lexicon import world_lexicon
 from toolduel.world.tool_edits import UNCHANGED
 
@@ -38,9 +37,6 @@ def harvest_scoring(config: GameConfig) -> tuple[int, GenerationConfig]:
     evaluation, with ``harvest_greedy``; otherwise as in the attack."""
     k = 1 if config.harvest_greedy else config.fc_samples
     return k, config.fc_generation(k, seed=config.seed)
-
-
-SPEC_CHUNK = 64  # targeted specs: the harvest asks this many queries between updates of its counts
 
 
 def harvest_seeds(config: GameConfig, round_index: int) -> list[Sample]:
@@ -57,22 +53,18 @@ def attack_records(config: GameConfig, round_index: int, seeds: list[Sample], qu
     Each seed gets a spec (:mod:`toolduel.specs`): with ``harvest_styles: uniform`` drawn evenly;
     with ``targeted``, :data:`SPEC_CHUNK` seeds at a time by Thompson sampling over the weaknesses
     found per style and per tool move so far, the attack's (``counts``) and then the harvest's own."""
-    spaces = spec_spaces(config.attack_styles, config.surface())
-    rng = random.Random(f"{stream}-{round_index}:styles:{config.seed}")
-    targeted = config.harvest_styles == "targeted" and any(spaces.values())
-    counts = {key: merge_counts([(counts or {}).get(key)]) for key in DIMENSIONS}  # a copy, every dimension
+    specs = SpecDraw(config, f"{stream}-{round_index}", counts, targeted=config.harvest_styles == "targeted")
     k, generation = harvest_scoring(config)
     judge = judge if judge is not None else build_judge(config)
     asked: list[Sample] = []
     outcomes: list[AttackOutcome] = []
-    size = SPEC_CHUNK if targeted else max(1, len(seeds))
+    size = SPEC_CHUNK if specs.targeted else max(1, len(seeds))
     for start in range(0, len(seeds), size):
-        chunk = assign_specs(seeds[start:start + size], spaces, rng, counts if targeted else None)
+        chunk = specs.draw(seeds[start:start + size])
         queries = sample_queries(query_model, chunk, config.query_generation(config.seed + round_index + start))
         scored = score_queries(fc_model, chunk, queries, k=k, generation=generation, lexicon=world_lexicon(),
                                judge=judge)
-        found = count_outcomes(scored, config.solvability_floor)
-        counts = {key: merge_counts([counts[key], found[key]]) for key in DIMENSIONS}
+        specs.found(scored, config.solvability_floor)
         asked += chunk
         outcomes += scored
     records = [{"round": round_index, "index": index, "seed_id": seed.id, "query": o.query, "style": o.style,
