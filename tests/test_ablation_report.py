@@ -87,3 +87,34 @@ def test_a_file_that_is_no_ablation_is_one_error(tmp_path, text):
         build_report(path)
     done = CliRunner().invoke(app, ["report", str(path)])
     assert done.exit_code == 2 and "odd.json" in done.output  # SystemExit(2) with the line; a crash exits 1
+
+
+def _game() -> dict:
+    arms = {"duel": {"composed": [[0.5, 0.6, 0.7], [0.5, 0.62, 0.66]], "added": [[32, 30], [32, 32]],
+                     "kept": [["defended"] * 2] * 2, "seeds": [0, 1],
+                     "final": {"composed": _summary([0.7, 0.66]), "plain": _summary([0.8, 0.82]), "bfcl": None}},
+            "untargeted": {"composed": [[0.5, 0.55, 0.6], [0.5, 0.57, 0.58]], "added": [[32, 32]] * 2,
+                           "kept": [["defended"] * 2] * 2, "seeds": [0, 1],
+                           "final": {"composed": _summary([0.6, 0.58]), "plain": _summary([0.84, 0.8]), "bfcl": None}}}
+    paired = {"round 0": {"mean": 0.0, "ci95": [0.0, 0.0], "pairs": 624, "per_seed": [0.0, 0.0]},
+              "round 1": {"mean": 0.05, "ci95": [0.01, 0.09], "pairs": 624, "per_seed": [0.05, 0.05]},
+              "round 2": {"mean": 0.09, "ci95": [-0.01, 0.12], "pairs": 624, "per_seed": [0.1, 0.08]}}
+    return {"settings": {"rounds": 2}, "arms": arms, "paired": paired}
+
+
+def test_report_of_a_game_json_draws_each_arm_per_round_and_the_paired_difference(tmp_path):
+    from toolduel.report.game import game_figure
+
+    report = _game()
+    left, right = game_figure(report, problems := []).axes
+    means = {line.get_label().split(" (")[0]: list(line.get_ydata()) for line in left.lines if line.get_linewidth() > 2}
+    assert means["the duel"] == pytest.approx([0.5, 0.61, 0.68])
+    assert means["untargeted augmentation"] == pytest.approx([0.5, 0.56, 0.59])
+    assert list(right.lines[0].get_ydata()) == pytest.approx([0.0, 0.05, 0.09]) and problems == []
+
+    path = tmp_path / "game.json"
+    path.write_text(json.dumps(report))
+    result = build_report(path)
+    assert result.html == tmp_path / "game-report" / "report.html" and set(result.figures) == {"game"}
+    page = result.html.read_text()
+    assert "[+0.010, +0.090]" in page and "higher" in page and "no difference" in page and result.problems == []

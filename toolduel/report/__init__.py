@@ -4,6 +4,7 @@
     measure.py   the numbers shown: series per round, error kinds, phrasing, rejections, examples
     traits.py    measured traits of a query; valid queries that fooled the FC model vs. not
     ablation.py  the figures and tables of an ablation's JSON (benchmarks/ablation.py)
+    game.py      the same for a game benchmark's JSON (benchmarks/game.py): accuracy per round, paired
     figures.py   matplotlib figures (Agg), returned so tests can read the plotted values
     page.py      HTML: inline CSS, base64 images, escaped data, no script, no external link
     build.py     the sections, in order; ``build_report``
@@ -48,7 +49,8 @@ def __getattr__(name: str):
 def report_command(run_dir: Path, out: Path | None = None) -> Report:
     """Write the weakness report of a run folder or a `toolduel eval` folder: one HTML file
     that opens offline, plus its figures as PNG (default: RUN_DIR/report/). Given the JSON of an
-    ablation (benchmarks/ablation.py), draw its arms and attack yield (default: <name>-report/)."""
+    ablation (benchmarks/ablation.py), draw its arms and attack yield; given that of a game
+    benchmark (benchmarks/game.py), its arms round by round (default: <name>-report/)."""
     from rich.markup import escape
 
     from toolduel.progress import console

@@ -1,5 +1,6 @@
 """The report of an ablation (the JSON ``benchmarks/ablation.py`` writes): per regime, each arm's
-held-out accuracy with its spread over seeds, and the attack yield of the query models.
+held-out accuracy with its spread over seeds, and the attack yield of the query models. The JSON
+of ``benchmarks/game.py`` goes to :mod:`toolduel.report.game`.
 
     toolduel report ablation.json            # -> ablation-report/report.html, ablation.png, ablation_yield.png
 
@@ -38,9 +39,11 @@ def read_ablation(path: Path) -> dict:
         raise ReportError(str(error)) from None
     except (json.JSONDecodeError, RecursionError) as error:
         raise ReportError(f"{path}: not a readable JSON file ({error})") from None
-    if not isinstance(report, dict) or not any(isinstance(report.get(r), dict) for r in REGIMES):
+    from toolduel.report.game import is_game
+
+    if not is_game(report) and not (isinstance(report, dict) and any(isinstance(report.get(r), dict) for r in REGIMES)):
         raise ReportError(f"{path}: no ablation in it (expected a regime {' or '.join(REGIMES)} at the top, "
-                          "as benchmarks/ablation.py writes)")
+                          "as benchmarks/ablation.py writes, or the arms duel and untargeted of benchmarks/game.py)")
     return report
 
 
@@ -150,6 +153,10 @@ def build_ablation_report(path: str | Path, out: str | Path | None = None) -> Re
     ``<path without .json>-report`` beside it)."""
     path = Path(path)
     report = read_ablation(path)
+    from toolduel.report.game import build_game_report, is_game
+
+    if is_game(report):
+        return build_game_report(path, report, out)
     out = Path(out) if out is not None else path.with_name(f"{path.stem}-report")
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} is a file, not a folder for the report; move it away, or pass --out")
