@@ -188,10 +188,8 @@ class SpecDraw:
         self.counts = {key: merge_counts([self.counts[key], counted[key]]) for key in DIMENSIONS}
 
 
-def specified_seeds(config: Any, seeds: list[Sample], stream: str,
-                    counts: dict[str, dict[str, list[int]]] | None = None) -> list[Sample]:
+def specified_seeds(config: Any, seeds: list[Sample], stream: str) -> list[Sample]:
     """``seeds``, each with a spec of ``config``'s spaces (a style of ``attack_styles``; with the
-    tool surface, a tool move: any program's attack settings), drawn evenly, or with ``counts``
-    by Thompson sampling; the same on every resume of ``stream``."""
-    return assign_specs(seeds, spec_spaces(config.attack_styles, config.surface()),
-                        random.Random(f"{stream}:styles:{config.seed}"), counts)
+    tool surface, a tool move: any program's attack settings) drawn evenly, as the attack asks;
+    the same on every resume of ``stream``."""
+    return SpecDraw(config, stream, targeted=False).draw(seeds)
