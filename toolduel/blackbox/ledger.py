@@ -200,8 +200,8 @@ class QueryLedger:
                 granted += self.k
                 answers = self.fc_model.generate([plain.messages] * self.k, [plain.tools] * self.k, self.generation)
                 solve_unedited(outcome, plain, answers)
-                attempts += http_attempts(answers)
-                retries += http_attempts(answers) - len(answers)
+                sent = http_attempts(answers)
+                attempts, retries = attempts + sent, retries + sent - len(answers)
         except Exception as error:  # one broken answer must not cost the batch the others
             outcome.error = f"{type(error).__name__}: {error}"
         # the retries were paid from the budget as they went out (RequestBudget.permit)
