@@ -37,6 +37,7 @@ rebuilt after every run::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -72,7 +73,8 @@ def arm_config(arm: str, args: argparse.Namespace, seed: int, fc_path: Path, out
                     after_defence_attack=False)  # the benchmark's question is the held-out accuracy
     if arm == "untargeted":
         settings |= {"attack_steps": 0, "harvest_keep": "valid", "harvest_styles": "uniform"}
-    return load_config(GameConfig, overrides=settings)
+    # an override of None means "not given" to load_config; the composed set's limit may be None: all of it
+    return dataclasses.replace(load_config(GameConfig, overrides=settings), heldout_limit=args.composed_limit)
 
 
 def played(arm: str, args: argparse.Namespace, seed: int, fc_path: Path, folder: Path) -> Path:

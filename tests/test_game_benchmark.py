@@ -32,6 +32,7 @@ def test_the_game_benchmark_plays_both_arms_and_continues_where_it_stopped(tmp_p
     assert duel_config["attack_steps"] == 1 and untargeted_config["attack_steps"] == 0
     assert (untargeted_config["harvest_keep"], untargeted_config["harvest_styles"]) == ("valid", "uniform")
     assert duel_config["fc_model"] == untargeted_config["fc_model"] and duel_config["pool_budget"] == 2
+    assert duel_config["heldout"] == "world:composed" and duel_config["heldout_limit"] == 20
     report = json.loads(out.read_text())
     for arm in ("duel", "untargeted"):
         values = report["arms"][arm]
