@@ -360,15 +360,16 @@ def collect(work: Path, args: argparse.Namespace) -> dict:
     return report
 
 
-def check_resume(work: Path, args: argparse.Namespace) -> None:
-    """A work folder keeps the settings of its first run: a resume with others would mix results."""
+def check_resume(work: Path, args: argparse.Namespace, keys: tuple[str, ...] = FIXED, what: str = "an ablation") -> None:
+    """A work folder keeps the settings (``keys`` of ``args``) of its first run: a resume with
+    others would mix results."""
     path = work / "settings.json"
-    fixed = {key: getattr(args, key) for key in FIXED}
+    fixed = {key: getattr(args, key) for key in keys}
     if path.exists():
         before = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(key for key in FIXED if before.get(key) != fixed[key])
+        changed = sorted(key for key in keys if before.get(key) != fixed[key])
         if changed:
-            raise SystemExit(f"{work} holds an ablation with other settings ({', '.join(changed)}); "
+            raise SystemExit(f"{work} holds {what} with other settings ({', '.join(changed)}); "
                              f"use another --work-dir, or the same settings to continue it")
     else:
         work.mkdir(parents=True, exist_ok=True)

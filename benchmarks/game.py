@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
-from ablation import bootstrap_pairs, regime_fc_model, summary  # benchmarks/ is this script's folder
+from ablation import bootstrap_pairs, check_resume, regime_fc_model, summary  # benchmarks/ is this script's folder
 
 from toolduel import run_files as files
 from toolduel.config import ConfigError, flag_overrides, load_config
@@ -159,21 +158,6 @@ def collect(work: Path, args: argparse.Namespace) -> dict:
     return report
 
 
-def check_resume(work: Path, args: argparse.Namespace) -> None:
-    """A work folder keeps the settings of its first run: a resume with others would mix results."""
-    path = work / "settings.json"
-    fixed = {key: getattr(args, key) for key in FIXED}
-    if path.exists():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(key for key in FIXED if before.get(key) != fixed[key])
-        if changed:
-            raise SystemExit(f"{work} holds a benchmark with other settings ({', '.join(changed)}); "
-                             f"use another --work-dir, or the same settings to continue it")
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        files.write_json_atomic(path, fixed)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="the benchmark's JSON")
@@ -204,7 +188,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     work = args.work_dir or args.out.with_suffix(".work")
-    check_resume(work, args)
+    check_resume(work, args, FIXED, "a game benchmark")
     fc_path = Path(args.fc_model) if args.fc_model else regime_fc_model("sparse", args, work)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for arm in ARMS:

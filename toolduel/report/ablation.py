@@ -148,6 +148,15 @@ def _paired_rows(section: dict, regime: str, problems: list[str]) -> list[list[s
     return rows
 
 
+def report_folder(path: Path, out: str | Path | None) -> Path:
+    """``out``, or ``<path without .json>-report`` beside the JSON, made a folder."""
+    out = Path(out) if out is not None else path.with_name(f"{path.stem}-report")
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out} is a file, not a folder for the report; move it away, or pass --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def build_ablation_report(path: str | Path, out: str | Path | None = None) -> Report:
     """``report.html`` and the PNG figures of the ablation in ``path`` under ``out`` (default:
     ``<path without .json>-report`` beside it)."""
@@ -157,10 +166,7 @@ def build_ablation_report(path: str | Path, out: str | Path | None = None) -> Re
 
     if is_game(report):
         return build_game_report(path, report, out)
-    out = Path(out) if out is not None else path.with_name(f"{path.stem}-report")
-    if out.exists() and not out.is_dir():
-        raise ReportError(f"{out} is a file, not a folder for the report; move it away, or pass --out")
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(path, out)
     problems: list[str] = []
     body, figures = [], {}
     for name, draw, caption in (

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from toolduel.report import Report, ReportError
+from toolduel.report import Report
 from toolduel.report import page as html
-from toolduel.report.ablation import ARM_COLORS, _cell, _paired_rows
+from toolduel.report.ablation import ARM_COLORS, _cell, _paired_rows, report_folder
 from toolduel.report.figures import SIZE, png_bytes
 from toolduel.run_files import write_text_atomic
 
@@ -81,10 +81,7 @@ def game_figure(report: dict, problems: list[str]) -> Figure | None:
 
 def build_game_report(path: Path, report: dict, out: str | Path | None = None) -> Report:
     """``report.html`` and ``game.png`` of the game benchmark ``report`` (read from ``path``)."""
-    out = Path(out) if out is not None else path.with_name(f"{path.stem}-report")
-    if out.exists() and not out.is_dir():
-        raise ReportError(f"{out} is a file, not a folder for the report; move it away, or pass --out")
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(path, out)
     problems: list[str] = []
     body, figures = [], {}
     figure = game_figure(report, problems)
