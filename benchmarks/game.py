@@ -68,11 +68,11 @@ def arm_config(arm: str, args: argparse.Namespace, seed: int, fc_path: Path, out
     settings = dict(args.game, out=str(out), seed=seed, rounds=args.rounds, world_budget=args.world_budget,
                     fc_model=str(fc_path), attack_steps=args.attack_steps, harvest_seeds=args.harvest_seeds,
                     pool_budget=args.pool_budget, attack_surface="query",  # the composed set asks about requests
-                    heldout=f"world:{PERTURBED}", heldout_limit=args.composed_limit, extra_eval=None,
+                    heldout=f"world:{PERTURBED}", extra_eval=None,
                     after_defence_attack=False)  # the benchmark's question is the held-out accuracy
     if arm == "untargeted":
         settings |= {"attack_steps": 0, "harvest_keep": "valid", "harvest_styles": "uniform"}
-    # an override of None means "not given" to load_config; the composed set's limit may be None: all of it
+    # the composed set's limit may be None (all of it), which load_config's overrides take for "not given"
     return dataclasses.replace(load_config(GameConfig, overrides=settings), heldout_limit=args.composed_limit)
 
 
