@@ -75,6 +75,8 @@ class JudgeVerdict:
 class Budget(Protocol):
     def take(self, requests: int) -> int: ...
 
+    def permit(self) -> bool: ...  # one request more (a retry)
+
 
 # --- the prompt ------------------------------------------------------------------------------
 
@@ -314,7 +316,7 @@ def build_judge(config: Any, budget: Budget | None = None, model: ChatModel | No
             model = load_model({"backend": "endpoint", "base_url": endpoint, "model": name,
                                 "api_key_env": getattr(config, "judge_api_key_env", "OPENAI_API_KEY"), **client})
             if budget is not None:  # a retry is a request the budget pays for
-                model.retry_permit = lambda: budget.take(1) == 1
+                model.retry_permit = budget.permit
         else:
             model = load_model({"backend": "transformers", "path": name,
                                 "batch_size": getattr(config, "batch_size", 8)})
