@@ -197,9 +197,14 @@ def build_ablation_report(path: str | Path, out: str | Path | None = None) -> Re
                                  html.table(f"yield-{regime}", ["query model", "per 1,000 answers"],
                                             [[YIELDS[k], _cell(v)] for k, v in yields.items() if k in YIELDS]),
                                  section_id=f"regime-{regime}"))
+    return write_page(out, f"toolduel ablation: {path.name}", f"ablation file {path}", report, body, figures, problems)
+
+
+def write_page(out: Path, title: str, meta: str, report: dict, body: list[str], figures: dict[str, Path],
+               problems: list[str]) -> Report:
+    """``out/report.html`` of a benchmark's JSON: the problems, ``body``, then its settings."""
     settings = json.dumps(report.get("settings", {}), indent=2, default=str)
-    text = html.page(f"toolduel ablation: {path.name}", f"ablation file {path}",
-                     [html.problems_section(problems), *body,
-                      html.section("Settings", f"<pre>{html.escape(settings)}</pre>", section_id="settings")])
+    text = html.page(title, meta, [html.problems_section(problems), *body,
+                                   html.section("Settings", f"<pre>{html.escape(settings)}</pre>", section_id="settings")])
     write_text_atomic(out / "report.html", text)
     return Report(html=out / "report.html", figures=figures, problems=problems)

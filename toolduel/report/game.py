@@ -9,16 +9,14 @@ and named in the problems list.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from toolduel.report import Report
 from toolduel.report import page as html
-from toolduel.report.ablation import ARM_COLORS, _cell, _paired_rows, report_folder
+from toolduel.report.ablation import ARM_COLORS, _cell, _paired_rows, report_folder, write_page
 from toolduel.report.figures import SIZE, png_bytes
-from toolduel.run_files import write_text_atomic
 
 ARMS = {"duel": "the duel (attack, weaknesses harvested)", "untargeted": "untargeted augmentation (no attack)"}
 COLORS = {"duel": ARM_COLORS["adversarial"], "untargeted": ARM_COLORS["untargeted"]}
@@ -105,9 +103,5 @@ def build_game_report(path: Path, report: dict, out: str | Path | None = None) -
         body.append(html.section("Duel minus untargeted, round by round", html.paragraph(
             "On the same composed items and seeds; round 0 is the same FC model in both arms."),
             html.table("paired", ["round", "difference", "95% interval", "pairs", "per seed", "reading"], paired)))
-    settings = json.dumps(report.get("settings", {}), indent=2, default=str)
-    text = html.page(f"toolduel game: {path.name}", f"game benchmark file {path}",
-                     [html.problems_section(problems), *body,
-                      html.section("Settings", f"<pre>{html.escape(settings)}</pre>", section_id="settings")])
-    write_text_atomic(out / "report.html", text)
-    return Report(html=out / "report.html", figures=figures, problems=problems)
+    return write_page(out, f"toolduel game: {path.name}", f"game benchmark file {path}", report, body, figures,
+                      problems)
