@@ -74,6 +74,17 @@ def test_a_changed_number_is_not_grounded_by_a_prefix_or_a_longer_number():
     assert not check_query("Convert 12.55 km to mi", LENGTH).valid
 
 
+def test_a_number_said_inside_a_longer_one_in_words_is_not_said():
+    five = sample_of(Call("add_to_cart", {"product": "yoga mat", "quantity": 5}))
+    assert not check_query("Add twenty-five yoga mats", five).valid  # 25 says no 5
+    assert check_query("Add five yoga mats, twenty-five in all", five).valid
+    hundred = sample_of(Call("add_to_cart", {"product": "yoga mat", "quantity": 100}))
+    assert not check_query("Add one hundred and twelve yoga mats", hundred).valid  # 112
+    assert check_query("Add one hundred yoga mats and twelve more", hundred).valid
+    assert not check_query("Add twelve and a half yoga mats", CART).valid  # 12.5
+    assert check_query("Add twelve, and a half-price yoga mat", CART).valid  # a comma ends a number
+
+
 def test_a_number_with_a_leading_zero_is_not_the_number():
     # "0488.5" reads as an identifier or a typo, not as 488.5 (a query the attack wrote).
     assert not check_query("Convert 012.5 km to mi", LENGTH).valid

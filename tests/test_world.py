@@ -15,12 +15,13 @@ import jsonschema
 import pytest
 
 from toolduel.referee.validity import check_query, nothing_held_out
-from toolduel.schema import OPTIONAL, Sample
+from toolduel.schema import OPTIONAL, Call, Sample
 from toolduel.world.functions import all_functions, domains, functions_by_name, world_tools
 from toolduel.world.generator import (
     KINDS,
     generate_samples,
     make_sample,
+    render_query,
     rephrase,
     split_of,
 )
@@ -134,6 +135,15 @@ def test_every_generated_query_passes_the_validity_check(mixed_samples):
     failures = [(s.query, check_query(s.query, s, WORLD).reasons) for s in mixed_samples
                 if not check_query(s.query, s, WORLD).valid]
     assert failures == []
+
+
+def test_numbers_in_words_never_run_together_into_another_number():
+    # "Compute the sum of five hundred and twenty-seven" reads as 527, not as 500 and 27
+    rng = random.Random(3)
+    queries = {render_query([Call("add_numbers", {"a": 500, "b": 27})], "indirect_values", rng)
+               for _ in range(100)} - {None}
+    assert any("five hundred and 27" in q for q in queries)  # the words are still said where they are clear
+    assert not [q for q in queries if "five hundred and twenty-seven" in q]
 
 
 def test_samples_round_trip_through_json(mixed_samples):

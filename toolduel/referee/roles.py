@@ -162,9 +162,30 @@ def _stated_answers(answers: Sequence[Any]) -> list[Any]:
     return [a for a in answers if a != OPTIONAL and isinstance(a, (str, int, float)) and not isinstance(a, bool)]
 
 
-def _inside_a_number(before: list[str], after: list[str]) -> bool:
-    """A number word that is part of a longer one ("one" in "one hundred and twenty-two")."""
-    return bool(before and before[-1] in _NUMBER_WORDS or after and after[0] in _NUMBER_WORDS)
+_FRACTIONS = (("and", "a", "half"), ("and", "a", "quarter"))
+_SCALES = frozenset({"hundred", "thousand"})
+_BREAKS = (",", ";", ":", ".")
+
+
+def inside_a_number(normalized: str, start: int, end: int) -> bool:
+    """Whether the number said at ``normalized[start:end]`` is part of a longer one said in words:
+    "five" in "twenty-five", "one hundred" in "one hundred and twenty-two", "seventeen" in "three
+    hundred seventeen and a half". It does not say its own value."""
+    left, right = normalized[:start].rstrip(), normalized[end:].lstrip()
+    before = [] if left.endswith(_BREAKS) else _tokens(left)  # a comma ends a number: "forty-two, one hundred"
+    after = [] if right.startswith(_BREAKS) else _tokens(right)
+    return _inside_a_number(before, _tokens(normalized[start:end]), after)
+
+
+def _inside_a_number(before: list[str], said: list[str], after: list[str]) -> bool:
+    if before and before[-1] in _NUMBER_WORDS or after and after[0] in _NUMBER_WORDS:
+        return True
+    if any(tuple(after[:3]) == fraction or (*before[-2:], *said[:1]) == fraction for fraction in _FRACTIONS):
+        return True
+    # "X hundred and Y" with Y under a hundred ("three hundred and five hundred" is two numbers)
+    if said[-1:] and said[-1] in _SCALES and after[:1] == ["and"] and after[1:2] and after[1] in _NUMBER_WORDS:
+        return after[2:3] == [] or after[2] not in _SCALES
+    return len(before) >= 2 and before[-1] == "and" and before[-2] in _SCALES and said[0] in _NUMBER_WORDS
 
 
 def role_swaps(normalized: str, sample: Sample, cues_of: Callable[[Tool], Mapping[str, RoleCues]],
@@ -206,9 +227,9 @@ def _swap(normalized: str, param: str, answers: list[Any], group: Mapping[str, R
     contrary = None
     for answer in answers:
         for start, end in places(answer):
-            before, after = _tokens(normalized[:start]), _tokens(normalized[end:])
-            if _inside_a_number(before, after):
+            if inside_a_number(normalized, start, end):
                 continue
+            before, after = _tokens(normalized[:start]), _tokens(normalized[end:])
             claimed = claims(before, after, group, value_words)
             if param in claimed:
                 return None

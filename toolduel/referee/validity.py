@@ -43,7 +43,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolduel.referee.roles import RoleCues, named_pairs, role_swaps
+from toolduel.referee.roles import RoleCues, inside_a_number, named_pairs, role_swaps
 from toolduel.referee.tool_list import described_purpose
 from toolduel.schema import OPTIONAL, Sample, Tool
 
@@ -180,8 +180,10 @@ def is_grounded(value: Any, query: str, forms: Callable[[Any], Sequence[str]] = 
     if isinstance(value, (int, float)) and float(value) in _numbers_in(query):
         return True
     normalized_query = normalize(query)
-    candidates = [str(value), *forms(value)]
-    return any(_contains(normalized_query, form) for form in candidates)
+    if isinstance(value, (int, float)):  # a number said inside a longer one is not said: 5 in "twenty-five"
+        return any(not inside_a_number(normalized_query, start, end)
+                   for start, end in _places(normalized_query, value, forms))
+    return any(_contains(normalized_query, form) for form in [str(value), *forms(value)])
 
 
 def names_intent(query: str, words: Collection[str]) -> bool:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from toolduel.referee.validity import is_grounded
 from toolduel.schema import Call, GoldCall, Sample
 from toolduel.world import phrasing as ph
 from toolduel.world.catalog import WORLD_VERSION, Function, Param, sample_value
@@ -166,7 +167,8 @@ def _one_request(function: Function, args: dict, phrasing: str, rng: random.Rand
 
 def render_query(calls: list[Call], phrasing: str, rng: random.Random) -> str | None:
     """A query asking for ``calls`` (one or two), in ``phrasing``; ``None`` when the phrasing
-    cannot apply (no value with an indirect form, nothing to reorder)."""
+    cannot apply (no value with an indirect form, nothing to reorder) or its words say another
+    number than a value."""
     by_name = functions_by_name()
     parts = []
     for call in calls:
@@ -178,7 +180,11 @@ def render_query(calls: list[Call], phrasing: str, rng: random.Random) -> str | 
     if len(parts) == 2:
         connector = rng.choice(_CONNECTORS[PLAIN if phrasing == PLAIN else "other"])
         pieces = [*pieces[:-1], Piece(connector), *ph.decapitalize(parts[1])]
-    return ph.join(ph.capitalize(_perturb(pieces, phrasing, rng, calls)))
+    query = ph.join(ph.capitalize(_perturb(pieces, phrasing, rng, calls)))
+    if "indirect_values" in ph.kinds_of(phrasing) and not all(
+            is_grounded(value, query, surface_forms) for call in calls for value in call.arguments.values()):
+        return None  # numbers in words run together: "five hundred" and "twenty-seven" read as 527
+    return query
 
 
 def render_off_world(text: str, phrasing: str, rng: random.Random) -> str | None:
