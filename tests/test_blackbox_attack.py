@@ -470,3 +470,34 @@ def test_with_the_tool_surface_the_endpoint_answers_the_edited_list_and_the_set_
     assert [t["function"]["name"] for t in pool["masked_names"]["sample"]["tools"]] == fc.offered[0]
     assert pool["masked_names"]["sample"]["gold"][0] == records[0]["sample"]["gold"][0]
     assert pool["unchanged"]["sample"]["tools"] == records[1]["sample"]["tools"] == seed.to_dict()["tools"]
+
+
+def test_edits_the_query_model_writes_reach_the_endpoint_and_the_adversarial_set(tmp_path, monkeypatch):
+    """--tool-edits written: the endpoint is offered the list the completion's edits make, the
+    request alone is sent as the user's message, and the set rebuilt from the ledger keeps both."""
+    from toolduel.blackbox.run import start_attack, write_findings
+    from toolduel.prompts import STYLE_KEY
+    from toolduel.referee.outcome import TOOL_MOVE_KEY
+    from toolduel.specs import specified
+    from toolduel.world.generator import generate_samples
+    from toolduel.world.tool_edits import tool_candidates
+
+    monkeypatch.setattr("toolduel.report.build_report", lambda folder: None)
+    seed = next(s for s in generate_samples(20, seed=2, kinds=("one_call",), phrasings=("plain",)) if tool_candidates(s))
+    run = start_attack(BlackBoxConfig(**SERVED, out=str(tmp_path / "attack"), seeds="world:train",
+                                      attack_surface="query,tools", tool_edits="written", harvest_keep="valid"))
+    fc = ToolRecordingFC()
+    ledger = QueryLedger(run.dir / "queries.jsonl", fc, k=1, generation=GenerationConfig(), lexicon=world_lexicon())
+    asked = specified(seed, True, **{STYLE_KEY: "terse", TOOL_MOVE_KEY: "masked_names"})
+    gold, look_alike = seed.gold[0].name, tool_candidates(seed)[0].name
+    completion = f"{seed.query}\nTool edits:\nrename {gold} to tool_42\nadd {look_alike}"
+    (outcome,) = ledger.score([asked], [completion], phase="attack", step=1)
+    assert outcome.valid and outcome.tool_move == "masked_names"
+    assert fc.offered[0] == [t.name if t.name != gold else "tool_42" for t in seed.tools] + [look_alike]
+
+    write_findings(run, [seed], lambda line: None)
+    (record,) = read_jsonl(run.dir / "pool.jsonl")
+    assert [t["function"]["name"] for t in record["sample"]["tools"]] == fc.offered[0]
+    assert list(record["sample"]["gold"][0]) == ["tool_42"]
+    assert record["sample"]["messages"][-1]["content"] == record["query"] == seed.query
+    assert record["tool_edits"] == [f"rename {gold} to tool_42", f"add {look_alike}"]

@@ -198,6 +198,7 @@ def test_both_surfaces_are_the_default_where_the_seeds_are_the_worlds():
     ({"attack_surface": "tools"}, "must include query"),
     ({"attack_surface": "query,prompt"}, "comma-separated list of query, tools"),
     ({"attack_surface": "query,tools", "seeds": "bfcl:simple_python"}, "needs seeds: world:train"),
+    ({"tool_edits": "typed"}, "tool_edits must be one of drawn, written"),
 ])
 def test_bad_attack_surfaces_are_named(settings, message):
     from toolduel.config import ConfigError
@@ -229,3 +230,55 @@ def test_the_black_box_harvest_also_learns_from_its_own_batches(tmp_path, monkey
     assert [len(batch) for batch in asked] == [64] * 4 and set(asked[0]) == set(PERTURBATIONS)
     share = [batch.count("terse") / 64 for batch in asked]
     assert share[0] < 0.4 < 0.7 < min(share[1:])  # learnt from its first batch
+
+
+class WritesEdits:
+    """A query model that asks again with the seed's words and writes, for a masked_names move,
+    the renames of every tool (and nothing for any other move)."""
+
+    name = "query model"
+
+    def generate(self, conversations, tools, config=None):
+        out = []
+        for conversation, offered in zip(conversations, tools):
+            edits = [f"rename {t.name} to tool_{10 + i}" for i, t in enumerate(offered)]
+            masked = "Tool move: masked_names" in conversation[-1]["content"]
+            out.append(Generation(SEED.query + ("\nTool edits:\n" + "\n".join(edits) if masked else "")))
+        return out
+
+
+def test_a_query_model_asked_for_a_move_writes_the_edits_the_fc_model_answers_against(tmp_path):
+    config = GameConfig(world_budget="test", attack_styles="none", attack_surface="query,tools", fc_samples=1,
+                        solvability_floor=False, harvest_keep="valid", tool_edits="written")
+    pool, _ = harvest(config, 1, [SEED] * 64, WritesEdits(), WeakOnMaskedNames(), "q", "fc", tmp_path, counts=None)
+    records = [json.loads(line) for line in (tmp_path / "harvest.jsonl").read_text().splitlines()]
+    assert {r["tool_move"] for r in records} == {"unchanged", *TOOL_MOVES} and all(r["valid"] for r in records)
+    for record in pool:
+        sample = Sample.from_dict(record["sample"])
+        written = bool(record["tool_edits"])
+        assert written == (record["tool_move"] == "masked_names")  # asked for it, and only then
+        assert sample.query == record["query"] == SEED.query  # the FC model reads the request, never the edits
+        assert ({t.name for t in sample.tools} != {t.name for t in SEED.tools}) == written
+        assert record["attack_success"] == written  # the written renames broke the FC model, nothing else did
+
+
+def test_the_query_model_sees_the_move_it_must_write_and_what_it_may_add():
+    drawn = query_model_messages(specified(SEED, **{TOOL_MOVE_KEY: "distractors"}))
+    assert "Tool move" not in drawn[-1]["content"] and "Tool edits" not in drawn[0]["content"]
+    seed = specified(SEED, True, **{TOOL_MOVE_KEY: "distractors"})
+    assert seed.tools == SEED.tools and "answer_tools" not in seed.meta  # nothing applied: the model writes it
+    asked = query_model_messages(seed)
+    assert "Tool edits:" in asked[0]["content"] and "Tool move: distractors" in asked[-1]["content"]
+    addable = asked[-1]["content"].split("Can add: ")[1].split(", ")
+    assert addable and not set(addable) & {t.name for t in SEED.tools}
+    unchanged = query_model_messages(specified(SEED, True, **{TOOL_MOVE_KEY: "unchanged"}))
+    assert unchanged == query_model_messages(SEED)
+
+
+def test_the_query_model_writes_longer_completions_only_where_it_writes_edits():
+    query_only = GameConfig(world_budget="test", attack_surface="query", tool_edits="written")
+    assert query_only.completion_tokens() == query_only.max_query_tokens
+    drawn = GameConfig(world_budget="test", attack_surface="query,tools")
+    assert drawn.query_generation(0).max_new_tokens == drawn.max_query_tokens
+    written = GameConfig(world_budget="test", attack_surface="query,tools", tool_edits="written")
+    assert written.query_generation(0).max_new_tokens == written.max_query_tokens + 64

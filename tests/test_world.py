@@ -285,13 +285,14 @@ def test_nothing_the_world_trains_on_is_held_out_text():
     """The warm-start rows of both players (the query model's targets are rewrites, which land in
     the held-out split one time in ten), the duel's seeds and its replay: every query they hold is
     train-split text, so none is a query of a held-out set, whose queries are all held-out text."""
+    from toolduel.referee.tool_grammar import split_completion
     from toolduel.world.training_data import fc_examples, query_examples, replay_requests, seed_requests
 
     heldout = {s.query for name in ("plain", "hard", "two_call", "no_call", "composed")
                for s in load_world_set(name, limit=150)}
     assert all(split_of(query) == "heldout" for query in heldout)
     trained = [m["content"] for row in fc_examples(240) for m in row["messages"] if m["role"] == "user"]
-    trained += [row["messages"][-1]["content"] for row in query_examples(240)]
+    trained += [split_completion(row["messages"][-1]["content"])[0] for row in query_examples(240)]
     trained += [s.query for s in seed_requests(240, seed=1, id_prefix="s") + replay_requests(240, seed=1, id_prefix="r")]
     assert len(trained) > 900 and [q for q in trained if split_of(q) != "train"] == []
 

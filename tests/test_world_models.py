@@ -160,6 +160,7 @@ def test_fc_phrasings_name_the_kinds_an_fc_warm_start_sees():
 
 
 def test_query_rows_cover_every_style_and_stay_valid():
+    from toolduel.referee.tool_grammar import split_completion
     from toolduel.referee.validity import check_query
     from toolduel.world.generator import split_of
     from toolduel.world.lexicon import world_lexicon
@@ -170,11 +171,24 @@ def test_query_rows_cover_every_style_and_stay_valid():
     assert set(PHRASINGS) <= styles <= set(PHRASINGS) | set(COMBINATIONS)
     composed = [r["style"] for r in rows if r["style"] in COMBINATIONS]  # about half, most combinations seen
     assert 0.35 < len(composed) / len(rows) < 0.65 and len(set(composed)) > 30
-    assert all(split_of(r["messages"][-1]["content"]) == "train" for r in rows)
+    assert all(split_of(split_completion(r["messages"][-1]["content"])[0]) == "train" for r in rows)
     sample = generate_samples(1, seed=5, kinds=("one_call",), phrasings=("plain",))[0]
     prompt = query_model_messages(sample, style="chatty")
     assert prompt[-1]["content"].endswith("Style: chatty") and sample.query in prompt[-1]["content"]
     assert check_query(sample.query, sample, world_lexicon()).valid
+
+
+def test_a_quarter_of_the_query_rows_ask_for_a_tool_move_and_write_its_edits():
+    from toolduel.referee.tool_grammar import parse_edit, split_completion
+
+    rows, plain = query_examples(300, seed=0), query_examples(300, seed=0, edits_fraction=0.0)
+    edited = [(row, other) for row, other in zip(rows, plain, strict=True) if row != other]
+    assert 0.15 < len(edited) / len(rows) < 0.35
+    for row, other in edited:  # the same request, now asked for a move, and followed by its edits
+        request, lines = split_completion(row["messages"][-1]["content"])
+        assert request == other["messages"][-1]["content"] and lines
+        assert "Tool move: " in row["messages"][1]["content"] and "Tool edits:" in row["messages"][0]["content"]
+        assert all(parse_edit(line) for line in lines)
 
 
 def test_test_budget_build_gives_loadable_hf_checkpoints(test_build):

@@ -7,7 +7,8 @@
 - The FC model's answer (:func:`fc_target`): the gold calls in ``<tool_call>`` blocks, or
   :data:`NO_CALL_REPLY` when no tool fits.
 - The query model's prompt (:func:`query_model_messages`): the gold calls, a seed query and
-  an optional style; it answers with one user request (:func:`sample_queries`).
+  an optional style; it answers with one user request (:func:`sample_queries`), and, asked for a
+  tool move, the edits of the tool list after it (:mod:`toolduel.referee.tool_grammar`).
 - Training rows: a conversation and its tools (:func:`fc_example`, :func:`fc_conversation`),
   the tools as JSON in a ``tools`` column.
 - :class:`ChatRenderer`: the one rendering of a conversation and its tools into text, used to
@@ -29,6 +30,13 @@ TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 NO_CALL_REPLY = "None of the available tools can help with that."
 QUERY_SYSTEM = "Write one user request that needs exactly the calls below, and nothing else."
 STYLE_KEY = "query_style"  # a seed's meta: the style its query is asked in (toolduel.specs)
+# The tool edits the query model may write after its request (toolduel.referee.tool_grammar)
+EDITS_HEADER = "Tool edits:"
+EDIT_MOVE_KEY = "edit_move"  # a seed's meta: the tool move the query model is asked to write
+TOOL_CANDIDATES_KEY = "tool_candidates"  # a seed's meta: the tools an edit may add (OpenAI form)
+EDITS_INSTRUCTION = (f"Then write the line \"{EDITS_HEADER}\" and, one a line, the edits that make the tool move: "
+                     "rename FUNCTION to NAME, rename FUNCTION.PARAMETER to NAME, describe FUNCTION as TEXT, "
+                     "add FUNCTION (one it can add), move FUNCTION to first, move FUNCTION to last.")
 
 FC_TOOLS_INSTRUCTION = """\
 You can call the following tools. Each is described as a JSON object:
@@ -222,7 +230,15 @@ def query_model_messages(sample: Sample, seed_query: str | None = None, style: s
              f"Seed: {seed_query if seed_query is not None else sample.query}"]
     if style:
         lines.append(f"Style: {style}")
-    return [{"role": "system", "content": QUERY_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+    system, move = QUERY_SYSTEM, sample.meta.get(EDIT_MOVE_KEY)
+    if move:  # the query model writes the tool edits too (toolduel.referee.tool_grammar)
+        addable = [tool.get("function", tool).get("name") for tool in sample.meta.get(TOOL_CANDIDATES_KEY) or []
+                   if isinstance(tool, dict)]
+        system = f"{QUERY_SYSTEM} {EDITS_INSTRUCTION}"
+        lines.append(f"Tool move: {move}")
+        if addable:
+            lines.append(f"Can add: {', '.join(str(name) for name in addable)}")
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
 
 def sample_queries(query_model: Any, seeds: list[Sample], generation: Any) -> list[str]:

@@ -35,8 +35,10 @@ full: ``before_defence``, ``after_defence``), ``pool_size``, ``error_kinds`` ({s
 count}}), ``error_types`` and ``seconds`` ({phase: seconds}).
 
 A pool record (one JSON line) holds ``id``, ``round``, ``seed_id``, ``query_checkpoint``,
-``fc_checkpoint``, ``query``, ``seed_query``, ``phrasing`` (the style the query was asked in,
-where one was), ``tool_move`` (the move the tool list was edited by, or None),
+``fc_checkpoint``, ``query`` (the request), ``tool_edits`` (the edits of the tool list the query
+model wrote after it, :mod:`toolduel.referee.tool_grammar`; usually none), ``seed_query``,
+``phrasing`` (the style the query was asked in, where one was), ``tool_move`` (the move the tool
+list was edited by, or asked for, or None),
 ``sample`` (``Sample.to_dict()`` with the adversarial query as its user message, and the edited
 tools and gold calls where a tool move was made),
 ``fc_outputs`` (raw texts of the k FC samples), ``verdicts`` (their verdict dicts),
@@ -44,8 +46,8 @@ tools and gold calls where a tool move was made),
 some answer was right, or a solving judge answered it), ``reference_solved``, ``error_type`` and
 ``kind`` (of the first failing verdict, or None).
 
-A harvest record holds ``round``, ``index``, ``seed_id``, ``query``, ``style`` and ``tool_move`` (its
-spec), ``valid`` and ``reasons`` (why the validity gate rejected it; empty when valid),
+A harvest record holds ``round``, ``index``, ``seed_id``, ``query`` (as written: the request, and
+any tool edits after it), ``style`` and ``tool_move`` (its spec), ``valid`` and ``reasons`` (why the validity gate rejected it; empty when valid),
 ``fc_success``, ``solvable`` and ``sample``.
 
 An after-defence record holds ``id`` (the pool record's), ``round``, ``raw_output``, ``verdict``.

@@ -27,7 +27,8 @@ from toolduel.data import WORLD_TRAIN
 from toolduel.models.base import GenerationConfig
 from toolduel.referee.judge import check_judge_settings
 from toolduel.referee.rewards import REWARD_FORMS, QueryRewardSettings
-from toolduel.specs import STYLE_SPACES, surfaces_of
+from toolduel.referee.tool_grammar import EDIT_TOKENS
+from toolduel.specs import STYLE_SPACES, TOOL_EDITS, surfaces_of
 
 
 class SettingsGroup:
@@ -54,6 +55,9 @@ class AttackSettings(SettingsGroup):
                                                 "the tool list it is answered against: a move drawn like the styles; "
                                                 "seeds: world:train); none: query,tools with world:train seeds, "
                                                 "query with any other")
+    tool_edits: str = option("drawn", "on the tool surface, who edits the tool list: drawn (a move of the world "
+                                      "applied as drawn) or written (the query model writes the edits after its "
+                                      "request, in a grammar the referee parses; asked for a drawn move)")
     attack_styles: str = option("composed", "the style each attack and harvest prompt asks for: composed (a perturbation "
                                             "kind or a combination of two or three), kinds (one kind), or none (no "
                                             "style line: the query model picks)")
@@ -87,6 +91,8 @@ class AttackSettings(SettingsGroup):
         return "query,tools" if getattr(self, "seeds", None) == WORLD_TRAIN else "query"
 
     def check(self) -> None:
+        if self.tool_edits not in TOOL_EDITS:
+            raise ConfigError(f"tool_edits must be one of {', '.join(TOOL_EDITS)} (got {self.tool_edits!r})")
         if self.attack_styles not in STYLE_SPACES:
             raise ConfigError(f"attack_styles must be one of {', '.join(STYLE_SPACES)} (got {self.attack_styles!r})")
         try:
@@ -134,7 +140,12 @@ class AttackSettings(SettingsGroup):
 
     def query_generation(self, seed: int) -> GenerationConfig:
         """How the query model writes a query outside GRPO (the harvest): sampled as in the attack."""
-        return GenerationConfig(max_new_tokens=self.max_query_tokens, temperature=self.query_temperature, seed=seed)
+        return GenerationConfig(max_new_tokens=self.completion_tokens(), temperature=self.query_temperature, seed=seed)
+
+    def completion_tokens(self) -> int:
+        """The longest completion of the query model: a query, and its tool edits where it writes them."""
+        written = self.tool_edits == "written" and "tools" in surfaces_of(self.surface())
+        return self.max_query_tokens + (EDIT_TOKENS if written else 0)
 
 
 @dataclass

@@ -32,15 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from toolduel import run_files as files
-from toolduel.prompts import STYLE_KEY
+from toolduel.prompts import EDIT_MOVE_KEY, STYLE_KEY, TOOL_CANDIDATES_KEY
 from toolduel.referee.outcome import ANSWER_GOLD_KEY, ANSWER_TOOLS_KEY, TOOL_MOVE_KEY
 from toolduel.schema import Sample
 from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS
-from toolduel.world.tool_edits import TOOL_MOVES, UNCHANGED, edit_tools
+from toolduel.world.tool_edits import TOOL_MOVES, UNCHANGED, edit_tools, tool_candidates, written_edits
 
 STYLE_SPACES = {"none": (), "kinds": PERTURBATIONS, "composed": (*PERTURBATIONS, *COMBINATIONS)}
 SURFACES = ("query", "tools")
 HARVEST_STYLES = ("targeted", "uniform")
+TOOL_EDITS = ("drawn", "written")
 PRIOR_QUERIES = 4
 # A spec's dimensions: the seed's meta key, and the attack log's and the records' field.
 DIMENSIONS = {STYLE_KEY: "styles", TOOL_MOVE_KEY: "tool_moves"}
@@ -64,19 +65,31 @@ def surfaces_of(setting: str) -> tuple[str, ...]:
     return surfaces
 
 
+def written_edits_of(config: Any) -> bool:
+    """Whether ``config``'s query model writes the tool edits (``tool_edits: written``) rather than
+    having a drawn move applied."""
+    return getattr(config, "tool_edits", "drawn") == "written"
+
+
 def spec_spaces(styles: str, surfaces: str) -> dict[str, tuple[str, ...]]:
     """Each dimension's space: the styles, and the tool moves (with ``unchanged``) when the tool surface is on."""
     return {STYLE_KEY: style_space(styles),
             TOOL_MOVE_KEY: (UNCHANGED, *TOOL_MOVES) if "tools" in surfaces_of(surfaces) else ()}
 
 
-def specified(seed: Sample, **spec: str | None) -> Sample:
+def specified(seed: Sample, written: bool = False, **spec: str | None) -> Sample:
     """A copy of ``seed`` with ``spec`` (meta keys -> values) in its meta. A tool move other than
     ``unchanged`` is applied here (the same edit for the same seed), its tools and gold calls kept
-    in the meta for the FC model's turn; a move with nothing to act on becomes None."""
+    in the meta for the FC model's turn; or, ``written``, asked of the query model, which writes
+    the edits itself (``meta["edit_move"]``, with the tools it may add); a move with nothing to
+    act on becomes None."""
     meta = {**seed.meta, **spec}
     move = spec.get(TOOL_MOVE_KEY)
-    if move not in (None, UNCHANGED):
+    if move not in (None, UNCHANGED) and written:
+        acts = written_edits(seed, move, random.Random(0)) is not None
+        meta[TOOL_MOVE_KEY] = meta[EDIT_MOVE_KEY] = move if acts else None
+        meta[TOOL_CANDIDATES_KEY] = [t.to_openai() for t in tool_candidates(seed)]
+    elif move not in (None, UNCHANGED):
         edited = edit_tools(seed, move, random.Random(f"tool-move:{seed.id}:{move}"))
         meta[TOOL_MOVE_KEY] = None if edited is None else move
         if edited is not None:
@@ -145,7 +158,7 @@ def thompson_draw(space: tuple[str, ...], counts: dict[str, list[int]], rng: ran
 
 
 def assign_specs(seeds: list[Sample], spaces: dict[str, tuple[str, ...]], rng: random.Random,
-                 counts: dict[str, dict[str, list[int]]] | None = None) -> list[Sample]:
+                 counts: dict[str, dict[str, list[int]]] | None = None, written: bool = False) -> list[Sample]:
     """Each seed with a value of every dimension of ``spaces`` (meta key -> space): drawn evenly,
     or with ``counts`` (meta key -> that dimension's counts) by :func:`thompson_draw`. An empty
     space leaves its key None."""
@@ -159,7 +172,7 @@ def assign_specs(seeds: list[Sample], spaces: dict[str, tuple[str, ...]], rng: r
                 spec[key] = rng.choice(space)
             else:
                 spec[key] = thompson_draw(space, counts.get(key, {}), rng)
-        out.append(specified(seed, **spec))
+        out.append(specified(seed, written, **spec))
     return out
 
 
@@ -177,10 +190,11 @@ class SpecDraw:
         self.spaces = spec_spaces(config.attack_styles, config.surface())
         self.rng = random.Random(f"{stream}:styles:{config.seed}")
         self.targeted = targeted and any(self.spaces.values())
+        self.written = written_edits_of(config)
         self.counts = {key: merge_counts([(counts or {}).get(key)]) for key in DIMENSIONS}  # a copy, every dimension
 
     def draw(self, seeds: list[Sample]) -> list[Sample]:
-        return assign_specs(seeds, self.spaces, self.rng, self.counts if self.targeted else None)
+        return assign_specs(seeds, self.spaces, self.rng, self.counts if self.targeted else None, self.written)
 
     def found(self, outcomes: list, floor: bool) -> None:
         """Count a batch's outcomes (``AttackOutcome``s) into the next draws."""

@@ -49,7 +49,6 @@ from toolduel.referee.outcome import (
     needs_unedited_answer,
     score_answers,
     solve_unedited,
-    unedited,
 )
 from toolduel.referee.rewards import QueryReward, QueryRewardSettings
 from toolduel.referee.validity import Lexicon
@@ -196,7 +195,7 @@ class QueryLedger:
             attempts = http_attempts(generations)
             retries = attempts - len(generations)
             if needs_unedited_answer(seed, outcome) and self.budget.take_groups(1, self.k):
-                plain = adversarial_sample(unedited(seed), outcome.query)  # answerable on the seed's own tools?
+                plain = adversarial_sample(seed, outcome.query, edited=False)  # answerable on the seed's own tools?
                 granted += self.k
                 answers = self.fc_model.generate([plain.messages] * self.k, [plain.tools] * self.k, self.generation)
                 solve_unedited(outcome, plain, answers)

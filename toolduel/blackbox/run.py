@@ -57,7 +57,7 @@ from toolduel.referee.judge import NOT_ASKED, build_judge
 from toolduel.referee.outcome import TOOL_MOVE_KEY, pool_record, step_stats
 from toolduel.run_files import RunFolder, seeded_draw
 from toolduel.schema import Sample
-from toolduel.specs import SpecDraw, attack_spec_counts, specified, specified_seeds
+from toolduel.specs import SpecDraw, attack_spec_counts, specified, specified_seeds, written_edits_of
 from toolduel.training.arguments import generation_dtype
 from toolduel.training.grpo import step_summary, train_query_model
 from toolduel.world.lexicon import world_lexicon
@@ -246,7 +246,8 @@ def write_findings(run: RunFolder, seeds: list[Sample], on_log: Callable[[str], 
             unknown.add(record["seed_id"])
             continue
         where = f"step {record['step']}" if record.get("step") else files.QUERY_MODEL
-        seed = specified(by_id[record["seed_id"]], **{STYLE_KEY: outcome.style, TOOL_MOVE_KEY: outcome.tool_move})
+        seed = specified(by_id[record["seed_id"]], written_edits_of(config),
+                         **{STYLE_KEY: outcome.style, TOOL_MOVE_KEY: outcome.tool_move})
         adversarial.append(pool_record(record["id"], 1, seed, outcome, where,
                                        endpoint) | {"phase": record["phase"], "step": record.get("step")})
     if unknown:

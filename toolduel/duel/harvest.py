@@ -97,10 +97,11 @@ def harvest(config: GameConfig, round_index: int, seeds: list[Sample], query_mod
 
 
 def fingerprint(record: dict) -> str:
-    """What makes two pool records the same example: the query with case, digits and punctuation
-    folded (``Convert 12 km`` and ``convert 13 km.`` alike), the same gold calls, and the same
-    tool list (the same move: a seed's edit by a move is always the same)."""
-    words = re.findall(r"[^\W\d_]+|\d+", record["query"].lower())
+    """What makes two pool records the same example: the query (and the tool edits it wrote) with
+    case, digits and punctuation folded (``Convert 12 km`` and ``convert 13 km.`` alike), the same
+    gold calls, and the same tool list (the same move: a seed's edit by a move is always the same)."""
+    said = "\n".join([record["query"], *(record.get("tool_edits") or [])])
+    words = re.findall(r"[^\W\d_]+|\d+", said.lower())
     text = " ".join("0" if word.isdigit() else word for word in words)
     move = record.get("tool_move") if record.get("tool_move") != UNCHANGED else None
     return "\n".join([text, json.dumps(record["sample"]["gold"], sort_keys=True), str(move or "")])

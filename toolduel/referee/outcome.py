@@ -28,10 +28,11 @@ from typing import Any
 from toolduel.checker import check_sample
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
-from toolduel.referee.tool_list import check_answer_tools
+from toolduel.prompts import STYLE_KEY, TOOL_CANDIDATES_KEY
+from toolduel.referee.tool_grammar import applied, split_completion, written_edit_reasons
+from toolduel.referee.tool_list import REASONS, check_tool_edit, read_edit
 from toolduel.referee.validity import Lexicon, check_query
-from toolduel.prompts import STYLE_KEY
-from toolduel.schema import GoldCall, Sample, Tool
+from toolduel.schema import SchemaError, Sample, Tool
 
 # A seed's meta may name an edit of the tool list the FC model answers against (the attack's
 # tool surface, :mod:`toolduel.specs`): the move, and the edited tools and gold calls themselves.
@@ -79,41 +80,76 @@ class AttackOutcome:
         return self.fooled and (self.solvable or not floor)
 
 
-def adversarial_sample(seed: Sample, query: str) -> Sample:
-    """The seed sample with its last user message replaced by ``query``; where the seed names an
-    edited tool list to answer against (``meta["answer_tools"]`` and ``meta["answer_gold"]``, the
-    attack's tool surface), with those tools and gold calls."""
+def candidates_of(seed: Sample) -> list[Tool]:
+    """The tools an edit may add to ``seed``'s list (``meta["tool_candidates"]``); none where unreadable."""
+    try:
+        return [Tool.from_any(t) for t in seed.meta.get(TOOL_CANDIDATES_KEY) or []]
+    except (SchemaError, TypeError, ValueError, AttributeError):
+        return []
+
+
+def adversarial_sample(seed: Sample, query: str, edited: bool = True) -> Sample:
+    """The seed sample with its last user message replaced by the request ``query`` writes, and
+    the tool list it is answered against: the seed's own, edited by the move its meta names
+    (``meta["answer_tools"]`` and ``meta["answer_gold"]``, a drawn tool move) and then by the edits
+    ``query`` writes after its request (:mod:`toolduel.referee.tool_grammar`), the gold calls with
+    them; ``edited=False``: the seed's own."""
+    request, lines = split_completion(query)
     messages = [dict(m) for m in seed.messages]
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
     if last_user is None:
-        messages.append({"role": "user", "content": query})
+        messages.append({"role": "user", "content": request})
     else:
-        messages[last_user]["content"] = query
+        messages[last_user]["content"] = request
     meta = dict(seed.meta)
-    tools, gold = meta.pop(ANSWER_TOOLS_KEY, None), meta.pop(ANSWER_GOLD_KEY, None)
-    if tools is None or gold is None:
-        return dataclasses.replace(seed, messages=messages, meta=meta)
-    return dataclasses.replace(seed, tools=[Tool.from_any(t) for t in tools], messages=messages,
-                               gold=[GoldCall.from_bfcl(g) for g in gold], meta=meta)
+    drawn_tools, drawn_gold = meta.pop(ANSWER_TOOLS_KEY, None), meta.pop(ANSWER_GOLD_KEY, None)
+    tools, gold = seed.tools, seed.gold
+    if edited and drawn_tools is not None and drawn_gold is not None:
+        tools, gold = read_edit(drawn_tools, drawn_gold)
+    if edited and lines:
+        tools, gold = applied(tools, gold, lines, candidates_of(seed))
+    return dataclasses.replace(seed, tools=list(tools), gold=list(gold), messages=messages, meta=meta)
+
+
+def is_edited(seed: Sample, query: str) -> bool:
+    """Whether ``query`` is answered against an edited tool list: a drawn move's or its own edits."""
+    return ANSWER_TOOLS_KEY in seed.meta or bool(split_completion(query)[1])
+
+
+def edit_reasons(seed: Sample, query: str, lexicon: Lexicon) -> list[str]:
+    """Why the tool list ``query`` is answered against (see :func:`adversarial_sample`) breaks
+    ``seed``'s oracle: a drawn move's edit that cannot be read, an edit written that the grammar's
+    rules refuse (:func:`~toolduel.referee.tool_grammar.written_edit_reasons`), or an edited list
+    whose gold calls are not the one right answer (:func:`~toolduel.referee.tool_list.check_tool_edit`)."""
+    tools, gold = seed.tools, seed.gold
+    if ANSWER_TOOLS_KEY in seed.meta:
+        try:
+            tools, gold = read_edit(list(seed.meta[ANSWER_TOOLS_KEY]), list(seed.meta.get(ANSWER_GOLD_KEY)))
+        except (SchemaError, TypeError, ValueError, AttributeError, KeyError):
+            return [f"tool_edit_unreadable: {REASONS['tool_edit_unreadable']}"]
+    reasons, tools, gold = written_edit_reasons(tools, gold, split_completion(query)[1], candidates_of(seed),
+                                                lexicon.intent_words)
+    return reasons or check_tool_edit(seed.tools, seed.gold, tools, gold, lexicon.purpose)
 
 
 def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None,
          judge: Any = None) -> list[AttackOutcome]:
-    """Validity of each query: the rule check (with ``lexicon``, see :class:`Lexicon`) and, for a
-    seed whose tool list was edited, the edit's check (:func:`~toolduel.referee.tool_list.check_answer_tools`),
+    """Validity of each query: the rule check of its request (with ``lexicon``, see :class:`Lexicon`)
+    and, where the tool list it is answered against is edited, the edit's check (:func:`edit_reasons`),
     then, for those that pass, the judge (if any). A judge that could not be asked leaves the query failed."""
+    lexicon = lexicon or Lexicon()
     outcomes = []
     for seed, query in zip(seeds, queries, strict=True):
-        validity = check_query(query, seed, lexicon)
-        if ANSWER_TOOLS_KEY in seed.meta:
-            validity.reasons += check_answer_tools(seed.tools, seed.gold, seed.meta[ANSWER_TOOLS_KEY],
-                                                   seed.meta.get(ANSWER_GOLD_KEY), (lexicon or Lexicon()).purpose)
+        validity = check_query(split_completion(query)[0], seed, lexicon)
+        if is_edited(seed, query):
+            validity.reasons += edit_reasons(seed, query, lexicon)
             validity.valid = validity.valid and not validity.reasons
         outcomes.append(AttackOutcome(query=query, valid=validity.valid, reasons=validity.reasons,
                                       style=seed.meta.get(STYLE_KEY), tool_move=seed.meta.get(TOOL_MOVE_KEY)))
     passed = [i for i, o in enumerate(outcomes) if o.valid]
-    if judge is not None and passed:
-        for index, verdict in zip(passed, judge.judge([queries[i] for i in passed], [seeds[i] for i in passed])):
+    if judge is not None and passed:  # the judge reads the request, over the tool list it is answered against
+        asked = [adversarial_sample(seeds[i], queries[i]) for i in passed]
+        for index, verdict in zip(passed, judge.judge([sample.query for sample in asked], asked)):
             if verdict.error is not None:
                 outcomes[index].valid, outcomes[index].error = False, verdict.error
             elif not verdict.valid:
@@ -163,7 +199,7 @@ def score_queries(fc_model: ChatModel, seeds: list[Sample], queries: list[str], 
         score_answers(outcomes[index], attacked[position], generations[position * k:(position + 1) * k])
     unsolved = [i for i in valid_indices if needs_unedited_answer(seeds[i], outcomes[i])]
     if unsolved:  # an edited tool list that no answer got right: is the query answerable on the seed's own?
-        plain = [adversarial_sample(unedited(seeds[i]), outcomes[i].query) for i in unsolved for _ in range(k)]
+        plain = [adversarial_sample(seeds[i], outcomes[i].query, edited=False) for i in unsolved for _ in range(k)]
         answers = fc_model.generate([s.messages for s in plain], [s.tools for s in plain], generation)
         for position, index in enumerate(unsolved):
             solve_unedited(outcomes[index], plain[position * k], answers[position * k:(position + 1) * k])
@@ -175,14 +211,8 @@ def needs_unedited_answer(seed: Sample, outcome: AttackOutcome) -> bool:
     right: the FC model then answers it against the seed's own list, and a right answer there shows
     the query answerable (the edit was checked to keep the gold calls the one right answer, so the
     failure is the edit's doing: a weakness of the tool surface)."""
-    return ANSWER_TOOLS_KEY in seed.meta and outcome.valid and outcome.fc_success == 0.0 \
+    return is_edited(seed, outcome.query) and outcome.valid and outcome.fc_success == 0.0 \
         and not outcome.reference_solved
-
-
-def unedited(seed: Sample) -> Sample:
-    """``seed`` without the edited tool list its meta names."""
-    meta = {key: value for key, value in seed.meta.items() if key not in (ANSWER_TOOLS_KEY, ANSWER_GOLD_KEY)}
-    return dataclasses.replace(seed, meta=meta)
 
 
 def solve_unedited(outcome: AttackOutcome, sample: Sample, generations: list) -> None:
@@ -213,12 +243,16 @@ def step_stats(outcomes: list[AttackOutcome], floor: bool = True) -> dict:
 
 def pool_record(record_id: str, round_index: int, seed: Sample, outcome: AttackOutcome, query_checkpoint: str,
                 fc_checkpoint: str) -> dict:
-    """A valid query's adversarial pool record, with provenance (layout: :mod:`toolduel.run_files`)."""
+    """A valid query's adversarial pool record, with provenance (layout: :mod:`toolduel.run_files`):
+    its request as ``query``, and the tool edits it wrote (:mod:`toolduel.referee.tool_grammar`) as
+    ``tool_edits``."""
     failing = next((v for v in outcome.verdicts if not v["valid"]), None)
+    request, edits = split_completion(outcome.query)
     return {
         "id": record_id, "round": round_index, "seed_id": seed.id,
         "query_checkpoint": query_checkpoint, "fc_checkpoint": fc_checkpoint,
-        "query": outcome.query, "seed_query": seed.query, "phrasing": outcome.style, "tool_move": outcome.tool_move,
+        "query": request, "tool_edits": edits, "seed_query": seed.query, "phrasing": outcome.style,
+        "tool_move": outcome.tool_move,
         "sample": adversarial_sample(seed, outcome.query).to_dict(),
         "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_success": outcome.fc_success,
         "attack_success": outcome.fooled, "solvable": outcome.solvable, "reference_solved": outcome.reference_solved,

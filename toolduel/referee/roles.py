@@ -55,6 +55,7 @@ class RoleCues:
 _PAIR_MARKERS = {"conversion": ({"from", "source", "src", "input", "base"}, {"to", "target", "dest", "output"}),
                  "route": ({"origin", "departure", "from", "start"}, {"destination", "arrival", "to", "end"}),
                  "span": ({"start", "begin", "from", "since"}, {"end", "until", "to", "finish"})}
+ROLE_MARKERS = frozenset().union(*(ends for pair in _PAIR_MARKERS.values() for ends in pair))
 _ROUTE_STEMS = {"city", "location", "airport", "place", "station", "port", "address", "country"}
 _SPAN_STEMS = {"date", "time", "day", "datetime", "year", "month", "hour"}
 # General English: how a request says which end of the pair a value is.

@@ -26,7 +26,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from toolduel.schema import GoldCall, SchemaError, Tool
+from toolduel.schema import GoldCall, Tool
 
 REASONS = {
     "tool_edit_unreadable": "the edited tools or gold calls are not readable",
@@ -37,12 +37,12 @@ REASONS = {
     "tool_edit_distractor_serves": "a tool added for a gold function's purpose could serve the request",
 }
 # What a rename appends to a description (toolduel.world.tool_edits): notes, not purpose.
-_PARAMETER_NOTES = re.compile(r"\.?\s*Parameters:.*$", re.S)
+PARAMETER_NOTES = re.compile(r"\.?\s*Parameters:.*$", re.S)
 
 
 def described_purpose(tool: Tool) -> str:
     """A tool's purpose as its description says it: lower-cased, punctuation and parameter notes dropped."""
-    text = _PARAMETER_NOTES.sub("", tool.description or "")
+    text = PARAMETER_NOTES.sub("", tool.description or "")
     return " ".join(re.findall(r"[a-z0-9]+", text.lower())) or tool.name
 
 
@@ -115,14 +115,3 @@ def check_tool_edit(seed_tools: list[Tool], seed_gold: list[GoldCall], tools: li
     if any(after[p] > max(before[p], 1) for p in gold_purposes):
         reasons.append("tool_edit_distractor_serves")
     return [f"{reason}: {REASONS[reason]}" for reason in reasons]
-
-
-def check_answer_tools(seed_tools: list[Tool], seed_gold: list[GoldCall], meta_tools: Any, meta_gold: Any,
-                       purpose=described_purpose) -> list[str]:
-    """:func:`check_tool_edit` on an edit as a seed's meta carries it; an edit that cannot be read
-    is ``tool_edit_unreadable``."""
-    try:
-        tools, gold = read_edit(list(meta_tools), list(meta_gold))
-    except (SchemaError, TypeError, ValueError, AttributeError, KeyError):
-        return [f"tool_edit_unreadable: {REASONS['tool_edit_unreadable']}"]
-    return check_tool_edit(seed_tools, seed_gold, tools, gold, purpose)

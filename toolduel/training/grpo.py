@@ -201,7 +201,7 @@ def train_query_model(query_path: str | Path, seeds: list[Sample], reward: Query
                             server_port=attack.vllm_server_port, callbacks=[StepLog(advance), *callbacks],
                             output_dir=str(out_dir / files.TRAINER), max_steps=attack.attack_steps,
                             per_device_train_batch_size=batch, num_generations=attack.num_generations,
-                            max_completion_length=attack.max_query_tokens, temperature=attack.query_temperature,
+                            max_completion_length=attack.completion_tokens(), temperature=attack.query_temperature,
                             learning_rate=attack.attack_learning_rate, beta=attack.beta, logging_steps=1)
         main = grpo.args.process_index == 0
         if main and resume_from_checkpoint is None:

@@ -26,35 +26,25 @@ import dataclasses
 import random
 
 from toolduel.referee.outcome import TOOL_MOVE_KEY
+from toolduel.referee.tool_grammar import renamed_tool
 from toolduel.schema import Call, GoldCall, Sample, Tool
+from toolduel.world.catalog import Function
 from toolduel.world.functions import domains, functions_by_name
 
 TOOL_MOVES = ("distractors", "masked_names", "renamed_parameters", "reworded", "reordered")
 UNCHANGED = "unchanged"  # the move that leaves the tool list as it is
 
 
-def _renamed_tool(tool: Tool, name: str | None = None, params: dict[str, str] | None = None,
-                  description: str | None = None) -> Tool:
-    """``tool`` under another name, with parameters renamed (``params``: old -> new) or another description."""
-    params = params or {}
-    properties, said = {}, []
-    for old, spec in tool.properties.items():
-        spec = dict(spec)
-        if old in params:
-            spec["description"] = spec.get("description") or old.replace("_", " ")
-            said.append(f"{params[old]}: {spec['description']}")
-        properties[params.get(old, old)] = spec
-    description = tool.description if description is None else description
-    if said:
-        description = f"{description.rstrip('.')}. Parameters: {', '.join(said)}."
-    return Tool(name=name or tool.name, description=description,
-                parameters={**tool.parameters, "properties": properties,
-                            "required": [params.get(p, p) for p in tool.required]})
-
-
 def _renamed_call(call: Call, name: str | None = None, params: dict[str, str] | None = None) -> Call:
     params = params or {}
     return Call(name or call.name, {params.get(k, k): v for k, v in call.arguments.items()})
+
+
+def _look_alikes(tools: list[Tool], targets: set[str]) -> list[Function]:
+    """The functions of the ``targets``' domains that ``tools`` does not offer."""
+    offered, by_name = {t.name for t in tools}, functions_by_name()
+    return [f for domain in sorted({by_name[n].domain for n in targets}) for f in domains()[domain]
+            if f.name not in offered]
 
 
 def edit_tools(sample: Sample, move: str, rng: random.Random) -> Sample | None:
@@ -69,10 +59,7 @@ def edit_tools(sample: Sample, move: str, rng: random.Random) -> Sample | None:
     targets = {c.name for c in calls}
     tools, names, params = list(sample.tools), {}, {}
     if move in ("distractors", "reordered"):
-        offered = {t.name for t in tools}
-        by_name = functions_by_name()
-        look_alikes = [f for domain in sorted({by_name[n].domain for n in targets}) for f in domains()[domain]
-                       if f.name not in offered]
+        look_alikes = _look_alikes(tools, targets)
         if not look_alikes:
             return None
         added = rng.sample(look_alikes, min(len(look_alikes), 3 if move == "distractors" else 1))
@@ -83,19 +70,53 @@ def edit_tools(sample: Sample, move: str, rng: random.Random) -> Sample | None:
     elif move == "masked_names":
         numbers = rng.sample(range(10, 100), len(tools))
         names = {t.name: f"tool_{n}" for t, n in zip(tools, numbers)}
-        tools = [_renamed_tool(t, name=names[t.name]) for t in tools]
+        tools = [renamed_tool(t, name=names[t.name]) for t in tools]
     elif move == "renamed_parameters":
         if not any(c.arguments for c in calls):  # no argument to say under a new name
             return None
         for tool in tools:
             if tool.name in targets:
                 params[tool.name] = {old: f"arg_{i}" for i, old in enumerate(tool.properties, 1)}
-        tools = [_renamed_tool(t, params=params.get(t.name)) for t in tools]
+        tools = [renamed_tool(t, params=params.get(t.name)) for t in tools]
     else:  # reworded
         by_name = functions_by_name()
-        tools = [_renamed_tool(t, description=rng.choice(by_name[t.name].alt_intents).rstrip("?.") + ".")
+        tools = [renamed_tool(t, description=rng.choice(by_name[t.name].alt_intents).rstrip("?.") + ".")
                  if t.name in targets else t for t in tools]
     edited = {t.name: t for t in tools}
     renamed = [_renamed_call(c, names.get(c.name), params.get(c.name)) for c in calls]
     gold = [GoldCall.from_call(c, edited[c.name]) for c in renamed]
     return dataclasses.replace(sample, tools=tools, gold=gold, meta={**sample.meta, TOOL_MOVE_KEY: move})
+
+
+def tool_candidates(sample: Sample) -> list[Tool]:
+    """The tools an edit the query model writes may add to a world request's list: its gold
+    functions' look-alikes (``add``, :mod:`toolduel.referee.tool_grammar`)."""
+    if not sample.gold or not sample.meta.get("request"):
+        return []
+    return [f.tool() for f in _look_alikes(sample.tools, {c["name"] for c in sample.meta["request"]})]
+
+
+def written_edits(sample: Sample, move: str, rng: random.Random) -> list[str] | None:
+    """The edits, in the grammar of :mod:`toolduel.referee.tool_grammar`, that make ``move`` on a
+    world request (adding from :func:`tool_candidates`): what the query model's warm start learns
+    to write when it is asked for a move. None when the move has nothing to act on."""
+    if move not in TOOL_MOVES:
+        raise ValueError(f"unknown tool move {move!r}; use one of {', '.join(TOOL_MOVES)}")
+    candidates = [t.name for t in tool_candidates(sample)]
+    targets = list(dict.fromkeys(g.name for g in sample.gold))
+    if not targets or (move in ("distractors", "reordered") and not candidates):
+        return None
+    if move == "distractors":
+        return [f"add {name}" for name in rng.sample(candidates, min(len(candidates), 3))]
+    if move == "reordered":
+        return [f"add {rng.choice(candidates)}", *(f"move {name} to last" for name in targets)]
+    if move == "masked_names":
+        numbers = rng.sample(range(10, 100), len(sample.tools))
+        return [f"rename {t.name} to tool_{n}" for t, n in zip(sample.tools, numbers)]
+    if move == "renamed_parameters":
+        tools = {t.name: t for t in sample.tools}
+        lines = [f"rename {name}.{param} to arg_{i}" for name in targets
+                 for i, param in enumerate(tools[name].properties, 1)]
+        return lines or None
+    by_name = functions_by_name()  # reworded
+    return [f"describe {name} as {rng.choice(by_name[name].alt_intents).rstrip('?.')}" for name in targets]

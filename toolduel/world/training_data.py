@@ -7,16 +7,21 @@
 - Query model: tools, the gold calls, a seed query and optionally a style -> a query asking
   for the same calls in that style: half the rows in one phrasing kind, half in a combination
   of two or three (:data:`~toolduel.world.phrasing.COMBINATIONS`). Without a style line it
-  writes any style.
+  writes any style. A quarter of the rows also ask for a tool move, and their query is followed
+  by the edits that make it, in the referee's grammar (:mod:`toolduel.referee.tool_grammar`).
 
 Targets are kept in the ``train`` split, so no model learns a held-out query by heart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from toolduel.prompts import (
+    EDIT_MOVE_KEY,
+    EDITS_HEADER,
+    TOOL_CANDIDATES_KEY,
     fc_conversation,
     query_model_messages,
     tools_json,
@@ -32,6 +37,7 @@ from toolduel.world.generator import (
     split_of,
 )
 from toolduel.world.phrasing import COMBINATIONS, PHRASINGS, PLAIN
+from toolduel.world.tool_edits import TOOL_MOVES, tool_candidates, written_edits
 
 FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
 
@@ -74,11 +80,11 @@ def fc_examples(n: int, seed: int = 0, turns: int = 3, phrasings: tuple[str, ...
     return [fc_conversation([first, *_more_turns(first, turns - 1, rng, phrasings)]) for first in firsts]
 
 
-def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[dict]:
+def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8, edits_fraction: float = 0.25) -> list[dict]:
     """Rows pairing a plain seed with the same request phrased in a random kind or combination
-    of kinds. Targets are kept in the ``train`` split so the query model never learns a held-out
-    query by heart."""
-    rng = random.Random(f"query-warm:{seed}")
+    of kinds; ``edits_fraction`` of them also ask for a tool move and write its edits. Targets are
+    kept in the ``train`` split so the query model never learns a held-out query by heart."""
+    rng, tools_rng = random.Random(f"query-warm:{seed}"), random.Random(f"query-warm-tools:{seed}")
     seeds = generate_samples(2 * n, seed=seed + 7919, phrasings=(PLAIN,), kind_weights=FC_KIND_WEIGHTS,
                              id_prefix="query-warm")
     rows: list[dict] = []
@@ -91,10 +97,25 @@ def query_examples(n: int, seed: int = 0, styled_fraction: float = 0.8) -> list[
         if target is None:
             continue
         shown_style = style if rng.random() < styled_fraction else None
+        sample, target = _with_tool_edits(sample, target, tools_rng, edits_fraction)
         rows.append({"messages": [*query_model_messages(sample, style=shown_style),
                                   {"role": "assistant", "content": target}],
                      "tools": tools_json(sample.tools), "style": style})
     return rows
+
+
+def _with_tool_edits(sample: Sample, target: str, rng: random.Random, fraction: float) -> tuple[Sample, str]:
+    """One row in ``fraction`` asks for a tool move (:data:`TOOL_MOVES`) and its target writes
+    the edits that make it, in the referee's grammar (:func:`written_edits`)."""
+    if rng.random() >= fraction:
+        return sample, target
+    move = rng.choice(TOOL_MOVES)
+    lines = written_edits(sample, move, rng)
+    if lines is None:
+        return sample, target
+    meta = {**sample.meta, EDIT_MOVE_KEY: move,
+            TOOL_CANDIDATES_KEY: [t.to_openai() for t in tool_candidates(sample)]}
+    return dataclasses.replace(sample, meta=meta), "\n".join([target, EDITS_HEADER, *lines])
 
 
 def seed_requests(n: int, seed: int, id_prefix: str) -> list[Sample]:
