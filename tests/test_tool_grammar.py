@@ -91,9 +91,11 @@ def test_the_fc_model_answers_the_request_against_the_edited_list(seed):
     ("rename convert_length.value to from_unit", "tool_edit_misleading"),  # another parameter's name
     ("rename convert_length.value to target", "tool_edit_misleading"),   # a role word of a pair
     ("rename convert_length to get_current_weather", "tool_edit_misleading"),  # another tool's name
+    ("rename convert_length to weight_converter", "tool_edit_misleading"),  # a look-alike's it may add
     ("rename convert_length.value to from_value", "tool_edit_misleading"),  # "from" it did not have
     ("describe convert_length as Get the current weather", "tool_edit_off_meaning"),  # another meaning
     ("describe convert_length as Convert a length or get the weather forecast", "tool_edit_off_meaning"),
+    ("describe convert_length as Convert a length or a weight", "tool_edit_off_meaning"),  # one it may add
     ("rename convert_length to a;b", "tool_edit_unreadable"),
     ("describe convert_length as " + "very " * 60 + "long", "tool_edit_unreadable"),
 ])

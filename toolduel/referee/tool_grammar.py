@@ -176,7 +176,8 @@ def _words(name: str) -> set[str]:
 
 def _misleading(new_name: str, old_name: str, other_names: Collection[str]) -> str | None:
     """Why a rename of ``old_name`` to ``new_name`` borrows a word of ``other_names`` (the list's
-    other tools, or the function's other parameters, as the seed named them) or a role word of a
+    other tools and the look-alikes it may add, or the function's other parameters, as the seed
+    named them) or a role word of a
     pair ("target", "origin") that the old name lacks, or None: ``send_email`` renamed
     ``search_flights`` would name another tool, ``from_unit`` renamed ``to_thing`` another parameter."""
     borrowed = sorted((_words(new_name) & set().union(ROLE_MARKERS, *map(_words, other_names))) - _words(old_name))
@@ -195,9 +196,9 @@ def _names(text: str, words: Collection[str]) -> bool:
 def _off_meaning(edit: Edit, original: str, tool: Tool, tools: list[Tool], originals: dict[str, str],
                  intent_words: Callable[[str], Collection[str] | None]) -> str | None:
     """Why a new description may not keep the meaning of ``tool`` (the world's ``original``
-    function), or None: it must name the function's intent, as a query must, and no other listed
-    function's intent that its description did not name; the rules can check this only where the
-    lexicon knows the intent words."""
+    function), or None: it must name the function's intent, as a query must, and the intent of no
+    other function of ``tools`` (listed, or one it may add) that its description did not name; the
+    rules can check this only where the lexicon knows the intent words."""
     own = intent_words(original)
     if not own:
         return f"describe {edit.function}: its meaning cannot be checked (no intent words known)"
@@ -214,9 +215,10 @@ def _off_meaning(edit: Edit, original: str, tool: Tool, tools: list[Tool], origi
 class _SeedNames:
     """The names the seed gave the functions and parameters that edits have renamed."""
 
-    def __init__(self, tools: Collection[Tool]):
-        self.functions = {tool.name: tool.name for tool in tools}  # a name now -> the seed's
+    def __init__(self, tools: Collection[Tool], candidates: Collection[Tool]):
+        self.functions = {tool.name: tool.name for tool in [*tools, *candidates]}  # a name now -> the seed's
         self.parameters = {tool.name: {p: p for p in tool.properties} for tool in tools}  # by the seed's name
+        self.candidates = [tool.name for tool in candidates]
 
     def function(self, name: str) -> str:
         return self.functions.get(name, name)
@@ -224,7 +226,7 @@ class _SeedNames:
     def misleading(self, edit: Edit, tools: list[Tool]) -> str | None:
         original = self.function(edit.function)
         if edit.parameter is None:
-            others = [self.function(t.name) for t in tools if t.name != edit.function]
+            others = [self.function(t.name) for t in tools if t.name != edit.function] + self.candidates
             return _misleading(edit.argument, original, others)
         params = self.parameters.get(original, {})
         others = [old for now, old in params.items() if now != edit.parameter]
@@ -247,16 +249,17 @@ def written_edit_reasons(tools: list[Tool], gold: list[GoldCall], lines: list[st
     (the list and gold calls as the edits before it left them)."""
     if len(lines) > MAX_EDITS:
         return [f"tool_edit_unreadable: {len(lines)} edits, more than {MAX_EDITS}"], tools, gold
-    names = _SeedNames([*tools, *candidates])
+    names = _SeedNames(tools, candidates)
     for line in lines:
         try:
             edit = parse_edit(line)
             by_name = {tool.name: tool for tool in tools}
             if edit.verb == "rename" and (why := names.misleading(edit, tools)):
                 return [f"tool_edit_misleading: {why}"], tools, gold
+            listed_or_addable = [*tools, *(tool for tool in candidates if tool.name not in by_name)]
             if edit.verb == "describe" and edit.function in by_name and (why := _off_meaning(
-                    edit, names.function(edit.function), by_name[edit.function], tools, names.functions,
-                    intent_words)):
+                    edit, names.function(edit.function), by_name[edit.function], listed_or_addable,
+                    names.functions, intent_words)):
                 return [f"tool_edit_off_meaning: {why}"], tools, gold
             tools, gold = apply_edits(tools, gold, [edit], candidates)
             if edit.verb == "rename":
