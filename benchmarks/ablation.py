@@ -186,7 +186,7 @@ def harvested(name: str, query_path: Path, fc_path: Path, folder: Path, config: 
         close_model(query_model)
         close_model(fc_model)
     failing = sum(weakness(record, config) for record in valid)
-    answers = sum(len(record["verdicts"]) for record in valid)
+    answers = sum(record.get("fc_answers", len(record["verdicts"])) for record in valid)  # older records: k each
     stats |= {"answers": answers, "failing": failing, "yield": 1000 * failing / max(1, answers)}
     files.write_jsonl_atomic(folder / "valid.jsonl", valid)
     files.write_json_atomic(folder / "stats.json", stats)

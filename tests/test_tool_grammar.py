@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from toolduel.referee.outcome import adversarial_sample, gate, score_queries
+from toolduel.referee.outcome import adversarial_sample, gate, pool_record, score_queries
 from toolduel.prompts import TOOL_CANDIDATES_KEY
 from toolduel.referee.tool_grammar import (
     EditError,
@@ -142,6 +142,9 @@ def test_a_written_rename_that_fools_the_fc_model_is_an_answerable_weakness(seed
                                lexicon=WORLD)
     assert outcome.fc_success == 0.0 and outcome.reference_solved and outcome.weakness(floor=True)
     assert fc.requests == 4 and outcome.fc_answers == 4  # k on the edited list, k on the seed's own
+    record = pool_record("r", 1, seed, outcome, "query model", "FC model")  # what the pool keeps of it
+    assert (record["query"], record["tool_edits"]) == (REQUEST, ["rename convert_length to tool_7"])
+    assert record["fc_answers"] == 4 and record["sample"]["gold"][0] == {"tool_7": seed.gold[0].arguments}
 
 
 @pytest.mark.parametrize("move", TOOL_MOVES)

@@ -41,7 +41,8 @@ model wrote after it, :mod:`toolduel.referee.tool_grammar`; usually none), ``see
 list was edited by, or asked for, or None),
 ``sample`` (``Sample.to_dict()`` with the adversarial query as its user message, and the edited
 tools and gold calls where a tool move was made),
-``fc_outputs`` (raw texts of the k FC samples), ``verdicts`` (their verdict dicts),
+``fc_outputs`` (raw texts of the k FC samples), ``verdicts`` (their verdict dicts), ``fc_answers``
+(the answers the query took: k, and k more on the seed's own tool list where those were asked),
 ``fc_success`` (mean score), ``attack_success`` (bool: the FC model failed), ``solvable`` (bool:
 some answer was right, or a solving judge answered it), ``reference_solved``, ``error_type`` and
 ``kind`` (of the first failing verdict, or None).

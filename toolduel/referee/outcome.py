@@ -254,7 +254,8 @@ def pool_record(record_id: str, round_index: int, seed: Sample, outcome: AttackO
         "query": request, "tool_edits": edits, "seed_query": seed.query, "phrasing": outcome.style,
         "tool_move": outcome.tool_move,
         "sample": adversarial_sample(seed, outcome.query).to_dict(),
-        "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_success": outcome.fc_success,
+        "fc_outputs": outcome.fc_outputs, "verdicts": outcome.verdicts, "fc_answers": outcome.fc_answers,
+        "fc_success": outcome.fc_success,
         "attack_success": outcome.fooled, "solvable": outcome.solvable, "reference_solved": outcome.reference_solved,
         "error_type": failing["error_type"] if failing else None, "kind": failing["kind"] if failing else None,
     }
