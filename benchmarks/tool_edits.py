@@ -30,7 +30,7 @@ from toolduel.duel.config import GameConfig
 from toolduel.duel.harvest import attack_records
 from toolduel.duel.players import load_chat_model
 from toolduel.models import close_model
-from toolduel.referee.tool_grammar import split_completion
+from toolduel.referee.outcome import written_parts
 from toolduel.training.warm_start import ensure_world_models
 from toolduel.world.tool_edits import UNCHANGED
 
@@ -52,13 +52,13 @@ def arm_rows(arm: str, config: GameConfig, seeds: list, work: Path) -> list[dict
     query_model = load_chat_model(world.query_path, config, name="warm query model")
     fc_model = load_chat_model(world.fc_path, config, name="warm FC model")
     try:
-        outcomes, _, _ = attack_records(config, 1, seeds, query_model, fc_model, stream="tool-edits")
+        outcomes, _, asked = attack_records(config, 1, seeds, query_model, fc_model, stream="tool-edits")
     finally:
         close_model(query_model)
         close_model(fc_model)
     rows = [{"move": o.tool_move or UNCHANGED, "style": o.style, "valid": o.valid, "reasons": o.reasons,
              "weakness": o.weakness(config.solvability_floor), "answers": o.fc_answers,
-             "edits": split_completion(o.query)[1], "completion": o.query} for o in outcomes]
+             "edits": written_parts(seed, o.query)[1], "completion": o.query} for seed, o in zip(asked, outcomes)]
     files.write_jsonl_atomic(path, rows)
     return rows
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from toolduel.referee.outcome import adversarial_sample, gate, pool_record, score_queries
-from toolduel.prompts import TOOL_CANDIDATES_KEY
+from toolduel.prompts import EDIT_MOVE_KEY, TOOL_CANDIDATES_KEY
 from toolduel.referee.tool_grammar import (
     EditError,
     apply_edits,
@@ -35,12 +35,14 @@ def _tool(name: str) -> Tool:
 
 @pytest.fixture
 def seed() -> Sample:
-    """Convert 12.5 km to mi, offered beside a weather tool, with two look-alikes it may add."""
+    """Convert 12.5 km to mi, offered beside a weather tool, with two look-alikes it may add, asked
+    for a tool move (``--tool-edits written``)."""
     tools = [_tool("get_current_weather"), _tool("convert_length")]
     call = Call("convert_length", {"value": 12.5, "from_unit": "km", "to_unit": "mi"})
     candidates = [_tool("convert_temperature").to_openai(), _tool("convert_weight").to_openai()]
     return Sample(id="s", tools=tools, messages=[{"role": "user", "content": "Convert 12.5 km to mi."}],
-                  gold=[GoldCall.from_call(call, tools[1])], meta={"source": "world", TOOL_CANDIDATES_KEY: candidates})
+                  gold=[GoldCall.from_call(call, tools[1])],
+                  meta={"source": "world", EDIT_MOVE_KEY: "masked_names", TOOL_CANDIDATES_KEY: candidates})
 
 
 REQUEST = "How many miles is 12.5 km?"
@@ -111,6 +113,14 @@ def test_a_look_alike_that_serves_the_request_is_refused(seed):
     assert not outcome.valid and _types(outcome.reasons) == {"tool_edit_distractor_serves"}
 
 
+def test_edits_are_read_only_where_the_query_model_was_asked_for_a_move(seed):
+    completion = f"{REQUEST}\nTool edits:\nrename convert_length to tool_7"
+    del seed.meta[EDIT_MOVE_KEY]  # --tool-edits drawn, or --attack-surface query: the list stays as it is
+    (outcome,) = gate([seed], [completion], WORLD)
+    assert not outcome.valid and "leak" in _types(outcome.reasons)  # all of it is the request
+    assert adversarial_sample(seed, completion).tools == seed.tools
+
+
 def test_a_request_that_names_a_function_in_its_edits_only_is_no_leak(seed):
     # the edits name functions by necessity; the request is what the leak rule reads
     (outcome,) = gate([seed], [f"{REQUEST}\nTool edits: move convert_length to first"], WORLD)
@@ -155,6 +165,7 @@ def test_the_edits_the_warm_start_teaches_for_each_move_pass_the_referee(move):
         if lines is None:
             continue
         sample.meta[TOOL_CANDIDATES_KEY] = [t.to_openai() for t in tool_candidates(sample)]
+        sample.meta[EDIT_MOVE_KEY] = move
         completion = sample.query + "\nTool edits:\n" + "\n".join(lines)
         (outcome,) = gate([sample], [completion], WORLD)
         assert outcome.valid, (lines, outcome.reasons)

@@ -28,7 +28,7 @@ from typing import Any
 from toolduel.checker import check_sample
 from toolduel.models.base import ChatModel, GenerationConfig
 from toolduel.parsing import parse_calls
-from toolduel.prompts import STYLE_KEY, TOOL_CANDIDATES_KEY
+from toolduel.prompts import EDIT_MOVE_KEY, STYLE_KEY, TOOL_CANDIDATES_KEY
 from toolduel.referee.tool_grammar import applied, split_completion, written_edit_reasons
 from toolduel.referee.tool_list import REASONS, check_tool_edit, read_edit
 from toolduel.referee.validity import Lexicon, check_query
@@ -80,6 +80,13 @@ class AttackOutcome:
         return self.fooled and (self.solvable or not floor)
 
 
+def written_parts(seed: Sample, query: str) -> tuple[str, list[str]]:
+    """The request ``query`` writes and the tool edits after it, where ``seed`` asked for a tool
+    move to be written (``meta["edit_move"]``, ``tool_edits: written``); elsewhere the whole
+    completion is the request, and no edit of the tool list is read from it."""
+    return split_completion(query) if seed.meta.get(EDIT_MOVE_KEY) else (query, [])
+
+
 def candidates_of(seed: Sample) -> list[Tool]:
     """The tools an edit may add to ``seed``'s list (``meta["tool_candidates"]``); none where unreadable."""
     try:
@@ -92,9 +99,9 @@ def adversarial_sample(seed: Sample, query: str, edited: bool = True) -> Sample:
     """The seed sample with its last user message replaced by the request ``query`` writes, and
     the tool list it is answered against: the seed's own, edited by the move its meta names
     (``meta["answer_tools"]`` and ``meta["answer_gold"]``, a drawn tool move) and then by the edits
-    ``query`` writes after its request (:mod:`toolduel.referee.tool_grammar`), the gold calls with
-    them; ``edited=False``: the seed's own."""
-    request, lines = split_completion(query)
+    ``query`` writes after its request where the seed asked for them (:func:`written_parts`,
+    :mod:`toolduel.referee.tool_grammar`), the gold calls with them; ``edited=False``: the seed's own."""
+    request, lines = written_parts(seed, query)
     messages = [dict(m) for m in seed.messages]
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
     if last_user is None:
@@ -113,7 +120,7 @@ def adversarial_sample(seed: Sample, query: str, edited: bool = True) -> Sample:
 
 def is_edited(seed: Sample, query: str) -> bool:
     """Whether ``query`` is answered against an edited tool list: a drawn move's or its own edits."""
-    return ANSWER_TOOLS_KEY in seed.meta or bool(split_completion(query)[1])
+    return ANSWER_TOOLS_KEY in seed.meta or bool(written_parts(seed, query)[1])
 
 
 def edit_reasons(seed: Sample, query: str, lexicon: Lexicon) -> list[str]:
@@ -127,7 +134,7 @@ def edit_reasons(seed: Sample, query: str, lexicon: Lexicon) -> list[str]:
             tools, gold = read_edit(list(seed.meta[ANSWER_TOOLS_KEY]), list(seed.meta.get(ANSWER_GOLD_KEY)))
         except (SchemaError, TypeError, ValueError, AttributeError, KeyError):
             return [f"tool_edit_unreadable: {REASONS['tool_edit_unreadable']}"]
-    reasons, tools, gold = written_edit_reasons(tools, gold, split_completion(query)[1], candidates_of(seed),
+    reasons, tools, gold = written_edit_reasons(tools, gold, written_parts(seed, query)[1], candidates_of(seed),
                                                 lexicon.intent_words)
     return reasons or check_tool_edit(seed.tools, seed.gold, tools, gold, lexicon.purpose)
 
@@ -140,7 +147,7 @@ def gate(seeds: list[Sample], queries: list[str], lexicon: Lexicon | None = None
     lexicon = lexicon or Lexicon()
     outcomes = []
     for seed, query in zip(seeds, queries, strict=True):
-        validity = check_query(split_completion(query)[0], seed, lexicon)
+        validity = check_query(written_parts(seed, query)[0], seed, lexicon)
         if is_edited(seed, query):
             validity.reasons += edit_reasons(seed, query, lexicon)
             validity.valid = validity.valid and not validity.reasons
@@ -247,7 +254,7 @@ def pool_record(record_id: str, round_index: int, seed: Sample, outcome: AttackO
     its request as ``query``, and the tool edits it wrote (:mod:`toolduel.referee.tool_grammar`) as
     ``tool_edits``."""
     failing = next((v for v in outcome.verdicts if not v["valid"]), None)
-    request, edits = split_completion(outcome.query)
+    request, edits = written_parts(seed, outcome.query)
     return {
         "id": record_id, "round": round_index, "seed_id": seed.id,
         "query_checkpoint": query_checkpoint, "fc_checkpoint": fc_checkpoint,
