@@ -483,7 +483,8 @@ def test_edits_the_query_model_writes_reach_the_endpoint_and_the_adversarial_set
     from toolduel.world.tool_edits import tool_candidates
 
     monkeypatch.setattr("toolduel.report.build_report", lambda folder: None)
-    seed = next(s for s in generate_samples(20, seed=2, kinds=("one_call",), phrasings=("plain",)) if tool_candidates(s))
+    samples = generate_samples(20, seed=2, kinds=("one_call",), phrasings=("plain",))
+    seed = next(s for s in samples if tool_candidates(s))
     run = start_attack(BlackBoxConfig(**SERVED, out=str(tmp_path / "attack"), seeds="world:train",
                                       attack_surface="query,tools", tool_edits="written", harvest_keep="valid"))
     fc = ToolRecordingFC()

@@ -107,7 +107,8 @@ def test_an_edit_that_could_break_the_oracle_is_refused_by_its_reason(seed, edit
 
 
 def test_a_look_alike_that_serves_the_request_is_refused(seed):
-    twin = Tool("length_converter", functions_by_name()["convert_length"].description, _tool("convert_length").parameters)
+    length = _tool("convert_length")
+    twin = Tool("length_converter", length.description, length.parameters)
     seed.meta[TOOL_CANDIDATES_KEY].append(twin.to_openai())
     (outcome,) = gate([seed], [f"{REQUEST}\nTool edits: add length_converter"], WORLD)
     assert not outcome.valid and _types(outcome.reasons) == {"tool_edit_distractor_serves"}
