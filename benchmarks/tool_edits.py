@@ -64,12 +64,9 @@ def arm_rows(arm: str, config: GameConfig, seeds: list, work: Path) -> list[dict
 
 
 def summary(rows: list[dict]) -> dict:
-    per_move: dict[str, dict] = {}
-    for row in rows:
-        entry = per_move.setdefault(row["move"], {"queries": 0, "valid": 0, "wrote_edits": 0})
-        entry["queries"] += 1
-        entry["valid"] += row["valid"]
-        entry["wrote_edits"] += bool(row["edits"])
+    asked, valid = Counter(r["move"] for r in rows), Counter(r["move"] for r in rows if r["valid"])
+    wrote = Counter(r["move"] for r in rows if r["edits"])
+    per_move = {move: {"queries": asked[move], "valid": valid[move], "wrote_edits": wrote[move]} for move in asked}
     refused = Counter(reason.split(":", 1)[0] for row in rows for reason in row["reasons"])
     return {"validity": sum(r["valid"] for r in rows) / max(1, len(rows)), "per_move": dict(sorted(per_move.items())),
             "refused": dict(refused.most_common()), "yield": yields(rows)}
