@@ -763,3 +763,17 @@ def test_an_evaluation_report_opens_with_its_weakest_categories(tmp_path):
     assert rows and rows[0][:1] == ["eval"]
     lows = [float(row[4].split("[")[1].split("%")[0]) for row in rows]
     assert lows == sorted(lows, reverse=True)
+
+
+def test_an_attack_that_wrote_tool_edits_is_shown_with_them_and_its_traits_are_its_requests():
+    from toolduel.report.load import RunData
+    from toolduel.report.measure import pool_example, trait_records
+
+    record = {"round": 1, "query": "Convert 12.5 km to mi", "tool_edits": ["rename convert_length to tool_7"]}
+    assert pool_example(record, None)["query"] == "Convert 12.5 km to mi [tool edits: rename convert_length to tool_7]"
+    assert pool_example(record | {"tool_edits": []}, None)["query"] == "Convert 12.5 km to mi"
+    data = RunData(folder=Path("."))
+    sample = {"messages": [{"role": "user", "content": "Convert 12.5 km to mi"}], "tools": [], "gold": []}
+    data.harvest = {1: [{"query": "Convert 12.5 km to mi\nTool edits:\nrename convert_length to tool_7",
+                         "valid": True, "sample": sample, "fc_success": 0.5}]}
+    assert [r["query"] for r in trait_records(data)] == ["Convert 12.5 km to mi"]  # what the FC model read

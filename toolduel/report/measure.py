@@ -186,7 +186,7 @@ def trait_records(data: RunData) -> list[dict]:
         harvested = [h for h in data.harvest.get(round_index, []) if h.get("valid") is True
                      and isinstance(h.get("sample"), dict) and isinstance(h.get("fc_success"), (int, float))]
         if harvested:
-            records += [{"query": str(h.get("query", "")), "sample": h["sample"],
+            records += [{"query": last_user_message(h["sample"].get("messages")), "sample": h["sample"],
                          "attack_success": h["fc_success"] < 1.0} for h in harvested]
         else:
             records += [record for record in data.pool if record.get("round") == round_index]
@@ -310,13 +310,19 @@ def _spread_over_rounds(records: list[dict], count: int) -> list[dict]:
     return chosen
 
 
+def with_edits(record: dict) -> str:
+    """A pool record's query, followed by the tool edits the query model wrote, where it wrote some."""
+    edits = [str(edit) for edit in record.get("tool_edits") or [] if isinstance(record.get("tool_edits"), list)]
+    return str(record["query"]) + (f" [tool edits: {'; '.join(edits)}]" if edits else "")
+
+
 def pool_example(record: dict, after: dict | None) -> dict:
     outputs = record.get("fc_outputs") if isinstance(record.get("fc_outputs"), list) else []
     verdicts = record.get("verdicts") if isinstance(record.get("verdicts"), list) else []
     failing = next((i for i, v in enumerate(verdicts) if isinstance(v, dict) and not v.get("valid")), 0)
     sample = record.get("sample") if isinstance(record.get("sample"), dict) else {}
     return {
-        "round": record["round"], "phrasing": record.get("phrasing") or "-", "query": record["query"],
+        "round": record["round"], "phrasing": record.get("phrasing") or "-", "query": with_edits(record),
         "gold": format_gold(sample.get("gold")),
         "before": str(outputs[failing]) if failing < len(outputs) else "-",
         "verdict_before": format_verdict(verdicts[failing] if failing < len(verdicts) else None),
