@@ -20,7 +20,7 @@ from toolduel.schema import Call, GoldCall, Sample, Tool
 from toolduel.world.functions import functions_by_name
 from toolduel.world.generator import generate_samples
 from toolduel.world.lexicon import world_lexicon
-from toolduel.world.tool_edits import TOOL_MOVES, tool_candidates, written_edits
+from toolduel.world.tool_edits import TOOL_MOVES, edit_tools, tool_candidates, written_edits
 
 WORLD = world_lexicon()
 
@@ -173,3 +173,12 @@ def test_the_edits_the_warm_start_teaches_for_each_move_pass_the_referee(move):
         assert adversarial_sample(sample, completion).tools != sample.tools
         checked += 1
     assert checked >= 20
+
+
+def test_a_move_acts_where_written_exactly_where_the_world_applies_it():
+    # so that the drawn and the written arms of a comparison meet the same specs
+    rng = random.Random(1)
+    for sample in generate_samples(300, seed=8, kinds=("one_call", "two_call"), phrasings=("plain",)):
+        for move in TOOL_MOVES:
+            acts = written_edits(sample, move, rng) is not None
+            assert acts == (edit_tools(sample, move, rng) is not None), (move, sample.query)

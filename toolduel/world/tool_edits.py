@@ -113,10 +113,11 @@ def written_edits(sample: Sample, move: str, rng: random.Random) -> list[str] | 
     if move == "masked_names":
         numbers = rng.sample(range(10, 100), len(sample.tools))
         return [f"rename {t.name} to tool_{n}" for t, n in zip(sample.tools, numbers)]
-    if move == "renamed_parameters":
+    if move == "renamed_parameters":  # as edit_tools: nothing to act on where no call states an argument
         tools = {t.name: t for t in sample.tools}
+        stated = any(call.get("arguments") for call in sample.meta["request"])
         lines = [f"rename {name}.{param} to arg_{i}" for name in targets
                  for i, param in enumerate(tools[name].properties, 1)]
-        return lines or None
+        return lines if stated and lines else None
     by_name = functions_by_name()  # reworded
     return [f"describe {name} as {rng.choice(by_name[name].alt_intents).rstrip('?.')}" for name in targets]
