@@ -26,18 +26,13 @@ import dataclasses
 import random
 
 from toolduel.referee.outcome import TOOL_MOVE_KEY
-from toolduel.referee.tool_grammar import renamed_tool
+from toolduel.referee.tool_grammar import renamed_gold, renamed_tool
 from toolduel.schema import Call, GoldCall, Sample, Tool
 from toolduel.world.catalog import Function
 from toolduel.world.functions import domains, functions_by_name
 
 TOOL_MOVES = ("distractors", "masked_names", "renamed_parameters", "reworded", "reordered")
 UNCHANGED = "unchanged"  # the move that leaves the tool list as it is
-
-
-def _renamed_call(call: Call, name: str | None = None, params: dict[str, str] | None = None) -> Call:
-    params = params or {}
-    return Call(name or call.name, {params.get(k, k): v for k, v in call.arguments.items()})
 
 
 def _look_alikes(tools: list[Tool], targets: set[str]) -> list[Function]:
@@ -82,9 +77,9 @@ def edit_tools(sample: Sample, move: str, rng: random.Random) -> Sample | None:
         by_name = functions_by_name()
         tools = [renamed_tool(t, description=rng.choice(by_name[t.name].alt_intents).rstrip("?.") + ".")
                  if t.name in targets else t for t in tools]
-    edited = {t.name: t for t in tools}
-    renamed = [_renamed_call(c, names.get(c.name), params.get(c.name)) for c in calls]
-    gold = [GoldCall.from_call(c, edited[c.name]) for c in renamed]
+    original = {t.name: t for t in sample.tools}
+    gold = [renamed_gold(GoldCall.from_call(c, original[c.name]), names.get(c.name), params.get(c.name))
+            for c in calls]
     return dataclasses.replace(sample, tools=tools, gold=gold, meta={**sample.meta, TOOL_MOVE_KEY: move})
 
 
