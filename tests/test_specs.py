@@ -271,9 +271,6 @@ def test_the_query_model_sees_the_move_it_must_write_and_what_it_may_add():
     assert "Tool edits:" in asked[0]["content"] and "Tool move: distractors" in asked[-1]["content"]
     addable = asked[-1]["content"].split("Can add: ")[1].split(", ")
     assert addable and not set(addable) & {t.name for t in SEED.tools}
-    editable = asked[-1]["content"].split("Can edit: ")[1].splitlines()[0]  # the names its edits must copy
-    assert all(f"{t.name}({', '.join(t.properties)})" in editable for t in SEED.tools)
-    assert "Can edit" not in drawn[-1]["content"]
     unchanged = query_model_messages(specified(SEED, True, **{TOOL_MOVE_KEY: "unchanged"}))
     assert unchanged == query_model_messages(SEED)
 

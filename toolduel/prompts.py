@@ -236,16 +236,9 @@ def query_model_messages(sample: Sample, seed_query: str | None = None, style: s
                    if isinstance(tool, dict)]
         system = f"{QUERY_SYSTEM} {EDITS_INSTRUCTION}"
         lines.append(f"Tool move: {move}")
-        lines.append(f"Can edit: {editable_names(sample.tools)}")
         if addable:
             lines.append(f"Can add: {', '.join(str(name) for name in addable)}")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
-
-
-def editable_names(tools: list[Tool]) -> str:
-    """The names an edit may act on, each function with its parameters (``f(a, b), g()``): what
-    the query model's edits must copy, where the tool schemas would make it search."""
-    return ", ".join(f"{tool.name}({', '.join(tool.properties)})" for tool in tools)
 
 
 def sample_queries(query_model: Any, seeds: list[Sample], generation: Any) -> list[str]:
