@@ -24,11 +24,12 @@ when requests run concurrently). A fault is a :class:`Fault` or one of these str
     "slow_headers:0.2"         200, its status line and headers sent a byte at a time, 0.2 s apart
     "huge"                     200 declaring a 1 GB body, then sending bytes until the client hangs up
     "redirect:URL"             307 to URL (another host or port, say)
+    "gzip"                     200, the body gzip-compressed (``Content-Encoding: gzip``), asked for or not
 
 A responder may also return ``bytes``: the body of a 200 answer, sent as it is.
 
-``GET /v1/models`` lists ``models`` (default None: answered 404, a server that lists none), as a
-server is asked when ``--model`` is left out; ``models_slowly`` (seconds) sends that answer's
+``GET /v1/models`` lists ``models`` (default None: answered 404, a server that lists none; bytes:
+sent as they are), as a server is asked when ``--model`` is left out; ``models_slowly`` (seconds) sends that answer's
 headers a byte at a time.
 
 Every wait is bounded and wakes at :meth:`stop`, so teardown never hangs.
@@ -37,6 +38,7 @@ Every wait is bounded and wakes at :meth:`stop`, so teardown never hangs.
 from __future__ import annotations
 
 import json
+import gzip
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -71,7 +73,7 @@ class Fault:
             return cls("redirect", location=arg)
         if head in ("trickle", "slow_headers"):
             return cls(head, seconds=min(float(arg or 0.2), MAX_SLEEP_S))
-        if head in ("malformed_json", "truncated", "disconnect", "bad_tool_calls", "no_choices", "huge"):
+        if head in ("malformed_json", "truncated", "disconnect", "bad_tool_calls", "no_choices", "huge", "gzip"):
             return cls(head)
         raise ValueError(f"unknown fault {spec!r}; see the fake_openai_server module docstring")
 
@@ -126,7 +128,7 @@ class FakeOpenAIServer:
     def __init__(self, responder: Callable[[dict], dict] = default_responder,
                  faults: FaultScript | None = None) -> None:
         self.responder = responder
-        self.models: list[str] | None = None  # what GET /v1/models lists (None: 404)
+        self.models: list[str] | bytes | None = None  # what GET /v1/models lists (None: 404; bytes: sent raw)
         self.models_slowly: float | None = None  # seconds between the bytes of that answer's headers
         self.faults = faults  # the property below copies a list, so the caller's stays intact
         self.requests: list[ReceivedRequest] = []
@@ -216,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models") and isinstance(self.fake.models, bytes):
+            return self._send_bytes(200, self.fake.models)
         if self.path.rstrip("/").endswith("/models") and self.fake.models is not None:
             listed = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.fake.models]}
             if self.fake.models_slowly is not None:
@@ -280,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_slowly(data, fault.seconds)
         if fault.kind == "slow_headers":
             return self._send_headers_slowly(data, fault.seconds)
+        if fault.kind == "gzip":
+            return self._send_bytes(200, gzip.compress(data), headers={"Content-Encoding": "gzip"})
         if fault.kind == "truncated":  # promise the whole body, send half of it, hang up
             self.close_connection = True
             return self._send_bytes(200, data[: len(data) // 2], content_length=len(data))

@@ -6,9 +6,10 @@ import json
 import logging
 import socket
 import time
+from typing import Any
 
 import pytest
-from fake_openai_server import FakeOpenAIServer, last_user_message
+from fake_openai_server import FakeOpenAIServer, completion, last_user_message
 
 from toolduel.models import load_model
 from toolduel.models.base import ChatModel, GenerationConfig
@@ -339,3 +340,58 @@ def test_the_model_lookup_ends_within_its_timeout(fake_openai_server):
     assert time.monotonic() - started < 3.0
     fake_openai_server.models_slowly = None
     assert served_model(fake_openai_server.base_url, timeout=1.0) == "fake"  # an honest server still answers
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_calls_nested_past_any_tool_are_refused_before_anything_walks_them(fake_openai_server, monkeypatch):
+    """With a key set, every string of an answer's calls is searched for it, recursively: 600
+    levels of lists sank the whole batch with a RecursionError (an eval had no answers at all)."""
+    monkeypatch.setenv("TOOLDUEL_TEST_KEY", "sk-nested-0123456789")
+    deep_key = {"name": "add", "arguments": "{}", "x": _nested(600)}
+    deep_arguments = {"name": "add", "arguments": json.dumps({"a": _nested(40)})}
+    fine = {"name": "add", "arguments": json.dumps({"a": [[1, 2], {"b": [3]}]})}
+    answers = {f"call {i}": function for i, function in enumerate((deep_key, deep_arguments, fine))}
+    fake_openai_server.responder = lambda body: json.dumps(completion(
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c", "type": "function", "function": answers[last_user_message(body)]}]})).encode()
+
+    generations = endpoint(fake_openai_server).generate([user(text) for text in answers], [[]] * 3)
+
+    assert [g.error is not None and "nest more than 32 levels" in g.error for g in generations] == [True, True, False]
+    assert generations[2].tool_calls[0]["function"] == fine
+
+
+def test_an_error_under_a_200_status_fails_with_the_servers_message(fake_openai_server):
+    fake_openai_server.responder = lambda body: (
+        b'{"error": {"message": "upstream overloaded", "code": 503}}' if "busy" in last_user_message(body)
+        else b'{"error": {"message": "context too long", "code": "400"}}')
+
+    busy, long = endpoint(fake_openai_server).generate([user("busy"), user("long")], [[]] * 2)
+
+    assert "the server answered an error (503): upstream overloaded" in busy.error and busy.meta["attempts"] == 4
+    assert "the server answered an error (400): context too long" in long.error and long.meta["attempts"] == 1
+
+
+def test_a_compressed_answer_is_refused_unread(fake_openai_server):
+    """A few hundred gzip bytes can unpack into gigabytes before a size bound counts them: the
+    client asks for no coding and refuses one it was sent anyway."""
+    fake_openai_server.faults = ["gzip", None]
+    coded, plain = (endpoint(fake_openai_server, max_retries=0).generate([user("hi")], [[]])[0] for _ in range(2))
+    assert coded.error is not None and "gzip-encoded, which was not asked for" in coded.error
+    assert plain.error is None and plain.text == "echo: hi"
+    assert all(r.headers.get("Accept-Encoding") == "identity" for r in fake_openai_server.requests)
+
+
+def test_a_model_list_nested_past_the_parser_is_a_clear_error(fake_openai_server):
+    from toolduel.config import ConfigError
+    from toolduel.models.endpoint import served_model
+
+    fake_openai_server.models = b"[" * 50_000
+    with pytest.raises(ConfigError, match="did not list the served ones .*RecursionError"):
+        served_model(fake_openai_server.base_url)

@@ -10,7 +10,11 @@ lookup of :func:`served_model`, ends within ``timeout`` seconds in all, connecti
 the status line and headers and the body together: every socket operation gets only what is
 left of that deadline (:mod:`toolduel.models.deadline`), so a server trickling bytes, headers
 included, cannot hold a request open. A body is read up to ``max_response_bytes`` (a larger
-one is refused unread).
+one is refused unread), uncompressed: the client asks for no content coding, and an answer in
+one is refused, so a small compressed body cannot unpack into gigabytes. An answer's calls
+nested deeper than :data:`MAX_NESTING` levels are refused too. A 200 answer that carries an
+``error`` object, as some gateways send, fails with the server's message (retried where its
+code would be).
 
 The API key is read from the environment variable *named* by ``api_key_env`` when a batch
 starts (:func:`api_key`: the whitespace a CRLF file leaves around it is dropped, control
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 409, 425, 429})  # plus every 5xx
 # Upper case only: a pasted key (often lower-case hex or "sk-...") then never passes for a name.
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+MAX_NESTING = 32  # levels of JSON in an answer's tool calls: far above any tool's arguments
+IDENTITY = {"Accept-Encoding": "identity"}  # no content coding: the size bound holds on what is read
 MIN_SECRET_CHARS = 8  # a shorter key guards nothing a reader could use, and "0" is in many answers
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -121,7 +127,33 @@ def _check_tool_calls(tool_calls: Any) -> list[dict] | None:
             raise _shape_error(f"{where}.function.name", "a non-empty string", function.get("name"))
         if not isinstance(function.get("arguments", "{}"), (str, dict)):
             raise _shape_error(f"{where}.function.arguments", "a JSON string", function["arguments"])
+    if _nesting(tool_calls) > MAX_NESTING:
+        raise ValueError(f"wrong shape: choices[0].message.tool_calls nest more than {MAX_NESTING} levels deep")
     return tool_calls
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of lists and objects ``value`` holds (counted without recursion), JSON text
+    in a call's ``arguments`` string included."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str) and item.lstrip()[:1] in ("{", "["):
+            item = _opened(item)
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_NESTING:
+                break
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _opened(text: str) -> Any:
+    """The JSON a string holds, or the string itself (what the call parser will meet in it)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
 
 
 def parse_chat_completion(data: Any) -> Generation:
@@ -149,12 +181,14 @@ def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: fl
         key = api_key(api_key_env)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = IDENTITY | ({"Authorization": f"Bearer {key}"} if key else {})
     url = f"{base_url.rstrip('/')}/models"
     try:
         with deadline_client(timeout, headers=headers) as client, within(timeout), \
                 client.stream("GET", url) as response:
             response.raise_for_status()
+            if _content_coding(response):
+                raise ValueError(_content_coding(response))
             body = b""
             for chunk in response.iter_bytes():
                 body += chunk
@@ -163,7 +197,7 @@ def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: fl
         names = [entry["id"] for entry in json.loads(body)["data"]]
         if not all(isinstance(name, str) for name in names):
             raise TypeError("a model id is not a string")
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise ConfigError(f"no model named, and {url} did not list the served ones "
                          f"({type(err).__name__}: {_one_line(_redact(str(err), key), 150)}); name it with --model") \
             from None
@@ -268,7 +302,7 @@ class EndpointChatModel:
         key = api_key(self.api_key_env)
         if key is None:
             logger.debug("%s is not set; sending requests without an Authorization header", self.api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = IDENTITY | ({"Authorization": f"Bearer {key}"} if key else {})
         timeout = httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout))
         limits = httpx.Limits(max_connections=self.max_concurrency,
                               max_keepalive_connections=self.max_concurrency)
@@ -331,6 +365,9 @@ class EndpointChatModel:
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
             return _Failure(f"malformed JSON in the answer ({_one_line(_redact(str(exc), api_key), 120)})",
                             retryable=False)
+        error = data.get("error") if isinstance(data, dict) and "choices" not in data else None
+        if error is not None:  # a gateway's error under a 200 status
+            return _error_in_answer(error, api_key)
         try:
             return parse_chat_completion(data)
         except ValueError as exc:
@@ -339,6 +376,9 @@ class EndpointChatModel:
     def _read_bounded(self, response: httpx.Response, deadline: float) -> bytes | _Failure:
         """The body, read in pieces until ``deadline`` (a timeout, retried) and ``max_response_bytes``
         (refused: a larger answer is no answer a chat model gives)."""
+        coded = _content_coding(response)
+        if coded:
+            return _Failure(coded, retryable=False)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             return _Failure(f"the answer is {int(declared):,} bytes, more than the {self.max_response_bytes:,} "
@@ -358,6 +398,25 @@ class EndpointChatModel:
             return min(retry_after, self.retry_after_max)
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** attempt)
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter"
+
+
+def _content_coding(response: httpx.Response) -> str | None:
+    """Why ``response`` is not read: a content coding it was not asked for (None: there is none)."""
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    return f"the answer is {_one_line(coding, 40)}-encoded, which was not asked for (Accept-Encoding: identity)"
+
+
+def _error_in_answer(error: Any, api_key: str | None) -> _Failure:
+    """A 200 answer's ``error`` object as a failure: its message, retried where its ``code`` is
+    a status that would be."""
+    message = error.get("message") if isinstance(error, dict) else error
+    code = error.get("code") if isinstance(error, dict) else None
+    code = int(code) if isinstance(code, (int, str)) and str(code).isdigit() else None
+    retryable = code is not None and (code in RETRY_STATUSES or 500 <= code < 600)
+    text = _redact(str(message), api_key)
+    return _Failure(f"the server answered an error{f' ({code})' if code else ''}: {_one_line(text, 200)}", retryable)
 
 
 def _redact(text: str, secret: str | None) -> str:
