@@ -22,7 +22,7 @@ from processes import kill_when
 from typer.testing import CliRunner
 
 from toolduel.blackbox.config import BlackBoxConfig
-from toolduel.blackbox.ledger import BUDGET_SPENT, QueryLedger, RequestBudget, query_key
+from toolduel.blackbox.ledger import BUDGET_SPENT, QueryLedger, RequestBudget, latest_records, query_key
 from toolduel.cli import app
 from toolduel.config import ConfigError, load_config
 from toolduel.models.base import Generation, GenerationConfig
@@ -201,6 +201,11 @@ def test_the_request_budget_stops_the_run_cleanly_and_can_be_raised(seeds_file, 
         assert any(r["error"] == BUDGET_SPENT for r in records)  # generated, not paid for: on record, with why
         assert (out / "pool.jsonl").exists() and (out / "report" / "report.html").exists()
 
+        (out / "state.json").write_text(json.dumps(state | {"requests_sent": 0}))  # the state's count lost
+        again = CliRunner().invoke(app, ["attack", "--resume", str(out), "--no-progress"])
+        assert again.exit_code == 0, again.output
+        assert server.request_count == 4  # the ledger's count stood: nothing sent past the budget
+
         resumed = CliRunner().invoke(app, ["attack", "--resume", str(out), "--max-requests", "1000", "--no-progress"])
         assert resumed.exit_code == 0, resumed.output
         assert resumed.output.count("done:") == 1
@@ -254,9 +259,12 @@ def test_a_killed_attack_resumes_without_losing_or_repeating_a_query(seeds_file,
         before = (out / "queries.jsonl").read_text().splitlines()
         asked_before = server.request_count
         scored_before = {json.loads(line)["query"] for line in before if json.loads(line)["status"] == "scored"}
+        with (out / "attack_log.jsonl").open("a") as log:
+            log.write('{"step": null}\n')  # a hand-edited line: said and left out, not a TypeError
 
         result = CliRunner().invoke(app, ["attack", "--resume", str(out), "--no-progress"])
         assert result.exit_code == 0, result.output
+        assert "attack log" in result.output
         after = (out / "queries.jsonl").read_text().splitlines()
         assert after[:len(before)] == before  # nothing lost: the ledger only grew
         records = [json.loads(line) for line in after]
@@ -359,6 +367,29 @@ def test_the_ledger_scores_repeats_once_and_a_later_success_supersedes_a_failure
         ("refresh it now", "scored")]  # "hm": too short, scored invalid without a request
     assert_each_query_scored_once_or_failed(records)
     assert records[[r["status"] for r in records].index("failed")]["attempts"] == 6  # 2 answers x 3 attempts
+
+
+def test_a_ledger_line_that_is_no_record_is_left_out_and_said(tmp_path):
+    """A hand-edited or damaged ledger: each bad line is named and left out, and none stands in
+    for the genuine record of its key ("valid": "false" was read as valid)."""
+    path = tmp_path / "queries.jsonl"
+    ledger = QueryLedger(path, CountingFC(), k=2, generation=GenerationConfig(), lexicon=world_lexicon())
+    ledger.score([SEEDS[0]] * 2, ["refresh it now", "hm"], phase="attack", step=1)
+    genuine = latest_records(path)
+    refresh = next(r for r in genuine.values() if r["query"] == "refresh it now")
+    assert refresh["valid"] is True
+    tampered = [{"valid": "false"}, {"reasons": 5}, {"fc_success": "0.5"}, {"seed_id": ["a"]}, {"step": "3"},
+                {"query": "refresh it later"}, {"phase": None}]
+    with path.open("a") as ledger_file:
+        ledger_file.write("not json\n[1, 2]\n")
+        for change in tampered:
+            ledger_file.write(json.dumps(refresh | change) + "\n")
+    problems = []
+    assert latest_records(path, on_problem=problems.append) == genuine
+    assert len(problems) == 2 + len(tampered), problems
+    assert any("valid should be true or false" in p for p in problems)
+    assert any("its key is not its seed's" in p for p in problems)  # another query under this key
+    assert all(p.startswith(("line ", "record ")) for p in problems)
 
 
 def test_the_budget_pays_for_whole_queries_only():

@@ -32,6 +32,7 @@ not make one the budget cannot pay for.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -56,6 +57,7 @@ from toolduel.run_files import append_jsonl, iter_jsonl
 from toolduel.schema import Sample
 
 BUDGET_SPENT = "not scored: the request budget is spent"
+logger = logging.getLogger(__name__)
 
 
 def query_key(seed_id: str, query: str, tool_move: str | None = None) -> str:
@@ -64,14 +66,59 @@ def query_key(seed_id: str, query: str, tool_move: str | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def latest_records(path: str | Path) -> dict[str, dict]:
-    """The last record of each key in a ledger file (a scored record is never followed by another)."""
+def latest_records(path: str | Path, on_problem: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """The last record of each key in a ledger file (a scored record is never followed by another).
+    A line that is no such record (not JSON, a field missing or of the wrong type, a key that is
+    not its query's) is left out, and ``on_problem`` (default: a warning) hears which and why; its
+    query, should it come up again, is asked again."""
     path = Path(path)
     if not os.path.lexists(path):  # a link to nothing, or a loop, is a damaged ledger, not a missing one
         return {}
-    records = iter_jsonl(path, required=("key", "status", "valid", "query", "seed_id"))
-    return {record["key"]: record for record in records if isinstance(record["key"], str)
-            and record["status"] in ("scored", "failed") and isinstance(record["query"], str)}
+    tell = on_problem or (lambda problem: logger.warning("%s: %s", path, problem))
+    latest = {}
+    for record in iter_jsonl(path, required=("id", "key", "status", "valid", "query", "seed_id", "phase"),
+                             on_problem=tell):
+        problem = record_problem(record)
+        if problem is None:
+            latest[record["key"]] = record
+        else:
+            tell(f"record {str(record['id'])[:60]!r}: {problem}; left out")
+    return latest
+
+
+def record_problem(record: dict) -> str | None:
+    """What makes a ledger line no record this module wrote (None: nothing)."""
+    texts = [name for name in ("id", "key", "query", "seed_id", "phase") if not isinstance(record[name], str)]
+    if texts:
+        return f"{', '.join(texts)} should be text"
+    if record["status"] not in ("scored", "failed"):
+        return f"status {str(record['status'])[:20]!r} is neither scored nor failed"
+    if not isinstance(record["valid"], bool):
+        return "valid should be true or false"
+    lists = [name for name in ("reasons", "fc_outputs", "verdicts", "fc_errors")
+             if not isinstance(record.get(name) or [], list)]
+    if lists or not all(isinstance(reason, str) for reason in record.get("reasons") or []):
+        return f"{', '.join(lists) or 'reasons'} should be a list{' of texts' if not lists else ''}"
+    success = record.get("fc_success")
+    if success is not None and (isinstance(success, bool) or not isinstance(success, (int, float))):
+        return "fc_success should be a number or null"
+    if any(record.get(name) is not None and not _counts(record[name]) for name in ("step", "requests")):
+        return "step and requests should be whole numbers"
+    tool_move = record.get("tool_move")
+    if record["key"] != query_key(record["seed_id"], record["query"], tool_move if isinstance(tool_move, str) else None):
+        return "its key is not its seed's, query's and tool move's"
+    return None
+
+
+def _counts(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def recorded_requests(path: str | Path) -> int:
+    """The requests every line of a ledger file says it sent (failed attempts included)."""
+    if not os.path.lexists(path):
+        return 0
+    return sum(record["requests"] for record in iter_jsonl(path) if _counts(record.get("requests")))
 
 
 def outcome_from_record(record: dict) -> AttackOutcome:

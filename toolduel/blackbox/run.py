@@ -48,6 +48,7 @@ from toolduel.blackbox.ledger import (
     RequestBudget,
     latest_records,
     outcome_from_record,
+    recorded_requests,
 )
 from toolduel.config import ConfigError, load_config, to_yaml
 from toolduel.data import WORLD_TRAIN, seed_pool, seed_samples
@@ -167,7 +168,13 @@ def attack_endpoint(run: RunFolder, seeds: list[Sample], ledger: QueryLedger, qu
     checkpoint = last_checkpoint(run.dir / files.TRAINER)
     if checkpoint is not None:  # steps logged after the checkpoint are played again: drop their lines
         step = int(checkpoint.name.split("-")[-1])
-        kept = [r for r in files.read_jsonl(run.dir / files.ATTACK_LOG) if r.get("step", 0) <= step]
+        kept = []
+        for record in files.iter_jsonl(run.dir / files.ATTACK_LOG, required=("step",),
+                                       on_problem=lambda problem: on_log(f"attack log: {problem}")):
+            if not isinstance(record["step"], int) or isinstance(record["step"], bool):
+                on_log(f"attack log: a line with step {str(record['step'])[:20]!r}, not a number; left out")
+            elif record["step"] <= step:
+                kept.append(record)
         files.write_jsonl_atomic(run.dir / files.ATTACK_LOG, kept)
         on_log(f"attack: continuing from the checkpoint of step {step}")
     control = _attack_control(ledger, config.save_steps, config.fc_samples)
@@ -285,7 +292,9 @@ def run_blackbox(run: RunFolder, progress: bool = True, on_log: Callable[[str], 
         raise ConfigError("toolduel attack runs in one process (the endpoint does the FC model's work); "
                           "start it without accelerate launch or torchrun")
     seeds = attack_seeds(config)
-    budget = RequestBudget(config.max_requests, run.state["requests_sent"],
+    # the ledger's count stands where the state's was lost or lowered: a resumed run never overspends
+    sent = max(run.state["requests_sent"], recorded_requests(run.dir / files.QUERIES))
+    budget = RequestBudget(config.max_requests, sent,
                            save=lambda used: run.save(requests_sent=used))
     fc_model = config.endpoint_model()
     fc_model.retry_permit = budget.permit  # a retry is a request the budget pays for
