@@ -395,3 +395,12 @@ def test_a_model_list_nested_past_the_parser_is_a_clear_error(fake_openai_server
     fake_openai_server.models = b"[" * 50_000
     with pytest.raises(ConfigError, match="did not list the served ones .*RecursionError"):
         served_model(fake_openai_server.base_url)
+
+
+def test_an_answer_holding_nan_is_malformed(fake_openai_server):
+    """Python's parser reads NaN; a run file written from it would be no JSON for other tools."""
+    fake_openai_server.responder = lambda body: (b'{"choices": [{"message": {"content": null, "tool_calls": [{"id": "c", '
+                                                 b'"type": "function", "function": {"name": "add", "arguments": '
+                                                 b'{"a": NaN}}}]}}]}')
+    (answer,) = endpoint(fake_openai_server).generate([user("hi")], [[]])
+    assert answer.error is not None and "malformed JSON in the answer (NaN is not JSON)" in answer.error

@@ -186,11 +186,12 @@ def _float_or_refuse(number: str) -> float:
     return value
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
+    """NaN, Infinity and -Infinity, which Python's parser takes and JSON does not hold."""
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_float=_float_or_refuse, parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(parse_float=_float_or_refuse, parse_constant=refuse_constant)
 
 
 def _load_json(text: str) -> Any:

@@ -44,6 +44,7 @@ import httpx
 from toolduel.config import ConfigError
 from toolduel.models.base import Generation, GenerationConfig
 from toolduel.models.deadline import deadline_client, within
+from toolduel.parsing import refuse_constant
 from toolduel.schema import Tool
 
 logger = logging.getLogger(__name__)
@@ -361,7 +362,7 @@ class EndpointChatModel:
             text = _redact(content.decode("utf-8", errors="replace"), api_key)
             return _Failure(f"HTTP {status}: {_one_line(text, 200)}", retryable, retry_after)
         try:
-            data = json.loads(content)
+            data = json.loads(content, parse_constant=refuse_constant)  # NaN: no JSON, nor a file written from it
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
             return _Failure(f"malformed JSON in the answer ({_one_line(_redact(str(exc), api_key), 120)})",
                             retryable=False)
