@@ -55,8 +55,10 @@ class GameConfig(AttackSettings, JudgeSettings, TrainerSettings):
                                         "its share of the seeds in the defence data, replaying more where needed")
     defence_gate: bool = option(True, "after each defence, keep the round's starting FC model where the defended "
                                       "one lost a kind of request on a validation set beyond its noise")
-    validation_size: int = option(64, "defence_gate: validation requests from the seeds' training split, the same "
-                                      "number of each kind (world seeds: and of perturbed one-call requests)")
+    validation_size: int = option(192, "defence_gate: validation requests from the seeds' training split, the same "
+                                       "number of each kind (world seeds: and of perturbed one-call requests); 48 "
+                                       "of each of 4, the size of a held-out set, so that the gate sees a fall the "
+                                       "evaluation would (at 16 a kind it missed a 25-point loss)")
     gate_z: float = option(2.0, "defence_gate: how many standard errors of the difference a fall must exceed")
     defence_retries: int = option(1, "defence_gate: where the guard rejects a defence, defend again from the round's "
                                      "starting FC model with 3x the replay and half the passes, up to this many "
