@@ -12,7 +12,7 @@ left of that deadline (:mod:`toolduel.models.deadline`), so a server trickling b
 included, cannot hold a request open. A body is read up to ``max_response_bytes`` (a larger
 one is refused unread), uncompressed: the client asks for no content coding, and an answer in
 one is refused, so a small compressed body cannot unpack into gigabytes. An answer's calls
-nested deeper than :data:`MAX_NESTING` levels are refused too. A 200 answer that carries an
+nested deeper than :data:`~toolduel.models.chat_answer.MAX_NESTING` levels are refused too. A 200 answer that carries an
 ``error`` object, as some gateways send, fails with the server's message (retried where its
 code would be).
 
@@ -43,6 +43,8 @@ import httpx
 
 from toolduel.config import ConfigError
 from toolduel.models.base import Generation, GenerationConfig
+from toolduel.models.chat_answer import parse_chat_completion
+from toolduel.models.chat_answer import one_line as _one_line
 from toolduel.models.deadline import deadline_client, within
 from toolduel.parsing import refuse_constant
 from toolduel.schema import Tool
@@ -52,7 +54,6 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 409, 425, 429})  # plus every 5xx
 # Upper case only: a pasted key (often lower-case hex or "sk-...") then never passes for a name.
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-MAX_NESTING = 32  # levels of JSON in an answer's tool calls: far above any tool's arguments
 IDENTITY = {"Accept-Encoding": "identity"}  # no content coding: the size bound holds on what is read
 MIN_SECRET_CHARS = 8  # a shorter key guards nothing a reader could use, and "0" is in many answers
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -76,11 +77,6 @@ class _Failure:
     retry_after: float | None = None
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); None if absent
     or unreadable."""
@@ -97,82 +93,6 @@ def parse_retry_after(value: str | None) -> float | None:
     if when is None:
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _shape_error(where: str, expected: str, got: Any) -> ValueError:
-    return ValueError(f"wrong shape: {where} should be {expected}, got {_one_line(repr(got), 80)}")
-
-
-def _message_text(content: Any) -> str:
-    """``content`` as text: a string, None, or a list of ``{"type": "text", "text": ...}`` parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        return "".join(p.get("text", "") for p in content if isinstance(p.get("text", ""), str))
-    raise _shape_error("choices[0].message.content", "a string or null", content)
-
-
-def _check_tool_calls(tool_calls: Any) -> list[dict] | None:
-    if tool_calls is None or tool_calls == []:
-        return None
-    if not isinstance(tool_calls, list):
-        raise _shape_error("choices[0].message.tool_calls", "a list", tool_calls)
-    for i, call in enumerate(tool_calls):
-        where = f"choices[0].message.tool_calls[{i}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict):
-            raise _shape_error(f"{where}.function", "an object", function)
-        if not isinstance(function.get("name"), str) or not function["name"]:
-            raise _shape_error(f"{where}.function.name", "a non-empty string", function.get("name"))
-        if not isinstance(function.get("arguments", "{}"), (str, dict)):
-            raise _shape_error(f"{where}.function.arguments", "a JSON string", function["arguments"])
-    if _nesting(tool_calls) > MAX_NESTING:
-        raise ValueError(f"wrong shape: choices[0].message.tool_calls nest more than {MAX_NESTING} levels deep")
-    return tool_calls
-
-
-def _nesting(value: Any) -> int:
-    """How many levels of lists and objects ``value`` holds (counted without recursion), JSON text
-    in a call's ``arguments`` string included."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str) and item.lstrip()[:1] in ("{", "["):
-            item = _opened(item)
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth + 1)
-            if deepest > MAX_NESTING:
-                break
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def _opened(text: str) -> Any:
-    """The JSON a string holds, or the string itself (what the call parser will meet in it)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return text
-
-
-def parse_chat_completion(data: Any) -> Generation:
-    """A decoded ``/chat/completions`` answer as a Generation; ``ValueError`` (one line) when the
-    shape is wrong. ``tool_calls`` are kept as received; an empty list counts as none."""
-    if not isinstance(data, dict):
-        raise _shape_error("the body", "a JSON object", data)
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _shape_error("choices", "a non-empty list of objects", choices)
-    message = choices[0].get("message")
-    if not isinstance(message, dict) or not ("content" in message or "tool_calls" in message):
-        raise _shape_error("choices[0].message", "an object with content or tool_calls", message)
-    meta = {"finish_reason": choices[0].get("finish_reason")}
-    if isinstance(data.get("usage"), dict):
-        meta["usage"] = data["usage"]
-    return Generation(text=_message_text(message.get("content")),
-                      tool_calls=_check_tool_calls(message.get("tool_calls")), meta=meta)
 
 
 def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 10.0) -> str:
