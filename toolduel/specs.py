@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from toolduel import run_files as files
-from toolduel.prompts import EDIT_MOVE_KEY, STYLE_KEY, TOOL_CANDIDATES_KEY
+from toolduel.prompts import EDIT_MOVE_KEY, STYLE_KEY
 from toolduel.referee.outcome import ANSWER_GOLD_KEY, ANSWER_TOOLS_KEY, TOOL_MOVE_KEY
 from toolduel.schema import Sample
 from toolduel.world.phrasing import COMBINATIONS, PERTURBATIONS
-from toolduel.world.tool_edits import TOOL_MOVES, UNCHANGED, edit_tools, tool_candidates, written_edits
+from toolduel.world.tool_edits import TOOL_MOVES, UNCHANGED, edit_tools, move_asked, written_edits
 
 STYLE_SPACES = {"none": (), "kinds": PERTURBATIONS, "composed": (*PERTURBATIONS, *COMBINATIONS)}
 SURFACES = ("query", "tools")
@@ -86,9 +86,8 @@ def specified(seed: Sample, written: bool = False, **spec: str | None) -> Sample
     meta = {**seed.meta, **spec}
     move = spec.get(TOOL_MOVE_KEY)
     if move not in (None, UNCHANGED) and written:
-        acts = written_edits(seed, move, random.Random(0)) is not None
-        meta[TOOL_MOVE_KEY] = meta[EDIT_MOVE_KEY] = move if acts else None
-        meta[TOOL_CANDIDATES_KEY] = [t.to_openai() for t in tool_candidates(seed)]
+        meta |= move_asked(seed, move if written_edits(seed, move, random.Random(0)) is not None else None)
+        meta[TOOL_MOVE_KEY] = meta[EDIT_MOVE_KEY]
     elif move not in (None, UNCHANGED):
         edited = edit_tools(seed, move, random.Random(f"tool-move:{seed.id}:{move}"))
         meta[TOOL_MOVE_KEY] = None if edited is None else move

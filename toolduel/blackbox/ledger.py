@@ -97,8 +97,10 @@ def record_problem(record: dict) -> str | None:
         return "valid should be true or false"
     lists = [name for name in ("reasons", "fc_outputs", "verdicts", "fc_errors")
              if not isinstance(record.get(name) or [], list)]
-    if lists or not all(isinstance(reason, str) for reason in record.get("reasons") or []):
-        return f"{', '.join(lists) or 'reasons'} should be a list{' of texts' if not lists else ''}"
+    if lists:
+        return f"{', '.join(lists)} should be a list"
+    if not all(isinstance(reason, str) for reason in record.get("reasons") or []):
+        return "reasons should be a list of texts"
     success = record.get("fc_success")
     if success is not None and (isinstance(success, bool) or not isinstance(success, (int, float))):
         return "fc_success should be a number or null"

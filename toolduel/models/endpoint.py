@@ -108,8 +108,8 @@ def served_model(base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: fl
         with deadline_client(timeout, headers=headers) as client, within(timeout), \
                 client.stream("GET", url) as response:
             response.raise_for_status()
-            if _content_coding(response):
-                raise ValueError(_content_coding(response))
+            if coded := _content_coding(response):
+                raise ValueError(coded)
             body = b""
             for chunk in response.iter_bytes():
                 body += chunk

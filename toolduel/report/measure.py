@@ -312,7 +312,8 @@ def _spread_over_rounds(records: list[dict], count: int) -> list[dict]:
 
 def with_edits(record: dict) -> str:
     """A pool record's query, followed by the tool edits the query model wrote, where it wrote some."""
-    edits = [str(edit) for edit in record.get("tool_edits") or [] if isinstance(record.get("tool_edits"), list)]
+    edits = record.get("tool_edits")
+    edits = [str(edit) for edit in edits] if isinstance(edits, list) else []
     return str(record["query"]) + (f" [tool edits: {'; '.join(edits)}]" if edits else "")
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+from toolduel.prompts import EDIT_MOVE_KEY, TOOL_CANDIDATES_KEY
 from toolduel.referee.outcome import TOOL_MOVE_KEY
 from toolduel.referee.tool_grammar import renamed_gold, renamed_tool
 from toolduel.schema import Call, GoldCall, Sample, Tool
@@ -89,6 +90,13 @@ def tool_candidates(sample: Sample) -> list[Tool]:
     if not sample.gold or not sample.meta.get("request"):
         return []
     return [f.tool() for f in _look_alikes(sample.tools, {c["name"] for c in sample.meta["request"]})]
+
+
+def move_asked(sample: Sample, move: str | None) -> dict:
+    """The meta that asks the query model to write ``move`` on ``sample``'s tool list: the move
+    (``meta["edit_move"]``, None: none asked) and the look-alikes its ``add`` edits may name, as
+    the prompt shows them (:func:`toolduel.prompts.query_model_messages`)."""
+    return {EDIT_MOVE_KEY: move, TOOL_CANDIDATES_KEY: [t.to_openai() for t in tool_candidates(sample)]}
 
 
 def written_edits(sample: Sample, move: str, rng: random.Random) -> list[str] | None:

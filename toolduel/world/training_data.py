@@ -19,9 +19,7 @@ import dataclasses
 import random
 
 from toolduel.prompts import (
-    EDIT_MOVE_KEY,
     EDITS_HEADER,
-    TOOL_CANDIDATES_KEY,
     fc_conversation,
     query_model_messages,
     tools_json,
@@ -37,7 +35,7 @@ from toolduel.world.generator import (
     split_of,
 )
 from toolduel.world.phrasing import COMBINATIONS, PHRASINGS, PLAIN
-from toolduel.world.tool_edits import TOOL_MOVES, tool_candidates, written_edits
+from toolduel.world.tool_edits import TOOL_MOVES, move_asked, written_edits
 
 FC_KIND_WEIGHTS = (0.7, 0.15, 0.15)  # one_call, two_call, no_call
 
@@ -113,9 +111,8 @@ def _with_tool_edits(sample: Sample, target: str, rng: random.Random, fraction: 
     lines = written_edits(sample, move, rng)
     if lines is None:
         return sample, target
-    meta = {**sample.meta, EDIT_MOVE_KEY: move,
-            TOOL_CANDIDATES_KEY: [t.to_openai() for t in tool_candidates(sample)]}
-    return dataclasses.replace(sample, meta=meta), "\n".join([target, EDITS_HEADER, *lines])
+    return (dataclasses.replace(sample, meta={**sample.meta, **move_asked(sample, move)}),
+            "\n".join([target, EDITS_HEADER, *lines]))
 
 
 def seed_requests(n: int, seed: int, id_prefix: str) -> list[Sample]:
